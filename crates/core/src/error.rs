@@ -1,0 +1,312 @@
+//! The error type shared by every crate of kling-rs.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use crate::job::JobHandle;
+use crate::request::{Model, Task};
+use crate::rules::{Violation, Violations};
+
+/// A boxed error from a lower layer (HTTP client, I/O).
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Whether a request that failed in transit may have reached the provider.
+///
+/// This matters for creates: a create that may have been sent may have
+/// started a paid job, so it is never retried automatically.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// The request did not leave this process (connect failed, DNS, TLS
+    /// handshake): retrying cannot make a second job.
+    NotSent,
+    /// The request may have reached the provider (timeout or connection
+    /// dropped after the body was written, a 5xx answer to a create): a
+    /// job may exist.
+    MaybeSent,
+}
+
+/// Everything that can go wrong, from a broken rule to a dropped connection.
+///
+/// The variants say what happened; the predicates
+/// ([`is_invalid_request`](Error::is_invalid_request),
+/// [`may_have_been_sent`](Error::may_have_been_sent), …) answer the
+/// questions callers ask. An answer from the provider
+/// ([`Auth`](Error::Auth), [`RateLimited`](Error::RateLimited),
+/// [`Rejected`](Error::Rejected)) means the request was received and
+/// refused, so no job exists.
+///
+/// ```
+/// use kling_core::{Error, Media, Request, ReferRequest};
+///
+/// let err = Request::from(
+///     ReferRequest::new(Media::url("https://example.com/in.mp4"), "Fly over @Video1").duration(12),
+/// )
+/// .validate()
+/// .unwrap_err();
+///
+/// assert!(err.is_invalid_request());
+/// assert!(!err.may_have_been_sent());
+/// assert_eq!(err.violations()[0].rule(), "duration_range");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid request, nothing was sent: duration: 12 s, allowed 3 to 10 s in whole seconds"
+/// );
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request broke one or more local rules; nothing was sent.
+    #[error("invalid request, nothing was sent: {0}")]
+    InvalidRequest(Violations),
+
+    /// The provider or model does not offer the task, a field or an
+    /// operation; nothing was sent.
+    #[error("{provider} does not offer {feature}{}; nothing was sent", on_what(*.task, *.model))]
+    Unsupported {
+        /// The provider.
+        provider: String,
+        /// The task asked for, when the refusal concerns one.
+        task: Option<Task>,
+        /// The model asked for, when the refusal concerns one.
+        model: Option<Model>,
+        /// What is not offered: a field (`keep_audio`), a task, an operation.
+        feature: String,
+    },
+
+    /// The provider refused the API key.
+    #[error("{provider} refused the API key (HTTP {status}): {message}")]
+    Auth {
+        /// The provider.
+        provider: String,
+        /// The HTTP status.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+
+    /// The provider asked us to slow down.
+    #[error("{provider} is rate limiting requests{}: {message}", retry_hint(*.retry_after))]
+    RateLimited {
+        /// The provider.
+        provider: String,
+        /// How long the provider asked us to wait, when it said.
+        retry_after: Option<Duration>,
+        /// The provider's message.
+        message: String,
+    },
+
+    /// The provider answered with an error: no job was created by this
+    /// request.
+    #[error("{provider} refused the request{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Rejected {
+        /// The provider.
+        provider: String,
+        /// The HTTP status, when the refusal came as one (ShortAPI refuses
+        /// with HTTP 200 and a non-zero `code`).
+        status: Option<u16>,
+        /// The provider's message.
+        message: String,
+        /// The whole response body, for diagnosis.
+        body: String,
+    },
+
+    /// The job ran and failed.
+    #[error("job {job} failed: {reason}{}", refund_note(*.refunded))]
+    JobFailed {
+        /// The job.
+        job: JobHandle,
+        /// The provider's reason.
+        reason: String,
+        /// Whether the provider says it refunded the job, when it says.
+        refunded: Option<bool>,
+    },
+
+    /// The job was cancelled before it finished.
+    #[error("job {job} was cancelled")]
+    JobCancelled {
+        /// The job.
+        job: JobHandle,
+    },
+
+    /// The deadline passed.
+    #[error("timed out after {}{}", humantime::format_duration(*.after), timeout_note(.job.as_ref(), *.delivery))]
+    Timeout {
+        /// The job, when one was created; it may still finish.
+        job: Option<JobHandle>,
+        /// How long was waited.
+        after: Duration,
+        /// Whether the request that timed out may have reached the provider.
+        delivery: Delivery,
+    },
+
+    /// The connection failed.
+    #[error("{provider}: {}{}", transport_note(*.delivery), attempt.as_ref().map(|a| format!(" ({a})")).unwrap_or_default())]
+    Transport {
+        /// The provider.
+        provider: String,
+        /// Whether the request may have reached the provider.
+        delivery: Delivery,
+        /// What identifies the attempt, so a job it may have created can be
+        /// found (for a create: the time, URL and request fingerprint).
+        attempt: Option<String>,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The provider answered with something we cannot interpret (an
+    /// unknown status, a body that is not the documented shape).
+    #[error("unexpected answer from {provider}: {message}")]
+    Protocol {
+        /// The provider.
+        provider: String,
+        /// What was wrong with it.
+        message: String,
+        /// The body received, for diagnosis.
+        body: String,
+    },
+}
+
+fn on_what(task: Option<Task>, model: Option<Model>) -> String {
+    match (task, model) {
+        (Some(task), Some(model)) => format!(" for {task} on {model}"),
+        (Some(task), None) => format!(" for {task}"),
+        (None, Some(model)) => format!(" on {model}"),
+        (None, None) => String::new(),
+    }
+}
+
+fn retry_hint(retry_after: Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!(" (retry after {})", humantime::format_duration(d)))
+        .unwrap_or_default()
+}
+
+fn refund_note(refunded: Option<bool>) -> &'static str {
+    match refunded {
+        Some(true) => " (refunded)",
+        Some(false) => " (not refunded)",
+        None => "",
+    }
+}
+
+fn timeout_note(job: Option<&JobHandle>, delivery: Delivery) -> String {
+    match (job, delivery) {
+        (Some(job), _) => format!("; job {job} may still finish"),
+        (None, Delivery::MaybeSent) => {
+            "; the request may have reached the provider and a job may exist".to_owned()
+        }
+        (None, Delivery::NotSent) => "; nothing was sent".to_owned(),
+    }
+}
+
+fn transport_note(delivery: Delivery) -> &'static str {
+    match delivery {
+        Delivery::NotSent => "connection failed before the request was sent",
+        Delivery::MaybeSent => {
+            "connection failed after the request may have reached the provider; a job may exist"
+        }
+    }
+}
+
+impl Error {
+    /// The request broke a local rule and nothing was sent.
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(self, Error::InvalidRequest(_))
+    }
+
+    /// The provider does not offer what was asked; nothing was sent.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Error::Unsupported { .. })
+    }
+
+    /// The API key was refused.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Auth { .. })
+    }
+
+    /// The provider is rate limiting.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, Error::RateLimited { .. })
+    }
+
+    /// The deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// How long the provider asked to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether the failed request may have reached the provider, so that a
+    /// create may have started a job. Never true for errors raised before
+    /// sending, nor for the provider's own refusals.
+    ///
+    /// ```
+    /// use kling_core::{Delivery, Error};
+    ///
+    /// let err = Error::Transport {
+    ///     provider: "shortapi".into(),
+    ///     delivery: Delivery::MaybeSent,
+    ///     attempt: Some("create at 2026-11-22T10:00:00Z".into()),
+    ///     source: "connection reset".into(),
+    /// };
+    /// assert!(err.may_have_been_sent());
+    /// ```
+    pub fn may_have_been_sent(&self) -> bool {
+        matches!(
+            self,
+            Error::Transport {
+                delivery: Delivery::MaybeSent,
+                ..
+            } | Error::Timeout {
+                delivery: Delivery::MaybeSent,
+                ..
+            }
+        )
+    }
+
+    /// The job this error concerns, when one exists.
+    pub fn job(&self) -> Option<&JobHandle> {
+        match self {
+            Error::JobFailed { job, .. } | Error::JobCancelled { job } => Some(job),
+            Error::Timeout { job, .. } => job.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The broken rules, for [`Error::InvalidRequest`]; empty otherwise.
+    pub fn violations(&self) -> &[Violation] {
+        match self {
+            Error::InvalidRequest(violations) => violations,
+            _ => &[],
+        }
+    }
+}
+
+impl From<Violation> for Error {
+    fn from(violation: Violation) -> Self {
+        Error::InvalidRequest(Violations::from(vec![violation]))
+    }
+}
+
+// Checked at compile time: the error can cross threads and tasks.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Error>();
+};
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Delivery::NotSent => "not sent",
+            Delivery::MaybeSent => "may have been sent",
+        })
+    }
+}

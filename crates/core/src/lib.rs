@@ -1,0 +1,43 @@
+//! Provider-neutral requests, validation rules and job types for Kling's
+//! Omni video models (O1, O3).
+//!
+//! This crate is the base of kling-rs. It knows no provider and does no
+//! network I/O: it describes what a user asks for ([`Request`]), checks it
+//! against every rule that can be checked locally ([`Request::validate`]),
+//! and defines the [`Provider`](provider::Provider) trait that each adapter
+//! crate implements.
+//!
+//! ```
+//! use kling_core::{EditRequest, Media, Request};
+//!
+//! let request = Request::from(
+//!     EditRequest::new(Media::url("https://example.com/street.mp4"), "Make it snow on @Video1")
+//!         .image(Media::url("https://example.com/snow.jpg")),
+//! );
+//! request.validate()?;
+//! # Ok::<(), kling_core::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod job;
+pub mod media;
+pub mod money;
+pub mod prompt;
+pub mod provider;
+pub mod request;
+pub mod rules;
+
+pub use error::{BoxError, Delivery, Error};
+pub use job::{JobHandle, JobState, JobStatus, ParseJobHandleError};
+pub use media::Media;
+pub use money::{ParseUsdError, Usd};
+pub use request::{
+    AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, Mode, Model, ReferRequest,
+    Request, RequestSpec, Task, UnknownName,
+};
+
+// The README's examples compile and pass as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
