@@ -23,6 +23,7 @@ pub mod error;
 pub mod job;
 pub mod media;
 pub mod money;
+pub mod probe;
 pub mod prompt;
 pub mod provider;
 pub mod request;
@@ -30,11 +31,11 @@ pub mod rules;
 
 pub use error::{BoxError, Delivery, Error};
 pub use job::{JobHandle, JobState, JobStatus, ParseJobHandleError};
-pub use media::Media;
+pub use media::{Media, MediaKind};
 pub use money::{ParseUsdError, Usd};
 pub use request::{
-    AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, Mode, Model, ReferRequest,
-    Request, RequestSpec, Task, UnknownName,
+    AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, MediaField, Mode, Model,
+    ReferRequest, Request, RequestSpec, Task, UnknownName,
 };
 
 // The README's examples compile and pass as doctests.

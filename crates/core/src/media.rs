@@ -149,6 +149,48 @@ impl fmt::Display for Media {
     }
 }
 
+/// Whether an input is meant as a video or an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// A video.
+    Video,
+    /// A still image.
+    Image,
+}
+
+impl MediaKind {
+    /// What a file's extension says it is meant to be, if it says.
+    ///
+    /// ```
+    /// use kling_core::media::MediaKind;
+    /// use std::path::Path;
+    ///
+    /// assert_eq!(MediaKind::from_extension(Path::new("a.MOV")), Some(MediaKind::Video));
+    /// assert_eq!(MediaKind::from_extension(Path::new("a.jpeg")), Some(MediaKind::Image));
+    /// assert_eq!(MediaKind::from_extension(Path::new("a.bin")), None);
+    /// ```
+    pub fn from_extension(path: &Path) -> Option<MediaKind> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "mp4" | "m4v" | "mov" | "qt" | "webm" | "mkv" | "avi" | "wmv" | "flv" | "ts"
+            | "mts" => Some(MediaKind::Video),
+            "jpg" | "jpeg" | "png" | "webp" | "gif" | "heic" | "heif" | "avif" | "bmp" | "tif"
+            | "tiff" => Some(MediaKind::Image),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MediaKind::Video => "video",
+            MediaKind::Image => "image",
+        })
+    }
+}
+
 /// The serialized forms of [`Media`].
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::media::Media;
+use crate::media::{Media, MediaKind};
 use crate::rules::{Violation, Violations};
 
 /// Which Kling Omni model runs the task.
@@ -479,6 +479,18 @@ impl ComposeRequest {
     );
 }
 
+/// One media input of a request, as [`Request::media`] lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MediaField<'a> {
+    /// Where it sits in the request: `video`, `images[1]`, `last`.
+    pub field: String,
+    /// Whether it must be a video or an image.
+    pub kind: MediaKind,
+    /// The input.
+    pub media: &'a Media,
+}
+
 /// Any of the four tasks.
 ///
 /// Its serialized form is [`RequestSpec`]: a flat object tagged by `task`,
@@ -629,29 +641,38 @@ impl Request {
     }
 
     /// Every media input with the field that holds it (`video`,
-    /// `images[1]`, `elements[0].reference_images[2]`, `first`, `last`).
-    pub fn media(&self) -> Vec<(String, &Media)> {
+    /// `images[1]`, `elements[0].reference_images[2]`, `first`, `last`) and
+    /// whether it must be a video or an image.
+    pub fn media(&self) -> Vec<MediaField<'_>> {
+        fn input(field: String, kind: MediaKind, media: &Media) -> MediaField<'_> {
+            MediaField { field, kind, media }
+        }
         let mut all = Vec::new();
         if let Request::Animate(r) = self {
-            all.push(("first".to_owned(), &r.first));
+            all.push(input("first".to_owned(), MediaKind::Image, &r.first));
             if let Some(last) = &r.last {
-                all.push(("last".to_owned(), last));
+                all.push(input("last".to_owned(), MediaKind::Image, last));
             }
-            return all;
-        }
-        if let Some(video) = self.video() {
-            all.push(("video".to_owned(), video));
-        }
-        for (i, image) in self.images().into_iter().enumerate() {
-            all.push((format!("images[{i}]"), image));
-        }
-        for (i, element) in self.elements().iter().enumerate() {
-            all.push((
-                format!("elements[{i}].frontal_image"),
-                &element.frontal_image,
-            ));
-            for (j, image) in element.reference_images.iter().enumerate() {
-                all.push((format!("elements[{i}].reference_images[{j}]"), image));
+        } else {
+            if let Some(video) = self.video() {
+                all.push(input("video".to_owned(), MediaKind::Video, video));
+            }
+            for (i, image) in self.images().into_iter().enumerate() {
+                all.push(input(format!("images[{i}]"), MediaKind::Image, image));
+            }
+            for (i, element) in self.elements().iter().enumerate() {
+                all.push(input(
+                    format!("elements[{i}].frontal_image"),
+                    MediaKind::Image,
+                    &element.frontal_image,
+                ));
+                for (j, image) in element.reference_images.iter().enumerate() {
+                    all.push(input(
+                        format!("elements[{i}].reference_images[{j}]"),
+                        MediaKind::Image,
+                        image,
+                    ));
+                }
             }
         }
         all

@@ -6,9 +6,13 @@
 //! has a stable [`rule`](Violation::rule) name for scripts.
 
 use std::fmt;
+use std::io::Cursor;
+use std::path::Path;
+use std::time::Duration;
 
 use crate::error::Error;
-use crate::media::Media;
+use crate::media::{Media, MediaKind};
+use crate::probe::{self, ProbeError, Probed};
 use crate::prompt::{Prompt, RefKind, Reference};
 use crate::request::{Request, Task};
 
@@ -34,6 +38,29 @@ pub mod limits {
     pub const MAX_FRAMES: usize = 2;
     /// URL schemes a provider can fetch.
     pub const URL_SCHEMES: &[&str] = &["http", "https"];
+
+    /// Shortest input video (ShortAPI O1 video-to-video, fal, AI/ML API).
+    pub const VIDEO_MIN_DURATION: Duration = Duration::from_secs(3);
+    /// Longest input video, as ffprobe reports the file's duration.
+    pub const VIDEO_MAX_DURATION: Duration = Duration::from_secs(10);
+    /// Input video width and height, each (ShortAPI O1 video-to-video, fal).
+    pub const VIDEO_SIDE_PX: RangeInclusive<u32> = 720..=2160;
+    /// Largest input video: 200 MB (ShortAPI O1 video-to-video, fal). Read
+    /// as decimal megabytes, the stricter reading.
+    pub const VIDEO_MAX_BYTES: u64 = 200_000_000;
+    /// Smallest image width and height (fal; Kling's own docs).
+    pub const IMAGE_MIN_SIDE_PX: u32 = 300;
+    /// Largest image: 10 MB, decimal (fal; Kling's own docs).
+    pub const IMAGE_MAX_BYTES: u64 = 10_000_000;
+    /// Image width / height, as a fraction: 2/5 (0.4) to 5/2 (2.5).
+    pub const IMAGE_ASPECT: (u32, u32) = (2, 5);
+    /// Image formats every provider takes.
+    pub const IMAGE_FORMATS: &[ImageFormat] =
+        &[ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp];
+
+    use std::time::Duration;
+
+    use crate::probe::ImageFormat;
 }
 
 /// One broken rule.
@@ -143,10 +170,91 @@ pub enum Violation {
         /// Why it does not parse.
         reason: String,
     },
-    /// Inline media with no bytes.
+    /// Media with no bytes.
     EmptyMedia {
         /// The field holding it.
         field: String,
+    },
+    /// A local file that cannot be read.
+    FileUnreadable {
+        /// The field holding it.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file whose structure is broken.
+    FileDamaged {
+        /// The field holding it.
+        field: String,
+        /// What is broken.
+        reason: String,
+    },
+    /// A file cut short: a box claims to extend past its end.
+    FileTruncated {
+        /// The field holding it.
+        field: String,
+        /// What the probe found.
+        reason: String,
+    },
+    /// A file in a format the field does not take (a WebM, or a PNG
+    /// renamed `.mp4`, given as the video).
+    WrongFormat {
+        /// The field holding it.
+        field: String,
+        /// What the field takes.
+        expected: MediaKind,
+        /// What the file is.
+        found: String,
+    },
+    /// A video file without a video track (audio only).
+    NoVideoTrack {
+        /// The field holding it.
+        field: String,
+    },
+    /// A video shorter or longer than allowed.
+    VideoDuration {
+        /// The field holding it.
+        field: String,
+        /// Its duration.
+        duration: Duration,
+    },
+    /// A video too small or too large in pixels.
+    VideoResolution {
+        /// The field holding it.
+        field: String,
+        /// Displayed width.
+        width: u32,
+        /// Displayed height.
+        height: u32,
+    },
+    /// A file larger than allowed.
+    FileTooLarge {
+        /// The field holding it.
+        field: String,
+        /// Video or image.
+        kind: MediaKind,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// An image smaller than allowed.
+    ImageResolution {
+        /// The field holding it.
+        field: String,
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+    },
+    /// An image too wide or too tall for its other side.
+    ImageAspect {
+        /// The field holding it.
+        field: String,
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
     },
 }
 
@@ -168,6 +276,30 @@ impl Violation {
             Violation::UrlScheme { .. } => "url_scheme",
             Violation::InvalidUrl { .. } => "url_invalid",
             Violation::EmptyMedia { .. } => "media_empty",
+            Violation::FileUnreadable { .. } => "file_unreadable",
+            Violation::FileDamaged { .. } => "file_damaged",
+            Violation::FileTruncated { .. } => "file_truncated",
+            Violation::WrongFormat {
+                expected: MediaKind::Video,
+                ..
+            } => "video_container",
+            Violation::WrongFormat {
+                expected: MediaKind::Image,
+                ..
+            } => "image_format",
+            Violation::NoVideoTrack { .. } => "video_track",
+            Violation::VideoDuration { .. } => "video_duration",
+            Violation::VideoResolution { .. } => "video_resolution",
+            Violation::FileTooLarge {
+                kind: MediaKind::Video,
+                ..
+            } => "video_size",
+            Violation::FileTooLarge {
+                kind: MediaKind::Image,
+                ..
+            } => "image_size",
+            Violation::ImageResolution { .. } => "image_resolution",
+            Violation::ImageAspect { .. } => "image_aspect",
         }
     }
 
@@ -191,14 +323,32 @@ impl Violation {
             Violation::TooManyFrames { .. } => "images".to_owned(),
             Violation::UrlScheme { field, .. }
             | Violation::InvalidUrl { field, .. }
-            | Violation::EmptyMedia { field } => field.clone(),
+            | Violation::EmptyMedia { field }
+            | Violation::FileUnreadable { field, .. }
+            | Violation::FileDamaged { field, .. }
+            | Violation::FileTruncated { field, .. }
+            | Violation::WrongFormat { field, .. }
+            | Violation::NoVideoTrack { field }
+            | Violation::VideoDuration { field, .. }
+            | Violation::VideoResolution { field, .. }
+            | Violation::FileTooLarge { field, .. }
+            | Violation::ImageResolution { field, .. }
+            | Violation::ImageAspect { field, .. } => field.clone(),
         }
     }
 }
 
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.field())?;
+impl Violation {
+    /// What is wrong and what is allowed, without the field.
+    pub fn message(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_message(&mut out);
+        out
+    }
+
+    #[allow(clippy::too_many_lines)] // one arm per rule, read best together
+    fn write_message(&self, f: &mut impl fmt::Write) -> fmt::Result {
         match self {
             Violation::PromptEmpty => write!(
                 f,
@@ -275,7 +425,58 @@ impl fmt::Display for Violation {
             ),
             Violation::InvalidUrl { reason, .. } => write!(f, "not a valid URL ({reason})"),
             Violation::EmptyMedia { .. } => f.write_str("empty (0 bytes)"),
+            Violation::FileUnreadable { reason, .. }
+            | Violation::FileDamaged { reason, .. }
+            | Violation::FileTruncated { reason, .. } => f.write_str(reason),
+            Violation::WrongFormat {
+                expected, found, ..
+            } => match expected {
+                MediaKind::Video => write!(f, "{found}; a video must be an MP4 or MOV file"),
+                MediaKind::Image => {
+                    let allowed: Vec<String> = limits::IMAGE_FORMATS
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    write!(f, "{found}; an image must be {}", one_of(&allowed))
+                }
+            },
+            Violation::NoVideoTrack { .. } => {
+                f.write_str("has no video track (audio only?); a video track is required")
+            }
+            Violation::VideoDuration { duration, .. } => write!(
+                f,
+                "{} long, allowed {} to {} s",
+                seconds(*duration),
+                limits::VIDEO_MIN_DURATION.as_secs(),
+                limits::VIDEO_MAX_DURATION.as_secs()
+            ),
+            Violation::VideoResolution { width, height, .. } => write!(
+                f,
+                "{width}x{height} px, each side must be {} to {} px",
+                limits::VIDEO_SIDE_PX.start(),
+                limits::VIDEO_SIDE_PX.end()
+            ),
+            Violation::FileTooLarge { size, max, .. } => {
+                write!(f, "{}, the limit is {}", megabytes(*size), megabytes(*max))
+            }
+            Violation::ImageResolution { width, height, .. } => write!(
+                f,
+                "{width}x{height} px, each side must be at least {} px",
+                limits::IMAGE_MIN_SIDE_PX
+            ),
+            Violation::ImageAspect { width, height, .. } => write!(
+                f,
+                "{width}x{height} px is {:.2}:1, the aspect ratio must be 0.4 to 2.5",
+                f64::from(*width) / f64::from((*height).max(1))
+            ),
         }
+    }
+}
+
+impl fmt::Display for Violation {
+    /// `field: message`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field(), self.message())
     }
 }
 
@@ -327,8 +528,8 @@ pub(crate) fn check(request: &Request) -> Vec<Violation> {
     check_prompt(request, &mut violations);
     check_inputs(request, &mut violations);
     check_duration(request, &mut violations);
-    for (field, media) in request.media() {
-        violations.extend(check_media(field, media));
+    for input in request.media() {
+        violations.extend(check_media(input.field, input.kind, input.media));
     }
     violations
 }
@@ -418,25 +619,243 @@ fn check_duration(request: &Request, out: &mut Vec<Violation>) {
     }
 }
 
-/// Checks one media input that needs no file access.
-fn check_media(field: String, media: &Media) -> Option<Violation> {
+/// Checks one media input: a URL's form, or a local file's or bytes'
+/// content.
+fn check_media(field: String, kind: MediaKind, media: &Media) -> Vec<Violation> {
     match media {
-        Media::Url(raw) => match url::Url::parse(raw) {
-            Err(e) => Some(Violation::InvalidUrl {
-                field,
-                reason: e.to_string(),
-            }),
-            Ok(url) if !limits::URL_SCHEMES.contains(&url.scheme()) => Some(Violation::UrlScheme {
-                field,
-                scheme: url.scheme().to_owned(),
-            }),
-            Ok(url) if url.host_str().is_none_or(str::is_empty) => Some(Violation::InvalidUrl {
-                field,
-                reason: "no host".to_owned(),
-            }),
-            Ok(_) => None,
+        Media::Url(raw) => check_url(field, raw).into_iter().collect(),
+        Media::Bytes { data, .. } if data.is_empty() => vec![Violation::EmptyMedia { field }],
+        Media::Bytes { data, .. } => {
+            check_probed(&field, kind, probe::probe_reader(Cursor::new(&data[..]))).violations
+        }
+        Media::File(path) => check_probed(&field, kind, probe::probe_file(path)).violations,
+    }
+}
+
+fn check_url(field: String, raw: &str) -> Option<Violation> {
+    match url::Url::parse(raw) {
+        Err(e) => Some(Violation::InvalidUrl {
+            field,
+            reason: e.to_string(),
+        }),
+        Ok(url) if !limits::URL_SCHEMES.contains(&url.scheme()) => Some(Violation::UrlScheme {
+            field,
+            scheme: url.scheme().to_owned(),
+        }),
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => Some(Violation::InvalidUrl {
+            field,
+            reason: "no host".to_owned(),
+        }),
+        Ok(_) => None,
+    }
+}
+
+/// A local file checked against the rules for its kind.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FileReport {
+    /// Video or image: what the file was expected to be, or else what its
+    /// content is. `None` when neither is known.
+    pub kind: Option<MediaKind>,
+    /// What probing found, when the file could be probed.
+    pub probed: Option<Probed>,
+    /// Every broken rule; empty when the file passes.
+    pub violations: Vec<Violation>,
+}
+
+impl FileReport {
+    /// Whether the file passes every rule.
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Probes the file at `path` and checks it against the rules for a video
+/// or an image, without a request around it: what `kling validate` does.
+///
+/// `expected` says what the file must be; with `None` its extension
+/// decides, and failing that its content. Violations name the path as
+/// their field.
+///
+/// ```no_run
+/// use kling_core::rules::check_file;
+/// use std::path::Path;
+///
+/// let report = check_file(Path::new("clip.mp4"), None);
+/// for violation in &report.violations {
+///     eprintln!("{violation}"); // clip.mp4: 2.960 s long, allowed 3 to 10 s
+/// }
+/// ```
+pub fn check_file(path: &Path, expected: Option<MediaKind>) -> FileReport {
+    let field = path.display().to_string();
+    let probed = probe::probe_file(path);
+    let expected = expected
+        .or_else(|| MediaKind::from_extension(path))
+        .or(match &probed {
+            Ok(p) => Some(p.kind()),
+            Err(ProbeError::Unrecognized { kind, .. }) => *kind,
+            Err(_) => None,
+        });
+    if let Some(kind) = expected {
+        return check_probed(&field, kind, probed);
+    }
+    // Neither the name nor the content says video or image: the probe
+    // failed before it could tell.
+    let violations = match probed {
+        Err(e) => vec![probe_violation(field, MediaKind::Video, e)],
+        Ok(_) => Vec::new(),
+    };
+    FileReport {
+        kind: None,
+        probed: None,
+        violations,
+    }
+}
+
+/// Applies the rules for `kind` to what probing found.
+fn check_probed(field: &str, kind: MediaKind, probed: Result<Probed, ProbeError>) -> FileReport {
+    let field = field.to_owned();
+    let mut violations = Vec::new();
+    let probed = match probed {
+        Ok(probed) => probed,
+        Err(e) => {
+            return FileReport {
+                kind: Some(kind),
+                probed: None,
+                violations: vec![probe_violation(field, kind, e)],
+            };
+        }
+    };
+    let (found, max_bytes) = match (&probed, kind) {
+        (Probed::Video(video), MediaKind::Video) => {
+            check_video(&field, video, &mut violations);
+            (None, limits::VIDEO_MAX_BYTES)
+        }
+        (Probed::Image(image), MediaKind::Image) => {
+            if !limits::IMAGE_FORMATS.contains(&image.format) {
+                violations.push(Violation::WrongFormat {
+                    field: field.clone(),
+                    expected: kind,
+                    found: format!("a {} image", image.format),
+                });
+            }
+            check_image(&field, image.width, image.height, &mut violations);
+            (None, limits::IMAGE_MAX_BYTES)
+        }
+        (Probed::Image(image), MediaKind::Video) => (Some(format!("a {} image", image.format)), 0),
+        (Probed::Video(_), MediaKind::Image) => (Some("an MP4/MOV video".to_owned()), 0),
+    };
+    if let Some(found) = found {
+        violations.push(Violation::WrongFormat {
+            field,
+            expected: kind,
+            found,
+        });
+    } else if probed.size_bytes() > max_bytes {
+        violations.push(Violation::FileTooLarge {
+            field,
+            kind,
+            size: probed.size_bytes(),
+            max: max_bytes,
+        });
+    }
+    FileReport {
+        kind: Some(kind),
+        probed: Some(probed),
+        violations,
+    }
+}
+
+fn check_video(field: &str, video: &probe::VideoInfo, out: &mut Vec<Violation>) {
+    let Some(track) = video.video else {
+        out.push(Violation::NoVideoTrack {
+            field: field.to_owned(),
+        });
+        return;
+    };
+    if video.duration < limits::VIDEO_MIN_DURATION || video.duration > limits::VIDEO_MAX_DURATION {
+        out.push(Violation::VideoDuration {
+            field: field.to_owned(),
+            duration: video.duration,
+        });
+    }
+    if !limits::VIDEO_SIDE_PX.contains(&track.width)
+        || !limits::VIDEO_SIDE_PX.contains(&track.height)
+    {
+        out.push(Violation::VideoResolution {
+            field: field.to_owned(),
+            width: track.width,
+            height: track.height,
+        });
+    }
+}
+
+fn check_image(field: &str, width: u32, height: u32, out: &mut Vec<Violation>) {
+    if width < limits::IMAGE_MIN_SIDE_PX || height < limits::IMAGE_MIN_SIDE_PX {
+        out.push(Violation::ImageResolution {
+            field: field.to_owned(),
+            width,
+            height,
+        });
+    }
+    // 2/5 <= width/height <= 5/2, in integers.
+    let (low, high) = limits::IMAGE_ASPECT;
+    let (w, h) = (u64::from(width), u64::from(height));
+    if w * u64::from(high) < h * u64::from(low) || w * u64::from(low) > h * u64::from(high) {
+        out.push(Violation::ImageAspect {
+            field: field.to_owned(),
+            width,
+            height,
+        });
+    }
+}
+
+/// The violation for a file that could not be probed.
+fn probe_violation(field: String, expected: MediaKind, error: ProbeError) -> Violation {
+    match error {
+        ProbeError::Io(e) => Violation::FileUnreadable {
+            field,
+            reason: format!("cannot read the file: {e}"),
         },
-        Media::Bytes { data, .. } if data.is_empty() => Some(Violation::EmptyMedia { field }),
-        Media::Bytes { .. } | Media::File(_) => None,
+        ProbeError::Empty => Violation::EmptyMedia { field },
+        ProbeError::Unrecognized { found, .. } => Violation::WrongFormat {
+            field,
+            expected,
+            found: found.to_owned(),
+        },
+        e @ ProbeError::Truncated { .. } => Violation::FileTruncated {
+            field,
+            reason: e.to_string(),
+        },
+        e => Violation::FileDamaged {
+            field,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// `A, B or C`.
+fn one_of(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [only] => only.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// `2.960 s`: seconds to the millisecond.
+fn seconds(d: Duration) -> String {
+    format!("{}.{:03} s", d.as_secs(), d.subsec_millis())
+}
+
+/// `200 MB`, `200.000001 MB`: exact decimal megabytes, as the limits are
+/// given, so a file just over a limit never shows as equal to it.
+fn megabytes(bytes: u64) -> String {
+    let fraction = format!("{:06}", bytes % 1_000_000);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        format!("{} MB", bytes / 1_000_000)
+    } else {
+        format!("{}.{fraction} MB", bytes / 1_000_000)
     }
 }

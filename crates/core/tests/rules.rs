@@ -379,9 +379,19 @@ fn empty_bytes() {
         compose("go").image(Media::bytes(Vec::new(), Some("image/png"))),
         &["media_empty: images[1]: empty (0 bytes)"],
     );
+    let png = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/image.png"
+    ))
+    .unwrap();
     check(
-        compose("go").image(Media::bytes(vec![1], Some("image/png"))),
+        compose("go").image(Media::bytes(png, Some("image/png"))),
         &[],
+    );
+    // Bytes are probed like files.
+    check(
+        compose("go").image(Media::bytes(vec![1], None)),
+        &["image_format: images[1]: data in no known format; an image must be JPEG, PNG or WebP"],
     );
 }
 
