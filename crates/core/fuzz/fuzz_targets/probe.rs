@@ -1,8 +1,9 @@
 //! Probing any bytes returns a result: never a panic, never an allocation
 //! beyond the probe's cap.
 //!
-//! Run with `cargo +nightly fuzz run probe` from `crates/core`; seed the
-//! corpus with `tests/fixtures/*`.
+//! Run from `crates/core` with `cargo +nightly fuzz run probe CORPUS --
+//! -malloc_limit_mb=17`, seeding CORPUS with `tests/fixtures/*`: the malloc
+//! limit turns any allocation above the probe's 16 MiB cap into a finding.
 
 #![no_main]
 
