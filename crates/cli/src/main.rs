@@ -4,6 +4,7 @@
 //! nothing sent; 2 usage error; 3 the provider refused or the job failed;
 //! 4 transport error or timeout.
 
+mod sandbox;
 mod validate;
 
 use std::path::PathBuf;
@@ -40,6 +41,13 @@ enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+
+    /// Run the offline sandbox: ShortAPI, AI/ML API and Oxen.ai on one
+    /// loopback port, under /shortapi, /aimlapi and /oxen, until interrupted.
+    ///
+    /// Prints the base URL on the first line of stdout. Any non-empty key is
+    /// accepted. GET /_sandbox/stats counts what it saw.
+    Sandbox(sandbox::Args),
 }
 
 /// The exit codes every command uses.
@@ -48,6 +56,8 @@ enum Exit {
     Success,
     /// Refused by local rules; nothing was sent.
     Rejected,
+    /// A transport error: here, the sandbox could not listen.
+    Transport,
 }
 
 impl From<Exit> for ExitCode {
@@ -55,6 +65,7 @@ impl From<Exit> for ExitCode {
         ExitCode::from(match exit {
             Exit::Success => 0,
             Exit::Rejected => 1,
+            Exit::Transport => 4,
         })
     }
 }
@@ -64,6 +75,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let exit = match cli.command {
         Command::Validate { paths } => validate::run(&paths, cli.json),
+        Command::Sandbox(args) => sandbox::run(&args, cli.json),
     };
     exit.into()
 }

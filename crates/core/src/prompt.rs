@@ -134,8 +134,10 @@ impl Prompt {
     /// Splits `text` into plain text and references, reading the `@Image1`,
     /// `[@Image1]` and `<<<image_1>>>` forms for videos, images and elements.
     ///
-    /// Anything that is not a complete reference stays text: `@Imagine`,
-    /// `user@example.com` and `<<<image>>>` are not references. Parsing never
+    /// The kind word may be in any case (`[@image1]`, as ShortAPI's own
+    /// examples write it). Anything that is not a complete reference stays
+    /// text: `@Imagine`, `user@example.com` and `<<<image>>>` are not
+    /// references. Parsing never
     /// fails; whether each reference points at an input is checked by
     /// validation, which knows the inputs.
     pub fn parse(text: &str) -> Self {
@@ -289,7 +291,12 @@ fn match_word_and_number(
     separator: &str,
 ) -> Option<(Reference, usize)> {
     RefKind::ALL.into_iter().find_map(|kind| {
-        let rest = s.strip_prefix(word(kind))?.strip_prefix(separator)?;
+        // Case is not significant: ShortAPI's own examples write `[@image1]`.
+        let head = s.get(..word(kind).len())?;
+        if !head.eq_ignore_ascii_case(word(kind)) {
+            return None;
+        }
+        let rest = s.get(head.len()..)?.strip_prefix(separator)?;
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 || digits > MAX_INDEX_DIGITS {
             return None;
@@ -327,6 +334,17 @@ mod tests {
     }
 
     #[test]
+    fn kind_words_are_read_in_any_case() {
+        for source in ["a [@image2] b", "a @IMAGE2 b", "a <<<Image_2>>> b"] {
+            assert_eq!(
+                Prompt::parse(source).segments(),
+                [text("a "), image(2), text(" b")],
+                "{source}"
+            );
+        }
+    }
+
+    #[test]
     fn incomplete_forms_stay_text() {
         for source in [
             "@Imagine",
@@ -334,9 +352,7 @@ mod tests {
             "<<<image>>>",
             "<<<image_1>>",
             "[@Image]",
-            "@image1",
             "@Image1234567890",
-            "<<<Image_1>>>",
             "@",
             "",
         ] {

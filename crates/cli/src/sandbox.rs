@@ -1,0 +1,82 @@
+//! `kling sandbox`: the offline emulator of the three providers, as a process.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kling_sandbox::{Config, Fault, Provider, Sandbox};
+use serde_json::json;
+
+use crate::Exit;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    listen: SocketAddr,
+
+    /// Seconds a job takes from create to result (the first quarter queued).
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    job_seconds: f64,
+
+    /// Inject a fault: KIND[:PROBABILITY][*TIMES][@PROVIDER][/OPERATION], where
+    /// KIND is 429, 500, 502, 503, drop, slow[=MS], fail or expire; PROVIDER
+    /// shortapi, aimlapi or oxen; OPERATION create, status, cancel, download
+    /// or events. Repeat for several.
+    #[arg(long = "fault", value_name = "SPEC")]
+    faults: Vec<Fault>,
+
+    /// Seed for fault probabilities and ids, so a run can be repeated.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+pub(crate) fn run(args: &Args, json: bool) -> Exit {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Transport;
+        }
+    };
+    runtime.block_on(serve(args, json))
+}
+
+async fn serve(args: &Args, json: bool) -> Exit {
+    let job_duration = Duration::try_from_secs_f64(args.job_seconds.max(0.0)).unwrap_or(Duration::ZERO);
+    let config = args
+        .faults
+        .iter()
+        .fold(Config::default(), |config, fault| config.fault(*fault))
+        .listen(args.listen)
+        .job_duration(job_duration)
+        .seed(args.seed);
+    let sandbox = match Sandbox::start(config).await {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}; pick another with --listen", args.listen);
+            return Exit::Transport;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        let urls: serde_json::Map<String, serde_json::Value> = Provider::ALL
+            .iter()
+            .map(|p| (p.as_str().to_owned(), json!(sandbox.url(*p))))
+            .collect();
+        writeln!(out, "{}", json!({ "base_url": sandbox.base_url(), "providers": urls }))
+    } else {
+        writeln!(out, "{}", sandbox.base_url())
+    };
+    let _ = out.flush();
+    drop(out);
+    eprintln!("kling sandbox: offline emulator of ShortAPI, AI/ML API and Oxen.ai (any non-empty key works)");
+    for provider in Provider::ALL {
+        eprintln!("  {provider:<9} {}", sandbox.url(provider));
+    }
+    eprintln!("  stats     {}/_sandbox/stats", sandbox.base_url());
+    eprintln!("  jobs take {job_duration:?}; {} fault(s); Ctrl-C stops", args.faults.len());
+    let _ = tokio::signal::ctrl_c().await;
+    sandbox.stop().await;
+    Exit::Success
+}

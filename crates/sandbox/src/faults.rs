@@ -1,0 +1,293 @@
+//! Faults the sandbox can inject, and their command-line spelling.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::Provider;
+
+/// What goes wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// `429 Too Many Requests` with `Retry-After: 1`, in the provider's
+    /// error shape.
+    RateLimit,
+    /// A 5xx answer (500, 502 or 503) in the provider's error shape.
+    ServerError(u16),
+    /// The connection is closed after the request was read, with no answer.
+    Drop,
+    /// The answer comes after a delay.
+    Slow(Duration),
+    /// The job is accepted and then ends failed.
+    FailJob,
+    /// The first result URL a job gets answers 403 (404 on Oxen) until the
+    /// job's status is asked again, which hands out a fresh URL.
+    ExpireUrl,
+}
+
+impl FaultKind {
+    /// Whether this fault is decided when a job is created (and acts on the
+    /// job later) rather than on the request it hits.
+    pub(crate) fn is_job_fault(self) -> bool {
+        matches!(self, FaultKind::FailJob | FaultKind::ExpireUrl)
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultKind::RateLimit => f.write_str("429"),
+            FaultKind::ServerError(code) => write!(f, "{code}"),
+            FaultKind::Drop => f.write_str("drop"),
+            FaultKind::Slow(delay) => write!(f, "slow={}ms", delay.as_millis()),
+            FaultKind::FailJob => f.write_str("fail"),
+            FaultKind::ExpireUrl => f.write_str("expire"),
+        }
+    }
+}
+
+/// Which requests a fault may hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Creating a job.
+    Create,
+    /// Asking for a job's status.
+    Status,
+    /// Cancelling a job.
+    Cancel,
+    /// Downloading a result.
+    Download,
+    /// Opening Oxen's event stream.
+    Events,
+}
+
+impl Operation {
+    const ALL: [(&'static str, Operation); 5] = [
+        ("create", Operation::Create),
+        ("status", Operation::Status),
+        ("cancel", Operation::Cancel),
+        ("download", Operation::Download),
+        ("events", Operation::Events),
+    ];
+}
+
+/// A fault: what goes wrong, how often, and where.
+///
+/// ```
+/// use kling_sandbox::{Fault, FaultKind, Operation, Provider};
+///
+/// let fault: Fault = "429:0.5*3@shortapi/status".parse().unwrap();
+/// assert_eq!(
+///     fault,
+///     Fault::new(FaultKind::RateLimit)
+///         .probability(0.5)
+///         .times(3)
+///         .provider(Provider::ShortApi)
+///         .on(Operation::Status)
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fault {
+    pub(crate) kind: FaultKind,
+    pub(crate) probability: f64,
+    pub(crate) times: Option<u32>,
+    pub(crate) provider: Option<Provider>,
+    pub(crate) operation: Option<Operation>,
+}
+
+impl Fault {
+    /// A fault that hits every request it applies to, on every provider.
+    pub fn new(kind: FaultKind) -> Self {
+        Fault {
+            kind,
+            probability: 1.0,
+            times: None,
+            provider: None,
+            operation: None,
+        }
+    }
+
+    /// Hits with this probability (0 to 1), drawn from the sandbox's seeded
+    /// generator.
+    #[must_use]
+    pub fn probability(mut self, probability: f64) -> Self {
+        self.probability = probability.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Hits at most this many times.
+    #[must_use]
+    pub fn times(mut self, times: u32) -> Self {
+        self.times = Some(times);
+        self
+    }
+
+    /// Hits only this provider.
+    #[must_use]
+    pub fn provider(mut self, provider: Provider) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Hits only this operation.
+    #[must_use]
+    pub fn on(mut self, operation: Operation) -> Self {
+        self.operation = Some(operation);
+        self
+    }
+
+    /// Whether this fault applies to `operation` on `provider` (before the
+    /// dice are thrown).
+    pub(crate) fn applies(&self, provider: Provider, operation: Operation) -> bool {
+        let operation_matches = match self.operation {
+            Some(only) => only == operation,
+            // Job faults act on jobs, so they are decided at create.
+            None if self.kind.is_job_fault() => operation == Operation::Create,
+            None => true,
+        };
+        operation_matches && self.provider.is_none_or(|p| p == provider)
+    }
+}
+
+/// A `--fault` spec that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bad fault {spec:?}: {reason}; expected KIND[:PROBABILITY][*TIMES][@PROVIDER][/OPERATION], \
+         KIND one of 429, 500, 502, 503, drop, slow[=MS], fail, expire"
+)]
+pub struct ParseFaultError {
+    spec: String,
+    reason: String,
+}
+
+impl FromStr for Fault {
+    type Err = ParseFaultError;
+
+    /// Reads `KIND[:PROBABILITY][*TIMES][@PROVIDER][/OPERATION]`:
+    /// `429`, `drop:0.1`, `503*2@aimlapi/status`, `slow=3000`, `fail@oxen`.
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let err = |reason: String| ParseFaultError {
+            spec: spec.to_owned(),
+            reason,
+        };
+        let (rest, operation) = match spec.split_once('/') {
+            Some((rest, op)) => {
+                let operation = Operation::ALL
+                    .iter()
+                    .find(|(name, _)| *name == op)
+                    .map(|(_, o)| *o)
+                    .ok_or_else(|| {
+                        err(format!(
+                            "unknown operation {op:?} (create, status, cancel, download, events)"
+                        ))
+                    })?;
+                (rest, Some(operation))
+            }
+            None => (spec, None),
+        };
+        let (rest, provider) = match rest.split_once('@') {
+            Some((rest, p)) => (
+                rest,
+                Some(p.parse::<Provider>().map_err(|e| err(e.to_string()))?),
+            ),
+            None => (rest, None),
+        };
+        let (rest, times) = match rest.split_once('*') {
+            Some((rest, n)) => (
+                rest,
+                Some(
+                    n.parse::<u32>()
+                        .map_err(|_| err(format!("times {n:?} is not a whole number")))?,
+                ),
+            ),
+            None => (rest, None),
+        };
+        let (kind, probability) = match rest.split_once(':') {
+            Some((kind, p)) => {
+                let p: f64 = p
+                    .parse()
+                    .ok()
+                    .filter(|p: &f64| (0.0..=1.0).contains(p))
+                    .ok_or_else(|| err(format!("probability {p:?} is not a number from 0 to 1")))?;
+                (kind, p)
+            }
+            None => (rest, 1.0),
+        };
+        let kind = match kind {
+            "429" => FaultKind::RateLimit,
+            "500" | "502" | "503" => FaultKind::ServerError(kind.parse().unwrap_or(500)),
+            "drop" => FaultKind::Drop,
+            "slow" => FaultKind::Slow(Duration::from_secs(2)),
+            "fail" => FaultKind::FailJob,
+            "expire" => FaultKind::ExpireUrl,
+            other => match other.strip_prefix("slow=") {
+                Some(ms) => {
+                    FaultKind::Slow(Duration::from_millis(ms.parse().map_err(|_| {
+                        err(format!("delay {ms:?} is not a number of milliseconds"))
+                    })?))
+                }
+                None => return Err(err(format!("unknown kind {other:?}"))),
+            },
+        };
+        Ok(Fault {
+            kind,
+            probability,
+            times,
+            provider,
+            operation,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_part() {
+        let fault: Fault = "503:0.25*2@oxen/download".parse().unwrap();
+        assert_eq!(fault.kind, FaultKind::ServerError(503));
+        assert!((fault.probability - 0.25).abs() < f64::EPSILON);
+        assert_eq!(fault.times, Some(2));
+        assert_eq!(fault.provider, Some(Provider::Oxen));
+        assert_eq!(fault.operation, Some(Operation::Download));
+        assert_eq!(
+            "slow=250".parse::<Fault>().unwrap().kind,
+            FaultKind::Slow(Duration::from_millis(250))
+        );
+        assert_eq!(
+            "expire".parse::<Fault>().unwrap(),
+            Fault::new(FaultKind::ExpireUrl)
+        );
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        for (spec, reason) in [
+            ("418", "unknown kind \"418\""),
+            ("429:2", "probability \"2\" is not a number from 0 to 1"),
+            ("429*x", "times \"x\" is not a whole number"),
+            ("429@fal", "unknown provider \"fal\""),
+            ("429/upload", "unknown operation \"upload\""),
+            (
+                "slow=soon",
+                "delay \"soon\" is not a number of milliseconds",
+            ),
+        ] {
+            let err = spec.parse::<Fault>().unwrap_err().to_string();
+            assert!(err.contains(reason), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn job_faults_apply_at_create_unless_told_otherwise() {
+        let fail = Fault::new(FaultKind::FailJob);
+        assert!(fail.applies(Provider::ShortApi, Operation::Create));
+        assert!(!fail.applies(Provider::ShortApi, Operation::Status));
+        let rate = Fault::new(FaultKind::RateLimit).provider(Provider::Oxen);
+        assert!(rate.applies(Provider::Oxen, Operation::Download));
+        assert!(!rate.applies(Provider::AimlApi, Operation::Status));
+    }
+}

@@ -1,0 +1,159 @@
+//! Result downloads, uploads and the stats endpoint: routes outside the
+//! providers' APIs, with no key needed.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State as Extract};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::Provider;
+use crate::faults::{FaultKind, Operation};
+use crate::protocol::{dropped, error};
+use crate::state::{Count, ResultFile, State, answering_fault, delay};
+
+pub(crate) fn routes() -> Router<Arc<State>> {
+    Router::new()
+        .route("/files/{file}/{token}", get(download))
+        .route("/uploads", post(upload))
+        .route("/uploads/{id}", get(uploaded))
+        .route("/_sandbox/stats", get(stats))
+}
+
+async fn download(
+    Extract(state): Extract<Arc<State>>,
+    headers: HeaderMap,
+    Path((file, token)): Path<(String, String)>,
+) -> Response {
+    let Some(found) = state.result_file(&file, &token) else {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
+    };
+    let provider = match &found {
+        ResultFile::Ready(provider, _) | ResultFile::Expired(provider) => *provider,
+    };
+    state.count(provider, Count::Download);
+    if headers.contains_key(header::AUTHORIZATION) {
+        state.count(provider, Count::DownloadWithAuth);
+    }
+    let faults = state.request_faults(provider, Operation::Download);
+    if let Some(delay) = delay(&faults) {
+        tokio::time::sleep(delay).await;
+    }
+    match answering_fault(&faults) {
+        Some(FaultKind::RateLimit) => {
+            let mut response = error(
+                provider,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate limited",
+                "/files",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+        Some(FaultKind::ServerError(code)) => {
+            return (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+                "server error",
+            )
+                .into_response();
+        }
+        Some(FaultKind::Drop) => return dropped(),
+        _ => {}
+    }
+    let bytes = match found {
+        ResultFile::Ready(_, bytes) => bytes,
+        // Signed CDN URLs answer 403 when expired; Oxen's answer 404.
+        ResultFile::Expired(Provider::Oxen) => {
+            return (StatusCode::NOT_FOUND, "URL expired").into_response();
+        }
+        ResultFile::Expired(_) => {
+            return (
+                StatusCode::FORBIDDEN,
+                "URL expired: ask for the job's status again",
+            )
+                .into_response();
+        }
+    };
+    serve(&headers, &bytes, "video/mp4")
+}
+
+/// Serves `bytes`, honouring a single `Range: bytes=START-[END]`.
+fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str) -> Response {
+    let total = bytes.len();
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="));
+    let Some(range) = range else {
+        return (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::ACCEPT_RANGES, "bytes"),
+            ],
+            Body::from(Bytes::copy_from_slice(bytes)),
+        )
+            .into_response();
+    };
+    let parsed = range.split_once('-').and_then(|(start, end)| {
+        let start: usize = start.parse().ok()?;
+        let end: usize = if end.is_empty() {
+            total.checked_sub(1)?
+        } else {
+            end.parse().ok()?
+        };
+        (start <= end && end < total).then_some((start, end))
+    });
+    let Some((start, end)) = parsed else {
+        return (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+        )
+            .into_response();
+    };
+    (
+        StatusCode::PARTIAL_CONTENT,
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{total}"),
+            ),
+        ],
+        Body::from(Bytes::copy_from_slice(&bytes[start..=end])),
+    )
+        .into_response()
+}
+
+async fn upload(Extract(state): Extract<Arc<State>>, body: Bytes) -> Response {
+    if body.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "empty upload" })),
+        )
+            .into_response();
+    }
+    let url = state.add_upload(Arc::from(&body[..]));
+    Json(json!({ "url": url })).into_response()
+}
+
+async fn uploaded(
+    Extract(state): Extract<Arc<State>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match state.upload(&id) {
+        Some(bytes) => serve(&headers, &bytes, "application/octet-stream"),
+        None => (StatusCode::NOT_FOUND, "no such upload").into_response(),
+    }
+}
+
+async fn stats(Extract(state): Extract<Arc<State>>) -> Json<crate::Stats> {
+    Json(state.stats())
+}

@@ -1,0 +1,372 @@
+//! An offline emulator of the ShortAPI, AI/ML API and Oxen.ai protocols for
+//! Kling's video models, on loopback.
+//!
+//! The sandbox answers as each provider does, under `/shortapi`,
+//! `/aimlapi` and `/oxen` of one base URL:
+//!
+//! - it checks every create body against the providers' published schemas
+//!   (`schemas/published/`, never kling-rs's own types) and refuses a broken
+//!   one in that provider's error shape: ShortAPI with `code != 0`, AI/ML API
+//!   with a 400 `{message, path, requestId, statusCode, timestamp}`, Oxen by
+//!   accepting the job and then failing it with `error_message`;
+//! - jobs move through each provider's status sequence (ShortAPI 0, 1, 2;
+//!   AI/ML API queued, generating, completed; Oxen queued, processing,
+//!   succeeded) on a clock tests can run, freeze or advance;
+//! - results are real MP4 files; a video sent inline (`data:` URI) or
+//!   uploaded to the sandbox is echoed back as the result;
+//! - ShortAPI's `callback_url` gets its POST, Oxen's `GET /api/events`
+//!   streams `media_generation_completed`, Oxen's `DELETE` cancels;
+//! - any non-empty bearer key is accepted, a missing one gets the provider's 401;
+//! - faults are injected on demand ([`Fault`]), from a seeded generator so a
+//!   test is repeatable;
+//! - `GET /_sandbox/stats` counts what it saw ([`Stats`]).
+//!
+//! # Testing your own integration
+//!
+//! Start a sandbox in your test, point your client at
+//! [`Sandbox::url`], and assert on what happened:
+//!
+//! ```
+//! use std::time::Duration;
+//! use kling_sandbox::{Config, Provider, Sandbox};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let sandbox = Sandbox::start(Config::default().job_duration(Duration::ZERO)).await?;
+//! let shortapi = sandbox.url(Provider::ShortApi); // http://127.0.0.1:PORT/shortapi
+//! // ... run your code against `shortapi` instead of https://api.shortapi.ai ...
+//! assert_eq!(sandbox.stats().shortapi.creates, 0);
+//! sandbox.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Or run it as a process with `kling sandbox --listen 127.0.0.1:8787`, and
+//! read `GET /_sandbox/stats` between steps.
+
+#![deny(missing_docs)]
+
+mod aimlapi;
+mod faults;
+mod files;
+mod oxen;
+mod protocol;
+mod schemas;
+mod shortapi;
+mod state;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
+
+pub use faults::{Fault, FaultKind, Operation, ParseFaultError};
+pub use state::{ProviderStats, Stats};
+
+use protocol::DropConnection;
+use state::State;
+
+/// A provider the sandbox emulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Provider {
+    /// ShortAPI, under `/shortapi`.
+    ShortApi,
+    /// AI/ML API, under `/aimlapi`.
+    AimlApi,
+    /// Oxen.ai, under `/oxen`.
+    Oxen,
+}
+
+impl Provider {
+    /// Every emulated provider.
+    pub const ALL: [Provider; 3] = [Provider::ShortApi, Provider::AimlApi, Provider::Oxen];
+
+    /// The provider's name, also its path prefix: `shortapi`, `aimlapi`, `oxen`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::ShortApi => "shortapi",
+            Provider::AimlApi => "aimlapi",
+            Provider::Oxen => "oxen",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Provider::ShortApi => 0,
+            Provider::AimlApi => 1,
+            Provider::Oxen => 2,
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider name the sandbox does not emulate.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown provider {0:?}; the sandbox emulates shortapi, aimlapi and oxen")]
+pub struct UnknownProvider(String);
+
+impl FromStr for Provider {
+    type Err = UnknownProvider;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Provider::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownProvider(s.to_owned()))
+    }
+}
+
+/// How a sandbox runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use kling_sandbox::{Config, Fault};
+///
+/// let config = Config::default()
+///     .job_duration(Duration::from_secs(2))
+///     .fault("429:0.2@shortapi/status".parse::<Fault>().unwrap())
+///     .seed(7);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    listen: SocketAddr,
+    job_duration: Duration,
+    frozen_clock: bool,
+    faults: Vec<Fault>,
+    seed: u64,
+    keep_alive: Duration,
+}
+
+impl Default for Config {
+    /// Loopback on a free port, jobs of 3 seconds on the real clock, no
+    /// faults, seed 0, Oxen keep-alives every 15 seconds.
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            job_duration: Duration::from_secs(3),
+            frozen_clock: false,
+            faults: Vec::new(),
+            seed: 0,
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Config {
+    /// The address to listen on (default `127.0.0.1:0`, a free port).
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// How long a job takes from create to its end; the first quarter is
+    /// spent queued. Zero ends every job at once.
+    #[must_use]
+    pub fn job_duration(mut self, duration: Duration) -> Self {
+        self.job_duration = duration;
+        self
+    }
+
+    /// Freezes the clock: time moves only by [`Sandbox::advance`], so tests
+    /// step through a job's phases exactly.
+    #[must_use]
+    pub fn manual_clock(mut self) -> Self {
+        self.frozen_clock = true;
+        self
+    }
+
+    /// Adds a fault.
+    #[must_use]
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.faults.push(fault);
+        self
+    }
+
+    /// Seeds the generator behind faults and ids (default 0).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// How often Oxen's event stream sends `: keep-alive` (default 15 s).
+    #[must_use]
+    pub fn keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+}
+
+/// A running sandbox. Dropping it without [`Sandbox::stop`] leaves it
+/// serving until the runtime ends.
+#[derive(Debug)]
+pub struct Sandbox {
+    state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Sandbox {
+    /// Starts a sandbox on the configured address.
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    pub async fn start(config: Config) -> io::Result<Sandbox> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let state = State::new(config, base_url);
+        let router = router(Arc::clone(&state));
+        let (shutdown, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(serve(listener, router, stopped.clone()));
+        tasks.spawn(announce(Arc::clone(&state), stopped));
+        Ok(Sandbox {
+            state,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The base URL: `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.state.base_url
+    }
+
+    /// The base URL of one provider's API: `http://127.0.0.1:PORT/shortapi`.
+    pub fn url(&self, provider: Provider) -> String {
+        format!("{}/{provider}", self.state.base_url)
+    }
+
+    /// What the sandbox has seen so far.
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    /// Moves the sandbox's clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.state.clock.advance(by);
+    }
+
+    /// Stores `bytes` as an upload and returns its URL, as `POST /uploads`
+    /// does. A video given to a job by this URL is echoed as its result.
+    pub fn upload(&self, bytes: impl Into<Arc<[u8]>>) -> String {
+        self.state.add_upload(bytes.into())
+    }
+
+    /// Stops serving and closes every connection.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Every route, the providers' under their prefixes. Bodies up to 512 MiB
+/// are read: inline videos travel as base64 in JSON.
+fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .nest("/shortapi", shortapi::routes())
+        .nest("/aimlapi", aimlapi::routes())
+        .nest("/oxen", oxen::routes())
+        .merge(files::routes())
+        .layer(DefaultBodyLimit::max(512 << 20))
+        .with_state(state)
+}
+
+/// Accepts connections until told to stop. A response marked
+/// [`DropConnection`] is not sent: the service fails, and hyper closes the
+/// connection, as a provider whose connection drops.
+async fn serve(listener: TcpListener, router: Router, mut stopped: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let router = router.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let router = router.clone();
+                async move {
+                    let response = router
+                        .oneshot(request.map(axum::body::Body::new))
+                        .await
+                        .unwrap_or_else(|never| match never {});
+                    if response.extensions().get::<DropConnection>().is_some() {
+                        Err(io::Error::other(
+                            "connection dropped on purpose (sandbox fault `drop`)",
+                        ))
+                    } else {
+                        Ok(response)
+                    }
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+/// Sends what jobs announce when they start or end: Oxen's events and
+/// ShortAPI's callbacks.
+async fn announce(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            _ = tick.tick() => {}
+        }
+        for due in state.due_announcements() {
+            match due.provider {
+                Provider::Oxen => oxen::announce(&state, &due.id, &due.phase, due.url.as_deref()),
+                Provider::ShortApi if due.phase.is_terminal() => {
+                    if let Some(callback) = due.callback_url {
+                        let body = shortapi::query_body(&due.phase, due.url.as_deref());
+                        let state = Arc::clone(&state);
+                        tokio::spawn(async move {
+                            let sent = state.http.post(&callback).json(&body).send().await;
+                            if sent.is_ok_and(|r| r.status().is_success()) {
+                                state.count(Provider::ShortApi, state::Count::Callback);
+                            }
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The length of a video given inline or by upload, in whole seconds
+/// rounded to the nearest, when it is an MP4 the probe can read.
+fn video_seconds(bytes: &[u8]) -> Option<u32> {
+    match kling_core::probe::probe_reader(std::io::Cursor::new(bytes)).ok()? {
+        kling_core::probe::Probed::Video(video) => {
+            u32::try_from((video.duration.as_millis() + 500) / 1000).ok()
+        }
+        kling_core::probe::Probed::Image(_) => None,
+    }
+}

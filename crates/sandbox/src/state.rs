@@ -1,0 +1,599 @@
+//! The sandbox's state: its clock, jobs, uploads, faults and counters.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::faults::{FaultKind, Operation};
+use crate::{Config, Provider};
+
+/// The result served for a job with no video input to echo: a real 5 s,
+/// 1280x720 MP4.
+pub(crate) const SAMPLE_RESULT: &[u8] = include_bytes!("../assets/result.mp4");
+
+/// Time as the sandbox sees it: real time plus whatever tests add.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    start: Instant,
+    frozen: bool,
+    offset_ms: AtomicU64,
+}
+
+impl Clock {
+    pub(crate) fn new(frozen: bool) -> Self {
+        Clock {
+            start: Instant::now(),
+            frozen,
+            offset_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Time since the sandbox started.
+    pub(crate) fn now(&self) -> Duration {
+        let offset = Duration::from_millis(self.offset_ms.load(Ordering::SeqCst));
+        if self.frozen {
+            offset
+        } else {
+            self.start.elapsed() + offset
+        }
+    }
+
+    pub(crate) fn advance(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+/// Where a job is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Queued,
+    Running,
+    Succeeded,
+    Failed(String),
+    Cancelled,
+}
+
+impl Phase {
+    pub(crate) fn is_terminal(&self) -> bool {
+        !matches!(self, Phase::Queued | Phase::Running)
+    }
+}
+
+/// How far a job's announcements (events, callbacks) have gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Announced {
+    Nothing,
+    Start,
+    End,
+}
+
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) provider: Provider,
+    pub(crate) id: String,
+    pub(crate) model: String,
+    /// The id used in result URLs (provider ids may hold `:` and `/`).
+    file_id: String,
+    created_at: Duration,
+    run_for: Duration,
+    failure: Option<String>,
+    cancelled: bool,
+    result: Arc<[u8]>,
+    pub(crate) callback_url: Option<String>,
+    /// Seconds billed, for answers that carry an amount.
+    pub(crate) seconds: u32,
+    announced: Announced,
+    expire_first_url: bool,
+    token: Option<u64>,
+    expired_tokens: HashSet<u64>,
+}
+
+impl Job {
+    pub(crate) fn phase(&self, now: Duration) -> Phase {
+        if self.cancelled {
+            return Phase::Cancelled;
+        }
+        let elapsed = now.saturating_sub(self.created_at);
+        if elapsed >= self.run_for {
+            match &self.failure {
+                Some(reason) => Phase::Failed(reason.clone()),
+                None => Phase::Succeeded,
+            }
+        } else if elapsed >= self.run_for / 4 {
+            Phase::Running
+        } else {
+            Phase::Queued
+        }
+    }
+
+    pub(crate) fn cancel(&mut self) {
+        self.cancelled = true;
+    }
+}
+
+/// What a new job is made of.
+#[derive(Debug)]
+pub(crate) struct NewJob {
+    pub(crate) provider: Provider,
+    pub(crate) id: String,
+    pub(crate) model: String,
+    pub(crate) callback_url: Option<String>,
+    /// A video input to echo back as the result, when one came inline or
+    /// from an upload.
+    pub(crate) echo: Option<Arc<[u8]>>,
+    /// Set when the provider accepts the job but will fail it (Oxen checks
+    /// parameters only when the job runs).
+    pub(crate) failure: Option<String>,
+    pub(crate) seconds: u32,
+}
+
+/// A message on Oxen's event stream.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamEvent {
+    pub(crate) event: &'static str,
+    pub(crate) data: String,
+}
+
+/// Counters per provider.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    creates: AtomicU64,
+    status_queries: AtomicU64,
+    cancels: AtomicU64,
+    downloads: AtomicU64,
+    downloads_with_auth: AtomicU64,
+    rejected: AtomicU64,
+    faults: AtomicU64,
+    callbacks: AtomicU64,
+    events: AtomicU64,
+}
+
+/// What a counter counts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Count {
+    Create,
+    Status,
+    Cancel,
+    Download,
+    DownloadWithAuth,
+    Rejected,
+    Fault,
+    Callback,
+    Event,
+}
+
+impl Counters {
+    fn counter(&self, what: Count) -> &AtomicU64 {
+        match what {
+            Count::Create => &self.creates,
+            Count::Status => &self.status_queries,
+            Count::Cancel => &self.cancels,
+            Count::Download => &self.downloads,
+            Count::DownloadWithAuth => &self.downloads_with_auth,
+            Count::Rejected => &self.rejected,
+            Count::Fault => &self.faults,
+            Count::Callback => &self.callbacks,
+            Count::Event => &self.events,
+        }
+    }
+
+    fn snapshot(&self) -> ProviderStats {
+        let get = |what| self.counter(what).load(Ordering::SeqCst);
+        ProviderStats {
+            creates: get(Count::Create),
+            status_queries: get(Count::Status),
+            cancels: get(Count::Cancel),
+            downloads: get(Count::Download),
+            downloads_with_auth: get(Count::DownloadWithAuth),
+            rejected: get(Count::Rejected),
+            faults: get(Count::Fault),
+            callbacks: get(Count::Callback),
+            events: get(Count::Event),
+        }
+    }
+}
+
+/// What the sandbox has seen of one provider's protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ProviderStats {
+    /// Create requests that reached a handler (accepted or rejected).
+    pub creates: u64,
+    /// Status queries.
+    pub status_queries: u64,
+    /// Cancel requests.
+    pub cancels: u64,
+    /// Result downloads.
+    pub downloads: u64,
+    /// Result downloads that carried an `Authorization` header: an API key
+    /// sent to the result host. Should stay 0.
+    pub downloads_with_auth: u64,
+    /// Create bodies refused (schema or auth).
+    pub rejected: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// ShortAPI callbacks sent.
+    pub callbacks: u64,
+    /// Oxen events sent.
+    pub events: u64,
+}
+
+/// What the sandbox has seen, per provider: the body of
+/// `GET /_sandbox/stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// ShortAPI.
+    pub shortapi: ProviderStats,
+    /// AI/ML API.
+    pub aimlapi: ProviderStats,
+    /// Oxen.ai.
+    pub oxen: ProviderStats,
+    /// Files uploaded.
+    pub uploads: u64,
+}
+
+impl Stats {
+    /// The counters of one provider.
+    pub fn of(&self, provider: Provider) -> ProviderStats {
+        match provider {
+            Provider::ShortApi => self.shortapi,
+            Provider::AimlApi => self.aimlapi,
+            Provider::Oxen => self.oxen,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    rng: fastrand::Rng,
+    fault_hits: Vec<u32>,
+    jobs: HashMap<String, Job>,
+    /// Job id by file id.
+    files: HashMap<String, String>,
+    uploads: HashMap<String, Arc<[u8]>>,
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: Config,
+    pub(crate) clock: Clock,
+    pub(crate) base_url: String,
+    /// Wall-clock seconds since the Unix epoch when the sandbox started.
+    pub(crate) started_unix: u64,
+    inner: Mutex<Inner>,
+    counters: [Counters; 3],
+    uploads: AtomicU64,
+    pub(crate) events: broadcast::Sender<StreamEvent>,
+    pub(crate) http: reqwest::Client,
+}
+
+impl State {
+    pub(crate) fn new(config: Config, base_url: String) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(State {
+            clock: Clock::new(config.frozen_clock),
+            inner: Mutex::new(Inner {
+                rng: fastrand::Rng::with_seed(config.seed),
+                fault_hits: vec![0; config.faults.len()],
+                jobs: HashMap::new(),
+                files: HashMap::new(),
+                uploads: HashMap::new(),
+            }),
+            config,
+            base_url,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            counters: Default::default(),
+            uploads: AtomicU64::new(0),
+            events,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A handler that panicked leaves consistent data behind: every
+        // change is made whole under the lock.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn count(&self, provider: Provider, what: Count) {
+        self.counters[provider.index()]
+            .counter(what)
+            .fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            shortapi: self.counters[Provider::ShortApi.index()].snapshot(),
+            aimlapi: self.counters[Provider::AimlApi.index()].snapshot(),
+            oxen: self.counters[Provider::Oxen.index()].snapshot(),
+            uploads: self.uploads.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Throws the dice for every fault that applies to this request, and
+    /// returns the request faults that hit; job faults are returned by
+    /// [`State::job_faults`] at create.
+    pub(crate) fn request_faults(
+        &self,
+        provider: Provider,
+        operation: Operation,
+    ) -> Vec<FaultKind> {
+        self.roll(provider, operation)
+            .into_iter()
+            .filter(|kind| !kind.is_job_fault())
+            .collect()
+    }
+
+    /// The job faults that hit a create.
+    pub(crate) fn job_faults(&self, provider: Provider) -> Vec<FaultKind> {
+        self.roll(provider, Operation::Create)
+            .into_iter()
+            .filter(|kind| kind.is_job_fault())
+            .collect()
+    }
+
+    fn roll(&self, provider: Provider, operation: Operation) -> Vec<FaultKind> {
+        let mut inner = self.lock();
+        let Inner {
+            rng, fault_hits, ..
+        } = &mut *inner;
+        let mut hits = Vec::new();
+        for (fault, count) in self.config.faults.iter().zip(fault_hits.iter_mut()) {
+            if !fault.applies(provider, operation) || fault.times.is_some_and(|max| *count >= max) {
+                continue;
+            }
+            if rng.f64() < fault.probability {
+                *count += 1;
+                hits.push(fault.kind);
+            }
+        }
+        drop(inner);
+        for _ in &hits {
+            self.count(provider, Count::Fault);
+        }
+        hits
+    }
+
+    /// A fresh id: `len` hex digits from the seeded generator.
+    pub(crate) fn hex_id(&self, len: usize) -> String {
+        let mut inner = self.lock();
+        (0..len)
+            .map(|_| char::from_digit(inner.rng.u32(0..16), 16).unwrap_or('0'))
+            .collect()
+    }
+
+    /// A fresh UUID-shaped id (version 4 layout).
+    pub(crate) fn uuid(&self) -> String {
+        let hex = self.hex_id(32);
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[13..16],
+            &hex[17..20],
+            &hex[20..32]
+        )
+    }
+
+    pub(crate) fn create_job(&self, new: NewJob, faults: &[FaultKind]) {
+        let failure = new.failure.or_else(|| {
+            faults
+                .contains(&FaultKind::FailJob)
+                .then(|| "the sandbox was told to fail this job (fault `fail`)".to_owned())
+        });
+        let file_id = self.hex_id(16);
+        let job = Job {
+            provider: new.provider,
+            id: new.id.clone(),
+            model: new.model,
+            file_id: file_id.clone(),
+            created_at: self.clock.now(),
+            run_for: self.config.job_duration,
+            failure,
+            cancelled: false,
+            result: new.echo.unwrap_or_else(|| Arc::from(SAMPLE_RESULT)),
+            callback_url: new.callback_url,
+            seconds: new.seconds,
+            announced: Announced::Nothing,
+            expire_first_url: faults.contains(&FaultKind::ExpireUrl),
+            token: None,
+            expired_tokens: HashSet::new(),
+        };
+        let mut inner = self.lock();
+        inner.files.insert(file_id, new.id.clone());
+        inner.jobs.insert(new.id, job);
+    }
+
+    /// Runs `f` on the job `id` of `provider`, if there is one.
+    pub(crate) fn with_job<T>(
+        &self,
+        provider: Provider,
+        id: &str,
+        f: impl FnOnce(&mut Job) -> T,
+    ) -> Option<T> {
+        let mut inner = self.lock();
+        inner
+            .jobs
+            .get_mut(id)
+            .filter(|job| job.provider == provider)
+            .map(f)
+    }
+
+    /// The phase of a job, and its result URL once it has succeeded.
+    pub(crate) fn job_view(&self, provider: Provider, id: &str) -> Option<JobView> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let Inner { rng, jobs, .. } = &mut *inner;
+        let job = jobs.get_mut(id).filter(|job| job.provider == provider)?;
+        let phase = job.phase(now);
+        let url = (phase == Phase::Succeeded).then(|| self.issue_url(job, rng));
+        Some(JobView {
+            phase,
+            url,
+            model: job.model.clone(),
+            created_at: job.created_at,
+            run_for: job.run_for,
+            seconds: job.seconds,
+        })
+    }
+
+    /// A result URL for `job`. The first one is already expired when the
+    /// job was created under the `expire` fault; asking again gives a
+    /// fresh one.
+    fn issue_url(&self, job: &mut Job, rng: &mut fastrand::Rng) -> String {
+        let token = match job.token {
+            Some(token) if !job.expired_tokens.contains(&token) => token,
+            previous => {
+                let token = rng.u64(..);
+                if previous.is_none() && job.expire_first_url {
+                    job.expired_tokens.insert(token);
+                }
+                job.token = Some(token);
+                token
+            }
+        };
+        format!("{}/files/{}/{token:016x}.mp4", self.base_url, job.file_id)
+    }
+
+    /// What a result URL serves; `None` when it names nothing.
+    pub(crate) fn result_file(&self, file_id: &str, token: &str) -> Option<ResultFile> {
+        let inner = self.lock();
+        let job = inner.jobs.get(inner.files.get(file_id)?)?;
+        let token = u64::from_str_radix(token.strip_suffix(".mp4")?, 16).ok()?;
+        if job.token != Some(token) {
+            return None;
+        }
+        if job.expired_tokens.contains(&token) {
+            return Some(ResultFile::Expired(job.provider));
+        }
+        Some(ResultFile::Ready(job.provider, Arc::clone(&job.result)))
+    }
+
+    pub(crate) fn add_upload(&self, bytes: Arc<[u8]>) -> String {
+        let id = self.hex_id(24);
+        self.lock().uploads.insert(id.clone(), bytes);
+        self.uploads.fetch_add(1, Ordering::SeqCst);
+        format!("{}/uploads/{id}", self.base_url)
+    }
+
+    pub(crate) fn upload(&self, id: &str) -> Option<Arc<[u8]>> {
+        self.lock().uploads.get(id).cloned()
+    }
+
+    /// The bytes of a video input to echo: an upload to this sandbox or a
+    /// `data:` URI.
+    pub(crate) fn echo_of(&self, input: &str) -> Option<Arc<[u8]>> {
+        if let Some(rest) = input.strip_prefix("data:") {
+            let (_, payload) = rest.split_once(";base64,")?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .ok()?;
+            return Some(bytes.into());
+        }
+        let id = input.strip_prefix(&format!("{}/uploads/", self.base_url))?;
+        self.upload(id)
+    }
+
+    /// Jobs whose start or end has not been announced yet, marked as
+    /// announced: what the ticker sends on.
+    pub(crate) fn due_announcements(&self) -> Vec<Announcement> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let Inner { rng, jobs, .. } = &mut *inner;
+        let mut due = Vec::new();
+        for job in jobs.values_mut() {
+            let phase = job.phase(now);
+            if phase == Phase::Cancelled {
+                continue;
+            }
+            if job.announced < Announced::Start && phase != Phase::Queued {
+                job.announced = Announced::Start;
+                due.push(Announcement {
+                    provider: job.provider,
+                    id: job.id.clone(),
+                    phase: Phase::Running,
+                    url: None,
+                    callback_url: None,
+                });
+            }
+            if job.announced < Announced::End && phase.is_terminal() {
+                job.announced = Announced::End;
+                // A URL is handed out only where it is delivered (Oxen's
+                // events, ShortAPI's callback): an `expire` fault spends
+                // the first URL on whoever receives it.
+                let delivered = job.provider == Provider::Oxen || job.callback_url.is_some();
+                let url =
+                    (phase == Phase::Succeeded && delivered).then(|| self.issue_url(job, rng));
+                due.push(Announcement {
+                    provider: job.provider,
+                    id: job.id.clone(),
+                    phase,
+                    url,
+                    callback_url: job.callback_url.clone(),
+                });
+            }
+        }
+        due
+    }
+}
+
+/// What a result URL serves.
+#[derive(Debug)]
+pub(crate) enum ResultFile {
+    /// The job's result.
+    Ready(Provider, Arc<[u8]>),
+    /// Nothing: the URL has expired.
+    Expired(Provider),
+}
+
+/// A job as a status answer shows it.
+#[derive(Debug)]
+pub(crate) struct JobView {
+    pub(crate) phase: Phase,
+    pub(crate) url: Option<String>,
+    pub(crate) model: String,
+    pub(crate) created_at: Duration,
+    pub(crate) run_for: Duration,
+    pub(crate) seconds: u32,
+}
+
+/// A change of phase to announce (Oxen event, ShortAPI callback).
+#[derive(Debug)]
+pub(crate) struct Announcement {
+    pub(crate) provider: Provider,
+    pub(crate) id: String,
+    pub(crate) phase: Phase,
+    pub(crate) url: Option<String>,
+    pub(crate) callback_url: Option<String>,
+}
+
+/// Whether a fault list holds a request fault that answers instead of the
+/// handler, and which.
+pub(crate) fn answering_fault(faults: &[FaultKind]) -> Option<FaultKind> {
+    faults.iter().copied().find(|k| {
+        matches!(
+            k,
+            FaultKind::RateLimit | FaultKind::ServerError(_) | FaultKind::Drop
+        )
+    })
+}
+
+/// The delay a `slow` fault adds, if any hit.
+pub(crate) fn delay(faults: &[FaultKind]) -> Option<Duration> {
+    faults.iter().find_map(|k| match k {
+        FaultKind::Slow(d) => Some(*d),
+        _ => None,
+    })
+}
