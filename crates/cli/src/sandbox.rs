@@ -43,7 +43,8 @@ pub(crate) fn run(args: &Args, json: bool) -> Exit {
 }
 
 async fn serve(args: &Args, json: bool) -> Exit {
-    let job_duration = Duration::try_from_secs_f64(args.job_seconds.max(0.0)).unwrap_or(Duration::ZERO);
+    let job_duration =
+        Duration::try_from_secs_f64(args.job_seconds.max(0.0)).unwrap_or(Duration::ZERO);
     let config = args
         .faults
         .iter()
@@ -54,7 +55,10 @@ async fn serve(args: &Args, json: bool) -> Exit {
     let sandbox = match Sandbox::start(config).await {
         Ok(sandbox) => sandbox,
         Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}; pick another with --listen", args.listen);
+            eprintln!(
+                "error: cannot listen on {}: {e}; pick another with --listen",
+                args.listen
+            );
             return Exit::Transport;
         }
     };
@@ -64,18 +68,27 @@ async fn serve(args: &Args, json: bool) -> Exit {
             .iter()
             .map(|p| (p.as_str().to_owned(), json!(sandbox.url(*p))))
             .collect();
-        writeln!(out, "{}", json!({ "base_url": sandbox.base_url(), "providers": urls }))
+        writeln!(
+            out,
+            "{}",
+            json!({ "base_url": sandbox.base_url(), "providers": urls })
+        )
     } else {
         writeln!(out, "{}", sandbox.base_url())
     };
     let _ = out.flush();
     drop(out);
-    eprintln!("kling sandbox: offline emulator of ShortAPI, AI/ML API and Oxen.ai (any non-empty key works)");
+    eprintln!(
+        "kling sandbox: offline emulator of ShortAPI, AI/ML API and Oxen.ai (any non-empty key works)"
+    );
     for provider in Provider::ALL {
         eprintln!("  {provider:<9} {}", sandbox.url(provider));
     }
     eprintln!("  stats     {}/_sandbox/stats", sandbox.base_url());
-    eprintln!("  jobs take {job_duration:?}; {} fault(s); Ctrl-C stops", args.faults.len());
+    eprintln!(
+        "  jobs take {job_duration:?}; {} fault(s); Ctrl-C stops",
+        args.faults.len()
+    );
     let _ = tokio::signal::ctrl_c().await;
     sandbox.stop().await;
     Exit::Success

@@ -7,7 +7,11 @@ use std::process::{Command, Stdio};
 fn get(base: &str, path: &str) -> String {
     let addr = base.strip_prefix("http://").unwrap();
     let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     answer
@@ -16,13 +20,23 @@ fn get(base: &str, path: &str) -> String {
 #[test]
 fn serves_until_killed_and_counts_what_it_sees() {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin!("kling"))
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--job-seconds", "0", "--fault", "503*1@oxen/status"])
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--job-seconds",
+            "0",
+            "--fault",
+            "503*1@oxen/status",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     let base = first.trim().to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
 
