@@ -4,6 +4,8 @@
 //! nothing sent; 2 usage error; 3 the provider refused or the job failed;
 //! 4 transport error or timeout.
 
+mod jobs;
+mod providers;
 mod sandbox;
 mod validate;
 
@@ -21,12 +23,31 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// The provider: sandbox (offline, the default), or shortapi (key in
+    /// SHORTAPI_KEY).
+    #[arg(long, global = true, env = "KLING_PROVIDER", default_value = "sandbox")]
+    provider: providers::ProviderName,
+
+    /// The provider's API base URL, to reach a proxy or a running `kling
+    /// sandbox`: its address followed by /shortapi.
+    #[arg(long, global = true, value_name = "URL")]
+    base_url: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Task(jobs::TaskCommand),
+
+    #[command(flatten)]
+    Job(jobs::JobCommand),
+
+    /// List each provider's tasks, models and prices.
+    Providers,
+
     /// Probe local videos and images and check them against the providers'
     /// rules, before uploading or paying.
     ///
@@ -56,7 +77,11 @@ enum Exit {
     Success,
     /// Refused by local rules; nothing was sent.
     Rejected,
-    /// A transport error: here, the sandbox could not listen.
+    /// A usage error: bad flags, a missing key.
+    Usage,
+    /// The provider refused, or the job failed.
+    Refused,
+    /// A transport error or a timeout (a job, if created, may exist).
     Transport,
 }
 
@@ -65,6 +90,8 @@ impl From<Exit> for ExitCode {
         ExitCode::from(match exit {
             Exit::Success => 0,
             Exit::Rejected => 1,
+            Exit::Usage => 2,
+            Exit::Refused => 3,
             Exit::Transport => 4,
         })
     }
@@ -73,7 +100,14 @@ impl From<Exit> for ExitCode {
 fn main() -> ExitCode {
     // clap exits with status 2 on usage errors.
     let cli = Cli::parse();
+    let choice = providers::ProviderChoice {
+        name: cli.provider,
+        base_url: cli.base_url,
+    };
     let exit = match cli.command {
+        Command::Task(task) => jobs::run(task, &choice, cli.json),
+        Command::Job(job) => jobs::run_job(job, &choice, cli.json),
+        Command::Providers => providers::list(cli.json),
         Command::Validate { paths } => validate::run(&paths, cli.json),
         Command::Sandbox(args) => sandbox::run(&args, cli.json),
     };

@@ -94,6 +94,18 @@ impl FromStr for JobHandle {
     }
 }
 
+/// `at` as RFC 3339 in UTC, to the second: `2026-11-22T10:00:00Z`.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let at = UNIX_EPOCH + Duration::from_secs(86_400);
+/// assert_eq!(kling_core::job::rfc3339(at), "1970-01-02T00:00:00Z");
+/// ```
+pub fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 mod rfc3339 {
     use std::time::SystemTime;
 

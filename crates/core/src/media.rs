@@ -106,6 +106,23 @@ fn has_scheme(s: &str) -> bool {
     })
 }
 
+impl std::str::FromStr for Media {
+    type Err = std::convert::Infallible;
+
+    /// A URL when the string has a scheme (`https://…`), a file path
+    /// otherwise: how the command line and request files read media.
+    ///
+    /// ```
+    /// use kling_core::Media;
+    ///
+    /// assert_eq!("https://a.example/v.mp4".parse(), Ok(Media::url("https://a.example/v.mp4")));
+    /// assert_eq!("clips/v.mp4".parse(), Ok(Media::file("clips/v.mp4")));
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Media::from_plain(s.to_owned()))
+    }
+}
+
 impl From<PathBuf> for Media {
     fn from(path: PathBuf) -> Self {
         Media::File(path)

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use crate::error::Error;
 use crate::job::{JobHandle, JobStatus};
-use crate::request::{Model, Request, Task};
+use crate::money::Usd;
+use crate::request::{Mode, Model, Request, Task};
 use crate::rules::Violation;
 
 /// An optional part of a request that a provider may or may not accept for
@@ -97,6 +98,53 @@ pub struct Offering {
     /// Output lengths accepted, when the provider is stricter than the
     /// common 3–10 s rule.
     pub durations: Option<&'static [u32]>,
+    /// What it costs in `std` mode.
+    pub price_std: Price,
+    /// What it costs in `pro` mode.
+    pub price_pro: Price,
+}
+
+/// How a provider prices one task on one model, as published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Price {
+    /// Per second of output (for an edit, of input, rounded to the nearest
+    /// second).
+    PerSecond(Usd),
+    /// Per request, whatever the length.
+    PerRequest(Usd),
+    /// Not published.
+    Unknown,
+}
+
+impl Price {
+    /// The cost of `seconds` of video, when the price is known.
+    ///
+    /// ```
+    /// use kling_core::Usd;
+    /// use kling_core::provider::Price;
+    ///
+    /// let price = Price::PerSecond(Usd::from_micros(143_000));
+    /// assert_eq!(price.for_seconds(5), Some(Usd::from_micros(715_000)));
+    /// assert_eq!(Price::Unknown.for_seconds(5), None);
+    /// ```
+    pub fn for_seconds(self, seconds: u32) -> Option<Usd> {
+        match self {
+            Price::PerSecond(rate) => Some(rate.times(u64::from(seconds))),
+            Price::PerRequest(price) => Some(price),
+            Price::Unknown => None,
+        }
+    }
+}
+
+impl fmt::Display for Price {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Price::PerSecond(rate) => write!(f, "{rate}/s"),
+            Price::PerRequest(price) => write!(f, "{price}/request"),
+            Price::Unknown => f.write_str("unknown"),
+        }
+    }
 }
 
 impl Offering {
@@ -109,6 +157,24 @@ impl Offering {
             wire_model,
             features: &[],
             durations: None,
+            price_std: Price::Unknown,
+            price_pro: Price::Unknown,
+        }
+    }
+
+    /// Sets the published prices in `std` and `pro` mode.
+    #[must_use]
+    pub const fn prices(mut self, std: Price, pro: Price) -> Self {
+        self.price_std = std;
+        self.price_pro = pro;
+        self
+    }
+
+    /// The price in `mode`.
+    pub fn price(&self, mode: Mode) -> Price {
+        match mode {
+            Mode::Std => self.price_std,
+            Mode::Pro => self.price_pro,
         }
     }
 
@@ -244,6 +310,32 @@ impl Capabilities {
     }
 }
 
+/// An HTTP call, described: what a dry run prints.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct PreparedCall {
+    /// The HTTP method.
+    pub method: &'static str,
+    /// The full URL.
+    pub url: String,
+    /// The JSON body.
+    pub body: serde_json::Value,
+    /// The provider's model name.
+    pub model: String,
+}
+
+impl PreparedCall {
+    /// A `method` call to `url` with `body`, for `model`.
+    pub fn new(method: &'static str, url: String, body: serde_json::Value, model: &str) -> Self {
+        PreparedCall {
+            method,
+            url,
+            body,
+            model: model.to_owned(),
+        }
+    }
+}
+
 /// A hosting provider of Kling's models, driven through one interface.
 ///
 /// Adapters implement it; the `kling` facade drives it (validate, submit,
@@ -252,7 +344,7 @@ impl Capabilities {
 ///
 /// ```
 /// use async_trait::async_trait;
-/// use kling_core::provider::{Capabilities, Offering, Provider};
+/// use kling_core::provider::{Capabilities, Offering, PreparedCall, Provider};
 /// use kling_core::{Error, JobHandle, JobState, JobStatus, Model, Request, Task};
 ///
 /// /// A provider that finishes every job at once.
@@ -266,6 +358,12 @@ impl Capabilities {
 /// impl Provider for Instant {
 ///     fn capabilities(&self) -> &Capabilities {
 ///         &CAPS
+///     }
+///     fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
+///         request.validate()?;
+///         let offering = self.capabilities().check(request)?;
+///         let body = serde_json::json!({ "prompt": request.prompt() });
+///         Ok(PreparedCall::new("POST", "https://instant.example/jobs".into(), body, offering.wire_model))
 ///     }
 ///     async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
 ///         request.validate()?;
@@ -285,6 +383,11 @@ impl Capabilities {
 pub trait Provider: Send + Sync + fmt::Debug {
     /// What this provider offers.
     fn capabilities(&self) -> &Capabilities;
+
+    /// The create call `submit` would send for `request`, after every local
+    /// check, without sending it: what `--dry-run` shows. Adapters build
+    /// their `submit` on it, so the two cannot differ.
+    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error>;
 
     /// The provider's name.
     fn name(&self) -> &'static str {

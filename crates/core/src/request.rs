@@ -678,6 +678,61 @@ impl Request {
         all
     }
 
+    /// Replaces every media input, in the order [`Request::media`] lists
+    /// them: how local files become uploaded URLs.
+    ///
+    /// ```
+    /// use kling_core::{EditRequest, Media, Request};
+    ///
+    /// let request = Request::from(EditRequest::new(Media::file("in.mp4"), "go"));
+    /// let uploaded = request.map_media(|_, media| match media {
+    ///     Media::File(_) => Media::url("https://bucket.example/in.mp4"),
+    ///     other => other,
+    /// });
+    /// assert_eq!(uploaded.video(), Some(&Media::url("https://bucket.example/in.mp4")));
+    /// ```
+    #[must_use]
+    pub fn map_media(self, mut f: impl FnMut(MediaKind, Media) -> Media) -> Request {
+        fn images(list: Vec<Media>, f: &mut impl FnMut(MediaKind, Media) -> Media) -> Vec<Media> {
+            list.into_iter().map(|m| f(MediaKind::Image, m)).collect()
+        }
+        fn elements(
+            list: Vec<Element>,
+            f: &mut impl FnMut(MediaKind, Media) -> Media,
+        ) -> Vec<Element> {
+            list.into_iter()
+                .map(|e| Element {
+                    frontal_image: f(MediaKind::Image, e.frontal_image),
+                    reference_images: images(e.reference_images, f),
+                })
+                .collect()
+        }
+        match self {
+            Request::Edit(mut r) => {
+                r.video = f(MediaKind::Video, r.video);
+                r.images = images(r.images, &mut f);
+                r.elements = elements(r.elements, &mut f);
+                Request::Edit(r)
+            }
+            Request::Refer(mut r) => {
+                r.video = f(MediaKind::Video, r.video);
+                r.images = images(r.images, &mut f);
+                r.elements = elements(r.elements, &mut f);
+                Request::Refer(r)
+            }
+            Request::Animate(mut r) => {
+                r.first = f(MediaKind::Image, r.first);
+                r.last = r.last.map(|m| f(MediaKind::Image, m));
+                Request::Animate(r)
+            }
+            Request::Compose(mut r) => {
+                r.images = images(r.images, &mut f);
+                r.elements = elements(r.elements, &mut f);
+                Request::Compose(r)
+            }
+        }
+    }
+
     /// Checks every rule that needs no network, and reports all that are
     /// broken at once as [`Error::InvalidRequest`].
     ///

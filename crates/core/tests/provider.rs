@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use kling_core::provider::{Capabilities, Feature, Offering, Provider};
+use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Provider};
 use kling_core::{
     AnimateRequest, ComposeRequest, EditRequest, Element, Error, JobHandle, JobState, JobStatus,
     Media, Model, ReferRequest, Request, Task,
@@ -92,6 +92,18 @@ struct Recorder {
 impl Provider for Recorder {
     fn capabilities(&self) -> &Capabilities {
         &CAPS
+    }
+
+    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
+        request.validate()?;
+        let offering = self.capabilities().check(request)?;
+        let body = serde_json::json!({ "prompt": request.prompt() });
+        Ok(PreparedCall::new(
+            "POST",
+            "https://fake.example/jobs".into(),
+            body,
+            offering.wire_model,
+        ))
     }
 
     async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {

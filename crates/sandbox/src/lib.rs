@@ -347,8 +347,7 @@ async fn announce(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
                         let body = shortapi::query_body(&due.phase, due.url.as_deref());
                         let state = Arc::clone(&state);
                         tokio::spawn(async move {
-                            let sent = state.http.post(&callback).json(&body).send().await;
-                            if sent.is_ok_and(|r| r.status().is_success()) {
+                            if post_json(&callback, &body).await {
                                 state.count(Provider::ShortApi, state::Count::Callback);
                             }
                         });
@@ -358,6 +357,24 @@ async fn announce(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// POSTs `body` to an `http://` URL; whether it was answered 2xx. The
+/// sandbox runs on loopback, so callbacks go to plain HTTP.
+async fn post_json(url: &str, body: &serde_json::Value) -> bool {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return false;
+    };
+    let request = hyper::Request::post(uri)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(axum::body::Bytes::from(
+            body.to_string(),
+        )));
+    let Ok(request) = request else { return false };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<axum::body::Bytes>>();
+    let answer = tokio::time::timeout(Duration::from_secs(10), client.request(request)).await;
+    matches!(answer, Ok(Ok(response)) if response.status().is_success())
 }
 
 /// The length of a video given inline or by upload, in whole seconds

@@ -272,7 +272,6 @@ pub(crate) struct State {
     counters: [Counters; 3],
     uploads: AtomicU64,
     pub(crate) events: broadcast::Sender<StreamEvent>,
-    pub(crate) http: reqwest::Client,
 }
 
 impl State {
@@ -295,7 +294,6 @@ impl State {
             counters: Default::default(),
             uploads: AtomicU64::new(0),
             events,
-            http: reqwest::Client::new(),
         })
     }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 const KEY: &str = "Bearer sandbox-test-key";
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    kling_http::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap()

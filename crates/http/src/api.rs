@@ -1,0 +1,403 @@
+//! JSON calls to a provider's API.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kling_core::{Delivery, Error};
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::clock::{Clock, TokioClock};
+use crate::retry::RetryPolicy;
+
+/// A client for one provider's API: its base URL and bearer key.
+///
+/// The key is sent on these requests only, never on downloads, and the
+/// client follows no redirects, so the key cannot be carried to another
+/// host. `Debug` shows `[REDACTED]` for it.
+///
+/// ```
+/// use kling_http::{ApiClient, SecretString};
+///
+/// let client = ApiClient::new("shortapi", "https://api.shortapi.ai", Some(SecretString::from("sk-123")))?;
+/// assert!(!format!("{client:?}").contains("sk-123"));
+/// # Ok::<(), kling_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ApiClient {
+    provider: &'static str,
+    base_url: String,
+    key: Option<SecretString>,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+    request_timeout: Duration,
+    clock: Arc<dyn Clock>,
+    rng: Arc<Mutex<fastrand::Rng>>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url)
+            .field("key", &self.key.as_ref().map(|_| "[REDACTED]"))
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    /// A client for `provider` at `base_url` (no trailing slash needed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Transport`] when the HTTP client cannot be built (TLS setup).
+    pub fn new(
+        provider: &'static str,
+        base_url: &str,
+        key: Option<SecretString>,
+    ) -> Result<Self, Error> {
+        let http = crate::client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Transport {
+                provider: provider.to_owned(),
+                delivery: Delivery::NotSent,
+                attempt: None,
+                source: Box::new(e),
+            })?;
+        Ok(ApiClient {
+            provider,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            key,
+            http,
+            retry: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(60),
+            clock: Arc::new(TokioClock::new()),
+            rng: Arc::new(Mutex::new(fastrand::Rng::new())),
+        })
+    }
+
+    /// Sets how reads are retried.
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the time source for retry waits.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Bounds each request, from sending to the last byte of the answer.
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The provider's name.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, Error> {
+        let mut builder = self
+            .http
+            .request(method, self.url(path))
+            .timeout(self.request_timeout);
+        if let Some(key) = &self.key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                .map_err(|_| Error::Auth {
+                    provider: self.provider.to_owned(),
+                    status: 0,
+                    message: "the API key holds characters a header cannot carry".to_owned(),
+                })?;
+            value.set_sensitive(true);
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        Ok(builder)
+    }
+
+    /// Sends a create. It is never retried: when it fails after it may have
+    /// reached the provider (a timeout, a connection closed after the body
+    /// was written, a 5xx answer), the error is a
+    /// [`Delivery::MaybeSent`] transport error carrying `attempt`, what
+    /// identifies this try, because a paid job may exist.
+    ///
+    /// # Errors
+    ///
+    /// Transport errors as above; the provider's refusals as
+    /// [`Error::Auth`], [`Error::RateLimited`] or [`Error::Rejected`].
+    pub async fn create(&self, path: &str, body: &Value, attempt: &str) -> Result<Value, Error> {
+        let request = self.request(Method::POST, path)?.json(body);
+        let maybe_sent = |source: kling_core::BoxError| Error::Transport {
+            provider: self.provider.to_owned(),
+            delivery: Delivery::MaybeSent,
+            attempt: Some(attempt.to_owned()),
+            source,
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if e.is_connect() || e.is_builder() => {
+                return Err(Error::Transport {
+                    provider: self.provider.to_owned(),
+                    delivery: Delivery::NotSent,
+                    attempt: Some(attempt.to_owned()),
+                    source: Box::new(e),
+                });
+            }
+            Err(e) => return Err(maybe_sent(Box::new(e))),
+        };
+        let status = response.status();
+        if status.is_server_error() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(maybe_sent(
+                format!("HTTP {status} answered the create: {}", excerpt(&body)).into(),
+            ));
+        }
+        if !status.is_success() {
+            let retry_after = retry_after(&response);
+            let body = response.text().await.unwrap_or_default();
+            return Err(self.refusal(status, &body, retry_after));
+        }
+        // The job exists once the provider answered 2xx: losing the body
+        // now loses its id.
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| maybe_sent(Box::new(e)))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            maybe_sent(
+                format!(
+                    "the create answer is not JSON ({e}): {}",
+                    excerpt(&String::from_utf8_lossy(&bytes))
+                )
+                .into(),
+            )
+        })
+    }
+
+    /// A GET, retried on 429, 5xx and connection errors.
+    ///
+    /// # Errors
+    ///
+    /// The last error once retries are spent, or a refusal at once.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, Error> {
+        self.idempotent(Method::GET, path, query).await
+    }
+
+    /// A DELETE, retried like [`ApiClient::get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ApiClient::get`].
+    pub async fn delete(&self, path: &str) -> Result<Value, Error> {
+        self.idempotent(Method::DELETE, path, &[]).await
+    }
+
+    /// A GET whose answer is streamed, as for server-sent events; not
+    /// retried (the caller decides what a dropped stream means).
+    ///
+    /// # Errors
+    ///
+    /// A transport error, or the provider's refusal.
+    pub async fn open_stream(&self, path: &str) -> Result<Response, Error> {
+        // No overall timeout: the stream stays open.
+        let mut builder = self.http.get(self.url(path));
+        if let Some(key) = &self.key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                .map_err(|_| {
+                    self.transport(
+                        Delivery::NotSent,
+                        "the API key cannot be sent in a header".into(),
+                    )
+                })?;
+            value.set_sensitive(true);
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        let response = builder
+            .header("Accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| self.transport(Delivery::NotSent, Box::new(e)))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            let status = response.status();
+            let retry_after = retry_after(&response);
+            let body = response.text().await.unwrap_or_default();
+            Err(self.refusal(status, &body, retry_after))
+        }
+    }
+
+    async fn idempotent(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Value, Error> {
+        let mut retry = 0;
+        loop {
+            retry += 1;
+            let last_try = retry >= self.retry.max_attempts;
+            let request = self.request(method.clone(), path)?.query(query);
+            let (error, retry_after) = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = retry_after(&response);
+                    if status.is_success() {
+                        match response.bytes().await {
+                            Ok(bytes) => {
+                                return serde_json::from_slice(&bytes).map_err(|e| {
+                                    Error::Protocol {
+                                        provider: self.provider.to_owned(),
+                                        message: format!(
+                                            "the answer to {method} {path} is not JSON: {e}"
+                                        ),
+                                        body: excerpt(&String::from_utf8_lossy(&bytes)),
+                                    }
+                                });
+                            }
+                            Err(e) => (self.transport(Delivery::MaybeSent, Box::new(e)), None),
+                        }
+                    } else {
+                        let body = response.text().await.unwrap_or_default();
+                        let error = self.refusal(status, &body, retry_after);
+                        if !(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) {
+                            return Err(error);
+                        }
+                        (error, retry_after)
+                    }
+                }
+                Err(e) => {
+                    let delivery = if e.is_connect() {
+                        Delivery::NotSent
+                    } else {
+                        Delivery::MaybeSent
+                    };
+                    (self.transport(delivery, Box::new(e)), None)
+                }
+            };
+            if last_try {
+                return Err(error);
+            }
+            let wait = {
+                let mut rng = self
+                    .rng
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.retry.delay(retry, retry_after, &mut rng)
+            };
+            self.clock.sleep(wait).await;
+        }
+    }
+
+    fn transport(&self, delivery: Delivery, source: kling_core::BoxError) -> Error {
+        Error::Transport {
+            provider: self.provider.to_owned(),
+            delivery,
+            attempt: None,
+            source,
+        }
+    }
+
+    /// The error for a non-2xx answer, with the provider's message read
+    /// from whichever of the three providers' error shapes the body has.
+    fn refusal(&self, status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+        let message = provider_message(body)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+        let provider = self.provider.to_owned();
+        match status.as_u16() {
+            401 => Error::Auth {
+                provider,
+                status: 401,
+                message,
+            },
+            429 => Error::RateLimited {
+                provider,
+                retry_after,
+                message,
+            },
+            code => Error::Rejected {
+                provider,
+                status: Some(code),
+                message,
+                body: excerpt(body),
+            },
+        }
+    }
+}
+
+/// The message in an error body: AI/ML API's and ShortAPI's `message`,
+/// Oxen's `error.detail` or `status_message`.
+pub(crate) fn provider_message(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    [
+        value.get("message"),
+        value.pointer("/error/detail"),
+        value.pointer("/error/message"),
+        value.get("status_message"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|m| m.as_str().map(str::to_owned))
+}
+
+fn retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// At most 2,000 characters of a body, for errors.
+fn excerpt(body: &str) -> String {
+    match body.char_indices().nth(2000) {
+        Some((cut, _)) => format!("{}…", &body[..cut]),
+        None => body.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_read_from_each_providers_shape() {
+        for (body, expected) in [
+            (r#"{"code": 400, "message": "bad args"}"#, Some("bad args")),
+            (
+                r#"{"message": "video_url is required", "statusCode": 400}"#,
+                Some("video_url is required"),
+            ),
+            (
+                r#"{"error": {"type": "not_found", "detail": "no such generation"}, "status": "error"}"#,
+                Some("no such generation"),
+            ),
+            ("<html>502</html>", None),
+        ] {
+            assert_eq!(provider_message(body).as_deref(), expected, "{body}");
+        }
+    }
+}

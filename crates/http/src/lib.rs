@@ -1,0 +1,51 @@
+//! HTTP plumbing shared by the kling-rs provider adapters.
+//!
+//! - [`ApiClient`]: JSON calls to one provider with its bearer key (held as
+//!   a [`SecretString`], never printed). Status, cancel and other reads are
+//!   retried on 429 (honouring `Retry-After`), 5xx and connection errors
+//!   with jittered exponential backoff; a create is sent exactly once and,
+//!   when it may have reached the provider, fails with an error that says so
+//!   ([`Delivery::MaybeSent`](kling_core::Delivery::MaybeSent)).
+//! - [`download`]: streams a result to `FILE.part`, resumes with `Range`
+//!   after a drop, checks the length and renames into place. It never sends
+//!   the API key: result URLs belong to other hosts.
+//! - [`sse`]: reads server-sent events.
+//! - [`Clock`]: the time source every wait goes through, so tests run on
+//!   virtual time.
+//!
+//! TLS: the `rustls` feature (default) or `native-tls`.
+
+#![deny(missing_docs)]
+
+mod api;
+mod clock;
+mod download;
+mod retry;
+pub mod sse;
+
+pub use api::ApiClient;
+pub use clock::{Clock, TokioClock};
+pub use download::{DownloadError, download, part_path};
+pub use retry::RetryPolicy;
+pub use secrecy::{ExposeSecret, SecretString};
+
+/// A `reqwest` client builder with this crate's TLS setup: with the
+/// `rustls` feature it installs the ring crypto provider first, which
+/// reqwest needs before any client is built. Build every `reqwest` client
+/// of a program that uses this crate from here.
+///
+/// ```
+/// let client = kling_http::client_builder().build().unwrap();
+/// # drop(client);
+/// ```
+pub fn client_builder() -> reqwest::ClientBuilder {
+    #[cfg(feature = "rustls")]
+    {
+        // The ring provider, installed once for the process; an error means
+        // one is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder()
+        .user_agent(concat!("kling-rs/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(15))
+}

@@ -1,0 +1,319 @@
+//! The client that drives any provider.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kling_core::provider::{Offering, PreparedCall, Provider};
+use kling_core::{
+    Delivery, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Request, Task,
+};
+use kling_http::{Clock, DownloadError, RetryPolicy, TokioClock};
+
+use crate::estimate::Estimate;
+use crate::upload::Uploader;
+use crate::wait::WaitOptions;
+
+/// Runs requests on one provider: validate, estimate, submit, wait,
+/// download.
+#[derive(Debug, Clone)]
+pub struct Client {
+    provider: Arc<dyn Provider>,
+    uploader: Option<Arc<dyn Uploader>>,
+    clock: Arc<dyn Clock>,
+    download_retry: RetryPolicy,
+    rng: Arc<Mutex<fastrand::Rng>>,
+}
+
+/// Where a local file stands in a dry run: the URL an uploader would give
+/// is not known until it runs.
+const UPLOAD_PLACEHOLDER: &str = "https://upload.invalid/";
+
+impl Client {
+    /// A client for `provider`.
+    pub fn new(provider: impl Provider + 'static) -> Self {
+        Self::from_arc(Arc::new(provider))
+    }
+
+    /// A client for a provider chosen at run time.
+    pub fn from_arc(provider: Arc<dyn Provider>) -> Self {
+        Client {
+            provider,
+            uploader: None,
+            clock: Arc::new(TokioClock::new()),
+            download_retry: RetryPolicy::default(),
+            rng: Arc::new(Mutex::new(fastrand::Rng::new())),
+        }
+    }
+
+    /// Uploads local files with `uploader` before submitting, for
+    /// providers that fetch media by URL.
+    #[must_use]
+    pub fn with_uploader(mut self, uploader: Arc<dyn Uploader>) -> Self {
+        self.uploader = Some(uploader);
+        self
+    }
+
+    /// Sets the time source waits go through (tests use virtual time).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Seeds the wait policy's jitter, so a wait can be repeated exactly.
+    #[must_use]
+    pub fn with_seed(self, seed: u64) -> Self {
+        *self
+            .rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fastrand::Rng::with_seed(seed);
+        self
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &dyn Provider {
+        &*self.provider
+    }
+
+    /// Checks every local rule, reading local files, and that the provider
+    /// offers what `request` uses. Returns the offering that will run it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] or [`Error::Unsupported`]; nothing is sent.
+    pub fn validate(&self, request: &Request) -> Result<Offering, Error> {
+        request.validate()?;
+        self.provider.capabilities().check(request).copied()
+    }
+
+    /// What `request` will cost, from the provider's published price and
+    /// the seconds it bills.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::validate`].
+    pub fn estimate(&self, request: &Request) -> Result<Estimate, Error> {
+        let offering = self.validate(request)?;
+        let seconds = match request.task() {
+            Task::Edit => request.video().and_then(input_seconds),
+            _ => request.duration(),
+        };
+        Ok(Estimate::new(offering.price(request.mode()), seconds))
+    }
+
+    /// The create call `submit` would send, without sending it or reading a
+    /// key: what `--dry-run` prints. With an uploader, local files show as
+    /// `https://upload.invalid/NAME`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::validate`], and the adapter's refusals.
+    pub fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
+        request.validate()?;
+        let request = if self.uploader.is_some() {
+            request.clone().map_media(|_, media| match media {
+                Media::File(path) => {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    Media::url(format!("{UPLOAD_PLACEHOLDER}{name}"))
+                }
+                Media::Bytes { .. } => Media::url(format!("{UPLOAD_PLACEHOLDER}bytes")),
+                other => other,
+            })
+        } else {
+            request.clone()
+        };
+        self.provider.prepare(&request)
+    }
+
+    /// Validates, uploads local inputs when an uploader is set, and creates
+    /// the job, once.
+    ///
+    /// # Errors
+    ///
+    /// Local refusals before anything is sent; the provider's refusals; a
+    /// transport error that says whether the create may have been sent.
+    pub async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
+        self.validate(request)?;
+        let request = match &self.uploader {
+            Some(uploader) => upload_all(&**uploader, request).await?,
+            None => request.clone(),
+        };
+        self.provider.submit(&request).await
+    }
+
+    /// Asks where a job is.
+    ///
+    /// # Errors
+    ///
+    /// The provider's or the transport's.
+    pub async fn status(&self, job: &JobHandle) -> Result<JobStatus, Error> {
+        self.provider.status(job).await
+    }
+
+    /// Cancels a job, where the provider allows it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] where it does not.
+    pub async fn cancel(&self, job: &JobHandle) -> Result<(), Error> {
+        self.provider.cancel(job).await
+    }
+
+    /// Waits for a job to end, checking its status as `options.policy`
+    /// says, and returns its final status when it succeeded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobFailed`], [`Error::JobCancelled`], [`Error::Timeout`]
+    /// (carrying the job, which may still finish), or a status error.
+    pub async fn wait(&self, job: &JobHandle, options: &WaitOptions) -> Result<JobStatus, Error> {
+        self.wait_with(job, options, |_| {}).await
+    }
+
+    /// Like [`Client::wait`], calling `progress` with every status seen.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::wait`].
+    pub async fn wait_with(
+        &self,
+        job: &JobHandle,
+        options: &WaitOptions,
+        mut progress: impl FnMut(&JobStatus),
+    ) -> Result<JobStatus, Error> {
+        let start = self.clock.now();
+        let timeout = |after: Duration| Error::Timeout {
+            job: Some(job.clone()),
+            after,
+            delivery: Delivery::MaybeSent,
+        };
+        let mut check = 0;
+        loop {
+            let delay = {
+                let mut rng = self
+                    .rng
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                options.policy.delay(check, &mut rng)
+            };
+            let elapsed = self.clock.now().saturating_sub(start);
+            let remaining = options.deadline.saturating_sub(elapsed);
+            if delay >= remaining {
+                self.clock.sleep(remaining).await;
+                return Err(timeout(options.deadline));
+            }
+            self.clock.sleep(delay).await;
+            check += 1;
+            let remaining = options
+                .deadline
+                .saturating_sub(self.clock.now().saturating_sub(start));
+            // The deadline also bounds the request in flight.
+            let status = tokio::time::timeout(remaining, self.provider.status(job))
+                .await
+                .map_err(|_| timeout(options.deadline))??;
+            progress(&status);
+            match &status.state {
+                JobState::Succeeded { .. } => return Ok(status),
+                JobState::Failed { reason, refunded } => {
+                    return Err(Error::JobFailed {
+                        job: job.clone(),
+                        reason: reason.clone(),
+                        refunded: *refunded,
+                    });
+                }
+                JobState::Cancelled => return Err(Error::JobCancelled { job: job.clone() }),
+                _ => {}
+            }
+        }
+    }
+
+    /// Downloads a succeeded job's first result to `dest`, resumably (see
+    /// [`kling_http::download`]). When the result URL has expired (403,
+    /// 404), asks the job's status once for a fresh URL and tries again.
+    /// The API key is never sent to the result's host.
+    ///
+    /// # Errors
+    ///
+    /// A transport error once retries are spent (the partial file is kept
+    /// for the next try), or the refreshed status's error.
+    pub async fn download(
+        &self,
+        job: &JobHandle,
+        status: &JobStatus,
+        dest: &Path,
+    ) -> Result<u64, Error> {
+        let url = first_output(job, status)?;
+        match kling_http::download(&url, dest, self.download_retry, Arc::clone(&self.clock)).await {
+            Err(DownloadError::Expired { .. }) => {
+                let fresh = self.provider.status(job).await?;
+                let url = first_output(job, &fresh)?;
+                kling_http::download(&url, dest, self.download_retry, Arc::clone(&self.clock))
+                    .await
+                    .map_err(|e| download_error(job, e))
+            }
+            other => other.map_err(|e| download_error(job, e)),
+        }
+    }
+}
+
+fn first_output(job: &JobHandle, status: &JobStatus) -> Result<String, Error> {
+    match &status.state {
+        JobState::Succeeded { outputs, .. } if !outputs.is_empty() => Ok(outputs[0].clone()),
+        other => Err(Error::Protocol {
+            provider: job.provider.clone(),
+            message: format!(
+                "job {job} has no result to download (it is {})",
+                other.name()
+            ),
+            body: status.raw.to_string(),
+        }),
+    }
+}
+
+fn download_error(job: &JobHandle, error: DownloadError) -> Error {
+    Error::Transport {
+        provider: job.provider.clone(),
+        delivery: Delivery::NotSent,
+        attempt: Some(format!("downloading the result of {job}")),
+        source: Box::new(error),
+    }
+}
+
+/// The seconds an edit bills: its input's length rounded to the nearest
+/// second, when the input is local.
+fn input_seconds(video: &Media) -> Option<u32> {
+    let probed = match video {
+        Media::File(path) => kling_core::probe::probe_file(path).ok()?,
+        Media::Bytes { data, .. } => {
+            kling_core::probe::probe_reader(std::io::Cursor::new(&data[..])).ok()?
+        }
+        _ => return None,
+    };
+    match probed {
+        kling_core::probe::Probed::Video(video) => {
+            u32::try_from((video.duration.as_millis() + 500) / 1000).ok()
+        }
+        kling_core::probe::Probed::Image(_) => None,
+    }
+}
+
+/// Uploads every local input and returns the request with URLs in their place.
+async fn upload_all(uploader: &dyn Uploader, request: &Request) -> Result<Request, Error> {
+    let mut urls = Vec::new();
+    for input in request.media() {
+        if matches!(input.media, Media::File(_) | Media::Bytes { .. }) {
+            urls.push(uploader.upload(input.media).await?);
+        }
+    }
+    let mut urls = urls.into_iter();
+    Ok(request
+        .clone()
+        .map_media(|_: MediaKind, media| match media {
+            Media::File(_) | Media::Bytes { .. } => urls.next().map_or(media, Media::Url),
+            other => other,
+        }))
+}

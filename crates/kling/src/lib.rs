@@ -1,0 +1,53 @@
+//! Run Kling's Omni video models (O1, O3) on ShortAPI, AI/ML API or
+//! Oxen.ai through one provider-neutral request.
+//!
+//! A [`Client`] drives any [`Provider`]: it checks a request against every
+//! local rule before anything is sent ([`Client::validate`]), prices it
+//! ([`Client::estimate`]), submits it once ([`Client::submit`]), waits for
+//! the job with a polling policy made for jobs that take minutes
+//! ([`Client::wait`]), and downloads the result resumably
+//! ([`Client::download`]).
+//!
+//! Each provider adapter is a Cargo feature (`shortapi`, on by default), so
+//! a program links only the adapters it uses. TLS is `rustls` (default) or
+//! `native-tls`.
+//!
+//! ```no_run
+//! use kling::{Client, EditRequest, Media, Request, WaitOptions};
+//! use kling::shortapi::ShortApi;
+//!
+//! # async fn run() -> Result<(), kling::Error> {
+//! let client = Client::new(ShortApi::new(std::env::var("SHORTAPI_KEY").unwrap().into())?);
+//! let request = Request::from(EditRequest::new(
+//!     Media::url("https://example.com/street.mp4"),
+//!     "Make it snow on @Video1",
+//! ));
+//! println!("about {}", client.estimate(&request)?);
+//! let job = client.submit(&request).await?;
+//! let done = client.wait(&job, &WaitOptions::default()).await?;
+//! client.download(&job, &done, "snowy.mp4".as_ref()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod client;
+mod estimate;
+pub mod upload;
+pub mod wait;
+
+pub use client::Client;
+pub use estimate::Estimate;
+pub use kling_core::provider::{self, Capabilities, PreparedCall, Price, Provider};
+pub use kling_core::{
+    AnimateRequest, AspectRatio, ComposeRequest, Delivery, EditRequest, Element, Error, JobHandle,
+    JobState, JobStatus, Media, MediaKind, Mode, Model, ReferRequest, Request, RequestSpec, Task,
+    Usd, job, probe, prompt, rules,
+};
+pub use kling_http::{Clock, RetryPolicy, SecretString, TokioClock};
+/// The ShortAPI adapter.
+#[cfg(feature = "shortapi")]
+pub use kling_shortapi as shortapi;
+pub use upload::Uploader;
+pub use wait::{WaitOptions, WaitPolicy};

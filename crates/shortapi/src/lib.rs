@@ -1,0 +1,439 @@
+//! The ShortAPI adapter: Kling O1 and O3 on <https://api.shortapi.ai>.
+//!
+//! It maps a neutral [`Request`] to ShortAPI's exact body (`[@Image1]`
+//! references, O1's string and O3's integer `duration`, defaults sent
+//! explicitly), sends it once, and maps ShortAPI's numeric statuses (0 and
+//! 1 in progress, 2 succeeded, anything else failed) to [`JobStatus`].
+//!
+//! ```
+//! use kling_core::{EditRequest, Media, Request};
+//! use kling_core::provider::Provider;
+//! use kling_shortapi::ShortApi;
+//!
+//! let shortapi = ShortApi::new("sk-…".into())?;
+//! let call = shortapi.prepare(&Request::from(EditRequest::new(
+//!     Media::url("https://example.com/in.mp4"),
+//!     "Make @Video1 snowy",
+//! )))?;
+//! assert_eq!(call.url, "https://api.shortapi.ai/api/v1/job/create");
+//! assert_eq!(call.body["args"]["prompt"], "Make [@Video1] snowy");
+//! # Ok::<(), kling_core::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod wire;
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use kling_core::prompt::{Prompt, Syntax};
+use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Price, Provider};
+use kling_core::{
+    AspectRatio, Element, Error, JobHandle, JobState, JobStatus, Media, Mode, Model, Request, Task,
+    Usd,
+};
+use kling_http::{ApiClient, SecretString};
+use serde_json::Value;
+
+use crate::wire::{CreateAnswer, CreateBody, ImageAction, QueryAnswer, VideoAction};
+
+/// The provider's name in job handles and on the command line.
+pub const NAME: &str = "shortapi";
+/// ShortAPI's API.
+pub const BASE_URL: &str = "https://api.shortapi.ai";
+/// The environment variable the CLI reads the key from.
+pub const KEY_VARIABLE: &str = "SHORTAPI_KEY";
+
+const O1_V2V: &str = "kwaivgi/kling-o1/video-to-video";
+const O3_V2V: &str = "kwaivgi/kling-o3/video-to-video";
+const O1_I2V: &str = "kwaivgi/kling-o1/image-to-video";
+
+const CREATE: &str = "/api/v1/job/create";
+const QUERY: &str = "/api/v1/job/query";
+
+/// When the prices below were read from ShortAPI's model pages.
+pub const PRICES_AS_OF: &str = "2026-11-22";
+
+const fn per_second(micros: u64) -> Price {
+    Price::PerSecond(Usd::from_micros(micros))
+}
+
+const VIDEO_FEATURES_O1: &[Feature] = &[Feature::Images, Feature::Elements, Feature::KeepAudio];
+// O3's page lists no keep_audio.
+const VIDEO_FEATURES_O3: &[Feature] = &[Feature::Images, Feature::Elements];
+
+/// ShortAPI's catalogue and prices, as its model pages publish them
+/// ([`PRICES_AS_OF`]). O1 image-to-video in pro mode is published as "$0.1
+/// per request", and kept so.
+pub const CATALOGUE: &[Offering] = &[
+    Offering::new(Task::Edit, Model::O1, O1_V2V)
+        .features(VIDEO_FEATURES_O1)
+        .prices(per_second(110_000), per_second(143_000)),
+    Offering::new(Task::Refer, Model::O1, O1_V2V)
+        .features(VIDEO_FEATURES_O1)
+        .prices(per_second(110_000), per_second(143_000)),
+    Offering::new(Task::Edit, Model::O3, O3_V2V)
+        .features(VIDEO_FEATURES_O3)
+        .prices(per_second(107_000), per_second(143_000)),
+    Offering::new(Task::Refer, Model::O3, O3_V2V)
+        .features(VIDEO_FEATURES_O3)
+        .prices(per_second(107_000), per_second(143_000)),
+    Offering::new(Task::Animate, Model::O1, O1_I2V)
+        .features(&[Feature::LastFrame])
+        .prices(
+            per_second(75_000),
+            Price::PerRequest(Usd::from_micros(100_000)),
+        ),
+    Offering::new(Task::Compose, Model::O1, O1_I2V)
+        .features(&[Feature::Images, Feature::Elements])
+        .prices(
+            per_second(75_000),
+            Price::PerRequest(Usd::from_micros(100_000)),
+        ),
+];
+
+/// What ShortAPI offers.
+pub const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE);
+
+/// The ShortAPI adapter.
+#[derive(Debug, Clone)]
+pub struct ShortApi {
+    api: ApiClient,
+    callback_url: Option<String>,
+}
+
+impl ShortApi {
+    /// An adapter for ShortAPI's own API with `key`.
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn new(key: SecretString) -> Result<Self, Error> {
+        Self::with_base_url(BASE_URL, key)
+    }
+
+    /// An adapter for a ShortAPI-compatible API at `base_url` (the sandbox,
+    /// a proxy).
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn with_base_url(base_url: &str, key: SecretString) -> Result<Self, Error> {
+        Ok(ShortApi {
+            api: ApiClient::new(NAME, base_url, Some(key))?,
+            callback_url: None,
+        })
+    }
+
+    /// Uses `api` as built by the caller (retry policy, clock).
+    pub fn with_client(api: ApiClient) -> Self {
+        ShortApi {
+            api,
+            callback_url: None,
+        }
+    }
+
+    /// Asks ShortAPI to POST to `url` when a job ends. ShortAPI signs
+    /// nothing: put an unguessable token in the URL and check it; read the
+    /// body with [`parse_callback`].
+    #[must_use]
+    pub fn callback_url(mut self, url: impl Into<String>) -> Self {
+        self.callback_url = Some(url.into());
+        self
+    }
+}
+
+impl ShortApi {
+    /// Sends a prepared create call as it is, once: what
+    /// [`Provider::submit`] does after [`Provider::prepare`]. For callers
+    /// that adjust a body by hand; nothing here checks it again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Rejected`] when ShortAPI answers `code != 0`; a transport
+    /// error saying whether the job may exist.
+    pub async fn send(&self, call: &PreparedCall) -> Result<JobHandle, Error> {
+        let at = SystemTime::now();
+        let attempt = format!(
+            "POST {} for {} at {}",
+            call.url,
+            call.model,
+            kling_core::job::rfc3339(at)
+        );
+        let raw = self.api.create(CREATE, &call.body, &attempt).await?;
+        let maybe_sent = |message: String| Error::Transport {
+            provider: NAME.to_owned(),
+            delivery: kling_core::Delivery::MaybeSent,
+            attempt: Some(attempt.clone()),
+            source: message.into(),
+        };
+        let answer: CreateAnswer = serde_json::from_value(raw.clone()).map_err(|e| {
+            maybe_sent(format!(
+                "the create answer is not ShortAPI's shape ({e}): {raw}"
+            ))
+        })?;
+        match (answer.code, answer.data) {
+            (0, Some(data)) => Ok(JobHandle::new(NAME, data.job_id)
+                .with_model(call.model.clone())
+                .with_created_at(at)),
+            (0, None) => Err(maybe_sent(format!("code 0 without a job id: {raw}"))),
+            (code, _) => Err(Error::Rejected {
+                provider: NAME.to_owned(),
+                status: None,
+                message: answer.message.unwrap_or_else(|| format!("code {code}")),
+                body: raw.to_string(),
+            }),
+        }
+    }
+}
+
+fn url_of(field: &str, media: &Media) -> Result<String, Error> {
+    match media {
+        Media::Url(url) => Ok(url.clone()),
+        _ => Err(Error::Unsupported {
+            provider: NAME.to_owned(),
+            task: None,
+            model: None,
+            feature: format!(
+                "local files ({field}: {media}): it fetches media from URLs; give a URL, or let \
+                 the client upload local files with an Uploader (aimlapi takes local files inline)"
+            ),
+        }),
+    }
+}
+
+fn elements(list: &[Element]) -> Result<Vec<wire::Element>, Error> {
+    list.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Ok(wire::Element {
+                frontal_image_url: url_of(
+                    &format!("elements[{i}].frontal_image"),
+                    &e.frontal_image,
+                )?,
+                reference_image_urls: e
+                    .reference_images
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| url_of(&format!("elements[{i}].reference_images[{j}]"), m))
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
+}
+
+fn images(list: &[&Media]) -> Result<Vec<String>, Error> {
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| url_of(&format!("images[{i}]"), m))
+        .collect()
+}
+
+fn mode(mode: Mode) -> wire::Mode {
+    match mode {
+        Mode::Std => wire::Mode::Std,
+        _ => wire::Mode::Pro,
+    }
+}
+
+fn aspect(ratio: AspectRatio) -> wire::AspectRatio {
+    match ratio {
+        AspectRatio::Portrait => wire::AspectRatio::Portrait,
+        AspectRatio::Square => wire::AspectRatio::Square,
+        _ => wire::AspectRatio::Landscape,
+    }
+}
+
+fn to_value<T: serde::Serialize>(body: &T) -> Value {
+    serde_json::to_value(body).unwrap_or(Value::Null)
+}
+
+/// ShortAPI's body for `request` on `model`.
+fn body(request: &Request, model: &str, callback_url: Option<&String>) -> Result<Value, Error> {
+    let prompt = Prompt::parse(request.prompt()).render(Syntax::Bracketed);
+    let callback_url = callback_url.cloned();
+    let mode = mode(request.mode());
+    let refer = request.task() == Task::Refer;
+    let value = match request {
+        Request::Edit(_) | Request::Refer(_) => {
+            let video = url_of(
+                "video",
+                request.video().unwrap_or(&Media::Url(String::new())),
+            )?;
+            let action = if refer {
+                VideoAction::Refer
+            } else {
+                VideoAction::Edit
+            };
+            let images = images(&request.images())?;
+            let elements = elements(request.elements())?;
+            let aspect_ratio = request.aspect_ratio().map(aspect);
+            if model == O3_V2V {
+                to_value(&CreateBody {
+                    model: model.to_owned(),
+                    args: wire::O3VideoArgs {
+                        mode,
+                        action,
+                        prompt,
+                        video,
+                        images,
+                        elements,
+                        duration: request.duration(),
+                        aspect_ratio,
+                    },
+                    callback_url,
+                })
+            } else {
+                to_value(&CreateBody {
+                    model: model.to_owned(),
+                    args: wire::O1VideoArgs {
+                        mode,
+                        action,
+                        prompt,
+                        video,
+                        images,
+                        elements,
+                        keep_audio: request.keep_audio().unwrap_or(false),
+                        duration: request.duration().map(|d| d.to_string()),
+                        aspect_ratio,
+                    },
+                    callback_url,
+                })
+            }
+        }
+        Request::Animate(_) | Request::Compose(_) => {
+            let action = if request.task() == Task::Animate {
+                ImageAction::Frame
+            } else {
+                ImageAction::Refer
+            };
+            to_value(&CreateBody {
+                model: model.to_owned(),
+                args: wire::O1ImageArgs {
+                    mode,
+                    action,
+                    prompt,
+                    duration: request
+                        .duration()
+                        .unwrap_or(kling_core::request::DEFAULT_DURATION_SECS)
+                        .to_string(),
+                    images: images(&request.images())?,
+                    elements: elements(request.elements())?,
+                    aspect_ratio: request.aspect_ratio().map(aspect),
+                },
+                callback_url,
+            })
+        }
+        _ => {
+            return Err(Error::Unsupported {
+                provider: NAME.to_owned(),
+                task: Some(request.task()),
+                model: None,
+                feature: "this task".to_owned(),
+            });
+        }
+    };
+    Ok(value)
+}
+
+/// Reads a query answer, or a callback's body, as a [`JobStatus`].
+///
+/// # Errors
+///
+/// [`Error::Rejected`] when `code` is not 0; [`Error::Protocol`] when the
+/// body is not ShortAPI's shape or a success carries no URL.
+pub fn parse_status(raw: Value) -> Result<JobStatus, Error> {
+    let protocol = |message: String| Error::Protocol {
+        provider: NAME.to_owned(),
+        message,
+        body: raw.to_string(),
+    };
+    let answer: QueryAnswer = serde_json::from_value(raw.clone())
+        .map_err(|e| protocol(format!("not a ShortAPI query answer: {e}")))?;
+    if answer.code != 0 {
+        return Err(Error::Rejected {
+            provider: NAME.to_owned(),
+            status: None,
+            message: answer
+                .message
+                .unwrap_or_else(|| format!("code {}", answer.code)),
+            body: raw.to_string(),
+        });
+    }
+    let data = answer
+        .data
+        .ok_or_else(|| protocol("code 0 without data".to_owned()))?;
+    let state = match data.status {
+        0 => JobState::Queued,
+        1 => JobState::Running,
+        2 => {
+            let result = data.result.unwrap_or_default();
+            let outputs: Vec<String> = result
+                .videos
+                .into_iter()
+                .chain(result.images)
+                .map(|u| u.url)
+                .collect();
+            if outputs.is_empty() {
+                return Err(protocol(
+                    "status 2 (succeeded) without a result URL".to_owned(),
+                ));
+            }
+            JobState::Succeeded {
+                outputs,
+                cost: None,
+            }
+        }
+        other => JobState::Failed {
+            reason: data
+                .message
+                .unwrap_or_else(|| format!("ShortAPI status {other}")),
+            refunded: data.refunded,
+        },
+    };
+    Ok(JobStatus::new(state, raw))
+}
+
+/// Reads the body ShortAPI POSTs to a `callback_url`: the query envelope.
+///
+/// # Errors
+///
+/// As [`parse_status`], and [`Error::Protocol`] for a body that is not JSON.
+pub fn parse_callback(body: &[u8]) -> Result<JobStatus, Error> {
+    let raw: Value = serde_json::from_slice(body).map_err(|e| Error::Protocol {
+        provider: NAME.to_owned(),
+        message: format!("the callback body is not JSON: {e}"),
+        body: String::from_utf8_lossy(body).into_owned(),
+    })?;
+    parse_status(raw)
+}
+
+#[async_trait]
+impl Provider for ShortApi {
+    fn capabilities(&self) -> &Capabilities {
+        &CAPABILITIES
+    }
+
+    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
+        request.validate()?;
+        let offering = CAPABILITIES.check(request)?;
+        let body = body(request, offering.wire_model, self.callback_url.as_ref())?;
+        Ok(PreparedCall::new(
+            "POST",
+            self.api.url(CREATE),
+            body,
+            offering.wire_model,
+        ))
+    }
+
+    async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
+        let call = self.prepare(request)?;
+        self.send(&call).await
+    }
+
+    async fn status(&self, job: &JobHandle) -> Result<JobStatus, Error> {
+        let raw = self.api.get(QUERY, &[("id", &job.id)]).await?;
+        parse_status(raw)
+    }
+}
