@@ -437,3 +437,82 @@ impl Provider for ShortApi {
         parse_status(raw)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_states() {
+        let cases = [
+            (json!({"code": 0, "data": {"status": 0}}), "queued"),
+            (json!({"code": 0, "data": {"status": 1}}), "running"),
+            (
+                json!({"code": 0, "data": {"status": 2, "result": {"videos": [{"url": "https://cdn.example/v.mp4"}]}}}),
+                "succeeded",
+            ),
+            // The image-to-video page shows results under `images`.
+            (
+                json!({"code": 0, "data": {"status": 2, "result": {"images": [{"url": "https://cdn.example/v.mp4"}]}}}),
+                "succeeded",
+            ),
+            (
+                json!({"code": 0, "data": {"status": 3, "refunded": true}}),
+                "failed",
+            ),
+            // An undocumented status is a failure, never a success.
+            (json!({"code": 0, "data": {"status": 7}}), "failed"),
+        ];
+        for (raw, expected) in cases {
+            let status = parse_status(raw.clone()).unwrap();
+            assert_eq!(status.state.name(), expected, "{raw}");
+            assert_eq!(status.raw, raw, "the raw payload is kept");
+        }
+        let failed =
+            parse_status(json!({"code": 0, "data": {"status": 3, "refunded": true}})).unwrap();
+        assert_eq!(
+            failed.state,
+            JobState::Failed {
+                reason: "ShortAPI status 3".to_owned(),
+                refunded: Some(true)
+            }
+        );
+    }
+
+    #[test]
+    fn errors_and_odd_answers_are_errors() {
+        let err = parse_status(json!({"code": 404, "message": "job not found"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "shortapi refused the request: job not found"
+        );
+        for raw in [
+            json!({"code": 0}),
+            json!({"code": 0, "data": {"status": 2}}),
+            json!({"status": "done"}),
+            json!([1, 2]),
+        ] {
+            let err = parse_status(raw.clone()).unwrap_err();
+            assert!(matches!(err, Error::Protocol { .. }), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn callbacks_carry_the_query_envelope() {
+        let body = br#"{"code":0,"data":{"status":2,"result":{"videos":[{"url":"https://cdn.example/out.mp4"}]}}}"#;
+        let status = parse_callback(body).unwrap();
+        assert_eq!(
+            status.state,
+            JobState::Succeeded {
+                outputs: vec!["https://cdn.example/out.mp4".to_owned()],
+                cost: None
+            }
+        );
+        assert!(matches!(
+            parse_callback(b"not json").unwrap_err(),
+            Error::Protocol { .. }
+        ));
+    }
+}
