@@ -7,15 +7,15 @@ use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State as Extract};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::Provider;
 use crate::faults::{FaultKind, Operation};
-use crate::protocol::{dropped, error};
-use crate::state::{Count, ResultFile, State, answering_fault, delay};
+use crate::protocol::{apply_faults, dropped};
+use crate::state::{Count, ResultFile, State};
 
 pub(crate) fn routes() -> Router<Arc<State>> {
     Router::new()
@@ -40,32 +40,10 @@ async fn download(
     if headers.contains_key(header::AUTHORIZATION) {
         state.count(provider, Count::DownloadWithAuth);
     }
-    let faults = state.request_faults(provider, Operation::Download);
-    if let Some(delay) = delay(&faults) {
-        tokio::time::sleep(delay).await;
-    }
-    match answering_fault(&faults) {
-        Some(FaultKind::RateLimit) => {
-            let mut response = error(
-                provider,
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate limited",
-                "/files",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
-        }
-        Some(FaultKind::ServerError(code)) => {
-            return (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-                "server error",
-            )
-                .into_response();
-        }
-        Some(FaultKind::Drop) => return dropped(),
-        _ => {}
+    match apply_faults(&state, provider, Operation::Download, "/files").await {
+        Ok(faults) if faults.contains(&FaultKind::Drop) => return dropped(),
+        Ok(_) => {}
+        Err(answer) => return answer,
     }
     let bytes = match found {
         ResultFile::Ready(_, bytes) => bytes,

@@ -102,6 +102,26 @@ where
             path,
         );
     }
+    let faults = match apply_faults(state, provider, operation, path).await {
+        Ok(faults) => faults,
+        Err(answer) => return answer,
+    };
+    let response = handler().await;
+    if faults.contains(&FaultKind::Drop) {
+        return dropped();
+    }
+    response
+}
+
+/// Rolls the faults for a request: sleeps through a `slow` one, and answers
+/// in the handler's place for a 429 or 5xx one (`Err`). Returns the faults
+/// that hit, so the caller can apply `drop` where it belongs.
+pub(crate) async fn apply_faults(
+    state: &State,
+    provider: Provider,
+    operation: Operation,
+    path: &str,
+) -> Result<Vec<FaultKind>, Response> {
     let faults = state.request_faults(provider, operation);
     if let Some(delay) = delay(&faults) {
         tokio::time::sleep(delay).await;
@@ -117,24 +137,19 @@ where
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
+            Err(response)
         }
         Some(FaultKind::ServerError(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return error(
+            Err(error(
                 provider,
                 status,
                 &format!("server error (sandbox fault `{code}`)"),
                 path,
-            );
+            ))
         }
-        _ => {}
+        _ => Ok(faults),
     }
-    let response = handler().await;
-    if faults.contains(&FaultKind::Drop) {
-        return dropped();
-    }
-    response
 }
 
 pub(crate) fn dropped() -> Response {
