@@ -2,14 +2,18 @@
 //! [`Capabilities`] it declares.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use async_trait::async_trait;
 
 use crate::error::Error;
 use crate::job::{JobHandle, JobStatus};
+use crate::media::Media;
 use crate::money::Usd;
+use crate::probe::ImageFormat;
 use crate::request::{Mode, Model, Request, Task};
-use crate::rules::Violation;
+use crate::rules::{Violation, Violations, limits};
 
 /// An optional part of a request that a provider may or may not accept for
 /// a given task and model.
@@ -98,6 +102,9 @@ pub struct Offering {
     /// Output lengths accepted, when the provider is stricter than the
     /// common 3–10 s rule.
     pub durations: Option<&'static [u32]>,
+    /// The modes a request may choose. A provider without a mode field runs
+    /// Kling's default, pro, and offers only that.
+    pub modes: &'static [Mode],
     /// What it costs in `std` mode.
     pub price_std: Price,
     /// What it costs in `pro` mode.
@@ -157,6 +164,7 @@ impl Offering {
             wire_model,
             features: &[],
             durations: None,
+            modes: &[Mode::Std, Mode::Pro],
             price_std: Price::Unknown,
             price_pro: Price::Unknown,
         }
@@ -182,6 +190,13 @@ impl Offering {
     #[must_use]
     pub const fn features(mut self, features: &'static [Feature]) -> Self {
         self.features = features;
+        self
+    }
+
+    /// Restricts the modes a request may choose to `modes`.
+    #[must_use]
+    pub const fn modes(mut self, modes: &'static [Mode]) -> Self {
+        self.modes = modes;
         self
     }
 
@@ -228,6 +243,11 @@ pub struct Capabilities {
     pub offerings: &'static [Offering],
     /// Whether a running job can be cancelled.
     pub cancel: bool,
+    /// Whether local files and bytes can be sent as they are (inline);
+    /// otherwise they need an uploader that turns them into URLs.
+    pub local_files: bool,
+    /// The local image formats accepted.
+    pub image_formats: &'static [ImageFormat],
 }
 
 impl Capabilities {
@@ -237,7 +257,37 @@ impl Capabilities {
             provider,
             offerings,
             cancel: false,
+            local_files: false,
+            image_formats: limits::IMAGE_FORMATS,
         }
+    }
+
+    /// Declares that local files are sent inline, without an uploader.
+    #[must_use]
+    pub const fn with_local_files(mut self) -> Self {
+        self.local_files = true;
+        self
+    }
+
+    /// Declares the local image formats accepted, when they differ from
+    /// [`limits::IMAGE_FORMATS`].
+    #[must_use]
+    pub const fn with_image_formats(mut self, formats: &'static [ImageFormat]) -> Self {
+        self.image_formats = formats;
+        self
+    }
+
+    /// Runs every local rule on `request` with this provider's image
+    /// formats, then [`Capabilities::check`]: everything that can be known
+    /// before sending.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] with every broken rule, or
+    /// [`Error::Unsupported`].
+    pub fn validate(&self, request: &Request) -> Result<&Offering, Error> {
+        Violations::into_result(crate::rules::check(request, self.image_formats))?;
+        self.check(request)
     }
 
     /// Declares that jobs can be cancelled.
@@ -296,6 +346,14 @@ impl Capabilities {
         {
             return Err(unsupported(feature.to_string()));
         }
+        if !offering.modes.contains(&request.mode()) {
+            let offered: Vec<String> = offering.modes.iter().map(ToString::to_string).collect();
+            return Err(unsupported(format!(
+                "{} mode (mode): it runs {} only",
+                request.mode(),
+                offered.join(" or ")
+            )));
+        }
         if let (Some(allowed), Some(value)) = (offering.durations, request.duration())
             && !allowed.contains(&value)
         {
@@ -307,6 +365,41 @@ impl Capabilities {
             .into());
         }
         Ok(offering)
+    }
+}
+
+/// The URL of `media`, for a provider that fetches its inputs by URL; a
+/// local file or bytes are refused before anything is sent, with what to
+/// do instead.
+///
+/// ```
+/// use kling_core::Media;
+/// use kling_core::provider::require_url;
+///
+/// let url = require_url("example", "video", &Media::url("https://example.com/a.mp4"))?;
+/// assert_eq!(url, "https://example.com/a.mp4");
+///
+/// let err = require_url("example", "video", &Media::file("clip.mp4")).unwrap_err();
+/// assert!(err.to_string().contains("plug an Uploader"));
+/// # Ok::<(), kling_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Unsupported`] for a local file or bytes.
+pub fn require_url(provider: &str, field: &str, media: &Media) -> Result<String, Error> {
+    match media {
+        Media::Url(url) => Ok(url.clone()),
+        _ => Err(Error::Unsupported {
+            provider: provider.to_owned(),
+            task: None,
+            model: None,
+            feature: format!(
+                "local files ({field}: {media}): it fetches inputs by URL. Give a URL, plug an \
+                 Uploader that turns files into URLs (Client::with_uploader; the sandbox has \
+                 one), or use a provider that takes local files inline"
+            ),
+        }),
     }
 }
 
@@ -335,6 +428,19 @@ impl PreparedCall {
         }
     }
 }
+
+/// What a provider pushed about a job while it was being waited for.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Pushed {
+    /// The job ended: its final status, as pushed.
+    Ended(JobStatus),
+    /// The push channel dropped or went quiet: ask the status instead.
+    Lost,
+}
+
+/// A wait for a provider's push about one job; see [`Provider::push`].
+pub type PushFuture<'a> = Pin<Box<dyn Future<Output = Pushed> + Send + 'a>>;
 
 /// A hosting provider of Kling's models, driven through one interface.
 ///
@@ -401,6 +507,16 @@ pub trait Provider: Send + Sync + fmt::Debug {
 
     /// Asks where a job is. Safe to retry.
     async fn status(&self, job: &JobHandle) -> Result<JobStatus, Error>;
+
+    /// Waits for the provider to push news that `job` ended (Oxen's
+    /// server-sent events), for providers that push; `None` for those that
+    /// do not. The future resolves when the job ends, or with
+    /// [`Pushed::Lost`] when the channel drops or goes quiet; the caller
+    /// keeps polling now and then, since a push can be missed.
+    fn push<'a>(&'a self, job: &'a JobHandle) -> Option<PushFuture<'a>> {
+        let _ = job;
+        None
+    }
 
     /// Cancels a job, where the provider allows it.
     async fn cancel(&self, job: &JobHandle) -> Result<(), Error> {

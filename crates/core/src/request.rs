@@ -749,7 +749,10 @@ impl Request {
     /// assert_eq!(violations, ["prompt_reference", "duration_choice"]);
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
-        Violations::into_result(crate::rules::check(self))
+        Violations::into_result(crate::rules::check(
+            self,
+            crate::rules::limits::IMAGE_FORMATS,
+        ))
     }
 }
 

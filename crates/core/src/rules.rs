@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::media::{Media, MediaKind};
-use crate::probe::{self, ProbeError, Probed};
+use crate::probe::{self, ImageFormat, ProbeError, Probed};
 use crate::prompt::{Prompt, RefKind, Reference};
 use crate::request::{Request, Task};
 
@@ -437,7 +437,11 @@ impl Violation {
                         .iter()
                         .map(ToString::to_string)
                         .collect();
-                    write!(f, "{found}; an image must be {}", one_of(&allowed))
+                    write!(
+                        f,
+                        "{found}; an image must be {} (GIF too where a provider takes it)",
+                        one_of(&allowed)
+                    )
                 }
             },
             Violation::NoVideoTrack { .. } => {
@@ -522,14 +526,20 @@ impl fmt::Display for Violations {
     }
 }
 
-/// Runs every rule on `request`, returning what is broken.
-pub(crate) fn check(request: &Request) -> Vec<Violation> {
+/// Runs every rule on `request`, returning what is broken. Local images
+/// must be one of `image_formats`.
+pub(crate) fn check(request: &Request, image_formats: &[ImageFormat]) -> Vec<Violation> {
     let mut violations = Vec::new();
     check_prompt(request, &mut violations);
     check_inputs(request, &mut violations);
     check_duration(request, &mut violations);
     for input in request.media() {
-        violations.extend(check_media(input.field, input.kind, input.media));
+        violations.extend(check_media(
+            input.field,
+            input.kind,
+            input.media,
+            image_formats,
+        ));
     }
     violations
 }
@@ -621,15 +631,21 @@ fn check_duration(request: &Request, out: &mut Vec<Violation>) {
 
 /// Checks one media input: a URL's form, or a local file's or bytes'
 /// content.
-fn check_media(field: String, kind: MediaKind, media: &Media) -> Vec<Violation> {
-    match media {
-        Media::Url(raw) => check_url(field, raw).into_iter().collect(),
-        Media::Bytes { data, .. } if data.is_empty() => vec![Violation::EmptyMedia { field }],
-        Media::Bytes { data, .. } => {
-            check_probed(&field, kind, probe::probe_reader(Cursor::new(&data[..]))).violations
+fn check_media(
+    field: String,
+    kind: MediaKind,
+    media: &Media,
+    image_formats: &[ImageFormat],
+) -> Vec<Violation> {
+    let probed = match media {
+        Media::Url(raw) => return check_url(field, raw).into_iter().collect(),
+        Media::Bytes { data, .. } if data.is_empty() => {
+            return vec![Violation::EmptyMedia { field }];
         }
-        Media::File(path) => check_probed(&field, kind, probe::probe_file(path)).violations,
-    }
+        Media::Bytes { data, .. } => probe::probe_reader(Cursor::new(&data[..])),
+        Media::File(path) => probe::probe_file(path),
+    };
+    check_probed(&field, kind, probed, image_formats).violations
 }
 
 fn check_url(field: String, raw: &str) -> Option<Violation> {
@@ -697,7 +713,7 @@ pub fn check_file(path: &Path, expected: Option<MediaKind>) -> FileReport {
             Err(_) => None,
         });
     if let Some(kind) = expected {
-        return check_probed(&field, kind, probed);
+        return check_probed(&field, kind, probed, limits::IMAGE_FORMATS);
     }
     // Neither the name nor the content says video or image: the probe
     // failed before it could tell.
@@ -713,7 +729,12 @@ pub fn check_file(path: &Path, expected: Option<MediaKind>) -> FileReport {
 }
 
 /// Applies the rules for `kind` to what probing found.
-fn check_probed(field: &str, kind: MediaKind, probed: Result<Probed, ProbeError>) -> FileReport {
+fn check_probed(
+    field: &str,
+    kind: MediaKind,
+    probed: Result<Probed, ProbeError>,
+    image_formats: &[ImageFormat],
+) -> FileReport {
     let field = field.to_owned();
     let mut violations = Vec::new();
     let probed = match probed {
@@ -732,7 +753,7 @@ fn check_probed(field: &str, kind: MediaKind, probed: Result<Probed, ProbeError>
             (None, limits::VIDEO_MAX_BYTES)
         }
         (Probed::Image(image), MediaKind::Image) => {
-            if !limits::IMAGE_FORMATS.contains(&image.format) {
+            if !image_formats.contains(&image.format) {
                 violations.push(Violation::WrongFormat {
                     field: field.clone(),
                     expected: kind,

@@ -181,7 +181,7 @@ fn file_rules() {
     );
     check(
         "image.gif",
-        &["image_format: a GIF image; an image must be JPEG, PNG or WebP"],
+        &["image_format: a GIF image; an image must be JPEG, PNG or WebP (GIF too where a provider takes it)"],
     );
     check(
         "image_too_small.png",
@@ -295,7 +295,7 @@ fn request_validation_probes_local_files_and_bytes() {
         [
             "video_duration: video: 2.960 s long, allowed 3 to 10 s",
             "image_resolution: images[1]: 298x400 px, each side must be at least 300 px",
-            "image_format: elements[0].frontal_image: an MP4/MOV video; an image must be JPEG, PNG or WebP",
+            "image_format: elements[0].frontal_image: an MP4/MOV video; an image must be JPEG, PNG or WebP (GIF too where a provider takes it)",
         ]
     );
     // The same inputs, each as it should be, pass.

@@ -1,15 +1,17 @@
 //! JSON calls to a provider's API.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kling_core::{Delivery, Error};
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::clock::{Clock, TokioClock};
+use crate::inline::InlineBody;
 use crate::retry::RetryPolicy;
 
 /// A client for one provider's API: its base URL and bearer key.
@@ -146,15 +148,56 @@ impl ApiClient {
     /// [`Error::Auth`], [`Error::RateLimited`] or [`Error::Rejected`].
     pub async fn create(&self, path: &str, body: &Value, attempt: &str) -> Result<Value, Error> {
         let request = self.request(Method::POST, path)?.json(body);
+        self.send_create(request, attempt, None).await
+    }
+
+    /// Sends a create whose body carries local files inline, encoded while
+    /// it is sent (see [`crate::inline`]); otherwise as
+    /// [`ApiClient::create`]. When reading a file fails midway the body is
+    /// incomplete, so the provider cannot have accepted it: that error is
+    /// [`Delivery::NotSent`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ApiClient::create`].
+    pub async fn create_inline(
+        &self,
+        path: &str,
+        body: InlineBody,
+        attempt: &str,
+    ) -> Result<Value, Error> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let length = body.len();
+        let request = self
+            .request(Method::POST, path)?
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_LENGTH, length)
+            .body(reqwest::Body::wrap_stream(
+                body.into_stream(Arc::clone(&failed)),
+            ));
+        self.send_create(request, attempt, Some(failed)).await
+    }
+
+    async fn send_create(
+        &self,
+        request: RequestBuilder,
+        attempt: &str,
+        body_failed: Option<Arc<AtomicBool>>,
+    ) -> Result<Value, Error> {
         let maybe_sent = |source: kling_core::BoxError| Error::Transport {
             provider: self.provider.to_owned(),
             delivery: Delivery::MaybeSent,
             attempt: Some(attempt.to_owned()),
             source,
         };
+        let failed_here = || {
+            body_failed
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst))
+        };
         let response = match request.send().await {
             Ok(response) => response,
-            Err(e) if e.is_connect() || e.is_builder() => {
+            Err(e) if e.is_connect() || e.is_builder() || failed_here() => {
                 return Err(Error::Transport {
                     provider: self.provider.to_owned(),
                     delivery: Delivery::NotSent,

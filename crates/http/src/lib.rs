@@ -9,6 +9,8 @@
 //! - [`download`]: streams a result to `FILE.part`, resumes with `Range`
 //!   after a drop, checks the length and renames into place. It never sends
 //!   the API key: result URLs belong to other hosts.
+//! - [`inline`]: JSON bodies that carry local files as `data:` URIs,
+//!   base64-encoded while they are sent, in constant memory.
 //! - [`sse`]: reads server-sent events.
 //! - [`Clock`]: the time source every wait goes through, so tests run on
 //!   virtual time.
@@ -20,6 +22,7 @@
 mod api;
 mod clock;
 mod download;
+pub mod inline;
 mod retry;
 pub mod sse;
 

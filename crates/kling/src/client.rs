@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kling_core::provider::{Offering, PreparedCall, Provider};
+use kling_core::provider::{Offering, PreparedCall, Provider, Pushed};
 use kling_core::{
     Delivery, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Request, Task,
 };
@@ -83,8 +83,49 @@ impl Client {
     ///
     /// [`Error::InvalidRequest`] or [`Error::Unsupported`]; nothing is sent.
     pub fn validate(&self, request: &Request) -> Result<Offering, Error> {
-        request.validate()?;
-        self.provider.capabilities().check(request).copied()
+        let offering = self.provider.capabilities().validate(request).copied()?;
+        self.check_local_files(request)?;
+        Ok(offering)
+    }
+
+    /// Refuses local inputs on a provider that fetches URLs when no
+    /// uploader is set, saying what would work.
+    fn check_local_files(&self, request: &Request) -> Result<(), Error> {
+        let capabilities = self.provider.capabilities();
+        if capabilities.local_files || self.uploader.is_some() {
+            return Ok(());
+        }
+        let Some(local) = request
+            .media()
+            .into_iter()
+            .find(|input| !matches!(input.media, Media::Url(_)))
+        else {
+            return Ok(());
+        };
+        let inline: Vec<&str> = crate::PROVIDERS
+            .iter()
+            .filter(|p| p.local_files)
+            .map(|p| p.provider)
+            .collect();
+        let inline = if inline.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", or use a provider that takes local files inline ({})",
+                inline.join(", ")
+            )
+        };
+        Err(Error::Unsupported {
+            provider: capabilities.provider.to_owned(),
+            task: None,
+            model: None,
+            feature: format!(
+                "local files ({}: {}): it fetches inputs by URL. Give a URL, plug an Uploader \
+                 that turns files into URLs (Client::with_uploader; kling::upload::PostUploader \
+                 for the sandbox){inline}",
+                local.field, local.media
+            ),
+        })
     }
 
     /// What `request` will cost, from the provider's published price and
@@ -110,8 +151,8 @@ impl Client {
     ///
     /// As [`Client::validate`], and the adapter's refusals.
     pub fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
-        request.validate()?;
-        let request = if self.uploader.is_some() {
+        self.validate(request)?;
+        let request = if self.uploader.is_some() && !self.provider.capabilities().local_files {
             request.clone().map_media(|_, media| match media {
                 Media::File(path) => {
                     let name = path
@@ -139,8 +180,10 @@ impl Client {
     pub async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
         self.validate(request)?;
         let request = match &self.uploader {
-            Some(uploader) => upload_all(&**uploader, request).await?,
-            None => request.clone(),
+            Some(uploader) if !self.provider.capabilities().local_files => {
+                upload_all(&**uploader, request).await?
+            }
+            _ => request.clone(),
         };
         self.provider.submit(&request).await
     }
@@ -192,29 +235,46 @@ impl Client {
             delivery: Delivery::MaybeSent,
         };
         let mut check = 0;
+        let mut push_lost = false;
         loop {
-            let delay = {
+            let mut delay = {
                 let mut rng = self
                     .rng
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 options.policy.delay(check, &mut rng)
             };
+            // After a lost push, one plain check before listening again.
+            let push = if push_lost {
+                None
+            } else {
+                self.provider.push(job)
+            };
+            if push.is_some() {
+                delay = delay.max(options.policy.while_pushing);
+            }
             let elapsed = self.clock.now().saturating_sub(start);
             let remaining = options.deadline.saturating_sub(elapsed);
-            if delay >= remaining {
-                self.clock.sleep(remaining).await;
-                return Err(timeout(options.deadline));
-            }
-            self.clock.sleep(delay).await;
+            let pushed = if let Some(push) = push {
+                tokio::select! {
+                    pushed = push => Some(pushed),
+                    () = self.clock.sleep(delay.min(remaining)) => None,
+                }
+            } else {
+                self.clock.sleep(delay.min(remaining)).await;
+                None
+            };
+            push_lost = false;
+            let status = match pushed {
+                Some(Pushed::Ended(status)) => status,
+                Some(_) => {
+                    push_lost = true;
+                    self.status_within(job, start, options, timeout).await?
+                }
+                None if delay >= remaining => return Err(timeout(options.deadline)),
+                None => self.status_within(job, start, options, timeout).await?,
+            };
             check += 1;
-            let remaining = options
-                .deadline
-                .saturating_sub(self.clock.now().saturating_sub(start));
-            // The deadline also bounds the request in flight.
-            let status = tokio::time::timeout(remaining, self.provider.status(job))
-                .await
-                .map_err(|_| timeout(options.deadline))??;
             progress(&status);
             match &status.state {
                 JobState::Succeeded { .. } => return Ok(status),
@@ -229,6 +289,22 @@ impl Client {
                 _ => {}
             }
         }
+    }
+
+    /// Asks the job's status, bounded by what is left of the deadline.
+    async fn status_within(
+        &self,
+        job: &JobHandle,
+        start: Duration,
+        options: &WaitOptions,
+        timeout: impl Fn(Duration) -> Error,
+    ) -> Result<JobStatus, Error> {
+        let remaining = options
+            .deadline
+            .saturating_sub(self.clock.now().saturating_sub(start));
+        tokio::time::timeout(remaining, self.provider.status(job))
+            .await
+            .map_err(|_| timeout(options.deadline))?
     }
 
     /// Downloads a succeeded job's first result to `dest`, resumably (see

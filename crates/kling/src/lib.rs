@@ -8,8 +8,8 @@
 //! ([`Client::wait`]), and downloads the result resumably
 //! ([`Client::download`]).
 //!
-//! Each provider adapter is a Cargo feature (`shortapi`, on by default), so
-//! a program links only the adapters it uses. TLS is `rustls` (default) or
+//! Each provider adapter is a Cargo feature (`shortapi`, `aimlapi`, `oxen`,
+//! all on by default), so a program links only the adapters it uses. TLS is `rustls` (default) or
 //! `native-tls`.
 //!
 //! ```no_run
@@ -39,6 +39,9 @@ pub mod wait;
 
 pub use client::Client;
 pub use estimate::Estimate;
+/// The AI/ML API adapter.
+#[cfg(feature = "aimlapi")]
+pub use kling_aimlapi as aimlapi;
 pub use kling_core::provider::{self, Capabilities, PreparedCall, Price, Provider};
 pub use kling_core::{
     AnimateRequest, AspectRatio, ComposeRequest, Delivery, EditRequest, Element, Error, JobHandle,
@@ -46,8 +49,27 @@ pub use kling_core::{
     Usd, job, probe, prompt, rules,
 };
 pub use kling_http::{Clock, RetryPolicy, SecretString, TokioClock};
+/// The Oxen.ai adapter.
+#[cfg(feature = "oxen")]
+pub use kling_oxen as oxen;
 /// The ShortAPI adapter.
 #[cfg(feature = "shortapi")]
 pub use kling_shortapi as shortapi;
 pub use upload::Uploader;
 pub use wait::{WaitOptions, WaitPolicy};
+
+/// What each provider compiled in offers, in the order `kling providers`
+/// lists them: one entry per enabled adapter feature.
+///
+/// ```
+/// # #[cfg(feature = "shortapi")]
+/// assert!(kling::PROVIDERS.iter().any(|p| p.provider == "shortapi"));
+/// ```
+pub const PROVIDERS: &[Capabilities] = &[
+    #[cfg(feature = "shortapi")]
+    kling_shortapi::CAPABILITIES,
+    #[cfg(feature = "aimlapi")]
+    kling_aimlapi::CAPABILITIES,
+    #[cfg(feature = "oxen")]
+    kling_oxen::CAPABILITIES,
+];

@@ -28,6 +28,9 @@ pub struct WaitPolicy {
     /// How much of a wait may be cut at random (0 to 1); waits only get
     /// shorter, so `max_interval` stays a bound.
     pub jitter: f64,
+    /// The wait between checks while the provider pushes job ends (Oxen's
+    /// events): a safety net for a push that never comes.
+    pub while_pushing: Duration,
 }
 
 impl Default for WaitPolicy {
@@ -37,6 +40,7 @@ impl Default for WaitPolicy {
             growth: 1.5,
             max_interval: Duration::from_secs(10),
             jitter: 0.2,
+            while_pushing: Duration::from_secs(30),
         }
     }
 }

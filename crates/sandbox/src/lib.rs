@@ -272,11 +272,49 @@ impl Sandbox {
         self.state.add_upload(bytes.into())
     }
 
+    /// Ends every open Oxen event stream, as a dropped connection would;
+    /// clients may open new ones.
+    pub fn drop_event_streams(&self) {
+        self.state.cut_streams.send_modify(|cuts| *cuts += 1);
+    }
+
     /// Stops serving and closes every connection.
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         self.tasks.shutdown().await;
     }
+}
+
+/// What the sandbox says of a create body for `model` on `provider`: every
+/// way it breaks the published schema (for Oxen, the queue's envelope's
+/// too), or an unknown model. Empty when the body passes. Adapters check
+/// their bodies with it without starting a server.
+///
+/// ```
+/// use kling_sandbox::{Provider, published_schema_errors};
+/// use serde_json::json;
+///
+/// let body = json!({"model": "klingai/video-o1-image-to-video", "prompt": "Bloom"});
+/// let errors = published_schema_errors(Provider::AimlApi, "klingai/video-o1-image-to-video", &body);
+/// assert_eq!(errors, [r#"/: "image_url" is a required property"#]);
+/// ```
+pub fn published_schema_errors(
+    provider: Provider,
+    model: &str,
+    body: &serde_json::Value,
+) -> Vec<String> {
+    let Some(schema) = schemas::model(provider, model) else {
+        return vec![format!(
+            "unknown model {model:?}; the sandbox has: {}",
+            schemas::models(provider).join(", ")
+        )];
+    };
+    let mut errors = Vec::new();
+    if provider == Provider::Oxen {
+        errors.extend(schemas::check_oxen_envelope(body));
+    }
+    errors.extend(schema.check(body));
+    errors
 }
 
 /// Every route, the providers' under their prefixes. Bodies up to 512 MiB

@@ -176,6 +176,8 @@ async fn events(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -> Resp
         &headers,
         EVENTS,
         || async move {
+            stream_state.count(Oxen, Count::Subscription);
+            let mut cut = stream_state.cut_streams.subscribe();
             let keep_alive = KeepAlive::new()
                 .interval(stream_state.config.keep_alive)
                 .text("keep-alive");
@@ -188,6 +190,9 @@ async fn events(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -> Resp
                     ))
                 },
             );
+            let stream = stream.take_until(async move {
+                let _ = cut.changed().await;
+            });
             Sse::new(stream).keep_alive(keep_alive).into_response()
         },
     )

@@ -152,6 +152,7 @@ pub(crate) struct Counters {
     faults: AtomicU64,
     callbacks: AtomicU64,
     events: AtomicU64,
+    subscriptions: AtomicU64,
 }
 
 /// What a counter counts.
@@ -166,6 +167,7 @@ pub(crate) enum Count {
     Fault,
     Callback,
     Event,
+    Subscription,
 }
 
 impl Counters {
@@ -180,6 +182,7 @@ impl Counters {
             Count::Fault => &self.faults,
             Count::Callback => &self.callbacks,
             Count::Event => &self.events,
+            Count::Subscription => &self.subscriptions,
         }
     }
 
@@ -195,6 +198,7 @@ impl Counters {
             faults: get(Count::Fault),
             callbacks: get(Count::Callback),
             events: get(Count::Event),
+            subscriptions: get(Count::Subscription),
         }
     }
 }
@@ -222,6 +226,8 @@ pub struct ProviderStats {
     pub callbacks: u64,
     /// Oxen events sent.
     pub events: u64,
+    /// Oxen event streams opened.
+    pub subscriptions: u64,
 }
 
 /// What the sandbox has seen, per provider: the body of
@@ -272,11 +278,14 @@ pub(crate) struct State {
     counters: [Counters; 3],
     uploads: AtomicU64,
     pub(crate) events: broadcast::Sender<StreamEvent>,
+    /// Bumped to end every open event stream.
+    pub(crate) cut_streams: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
     pub(crate) fn new(config: Config, base_url: String) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
+        let (cut_streams, _) = tokio::sync::watch::channel(0);
         Arc::new(State {
             clock: Clock::new(config.frozen_clock),
             inner: Mutex::new(Inner {
@@ -294,6 +303,7 @@ impl State {
             counters: Default::default(),
             uploads: AtomicU64::new(0),
             events,
+            cut_streams,
         })
     }
 

@@ -189,18 +189,7 @@ impl ShortApi {
 }
 
 fn url_of(field: &str, media: &Media) -> Result<String, Error> {
-    match media {
-        Media::Url(url) => Ok(url.clone()),
-        _ => Err(Error::Unsupported {
-            provider: NAME.to_owned(),
-            task: None,
-            model: None,
-            feature: format!(
-                "local files ({field}: {media}): it fetches media from URLs; give a URL, or let \
-                 the client upload local files with an Uploader (aimlapi takes local files inline)"
-            ),
-        }),
-    }
+    kling_core::provider::require_url(NAME, field, media)
 }
 
 fn elements(list: &[Element]) -> Result<Vec<wire::Element>, Error> {
@@ -416,8 +405,7 @@ impl Provider for ShortApi {
     }
 
     fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
-        request.validate()?;
-        let offering = CAPABILITIES.check(request)?;
+        let offering = CAPABILITIES.validate(request)?;
         let body = body(request, offering.wire_model, self.callback_url.as_ref())?;
         Ok(PreparedCall::new(
             "POST",

@@ -116,7 +116,7 @@ fn what_shortapi_lacks_is_refused_before_sending() {
         ),
         (
             Request::from(EditRequest::new(Media::file(clip), "go")),
-            &format!("shortapi does not offer local files (video: {clip}): it fetches media from URLs; give a URL, or let the client upload local files with an Uploader (aimlapi takes local files inline); nothing was sent"),
+            &format!("shortapi does not offer local files (video: {clip}): it fetches inputs by URL. Give a URL, plug an Uploader that turns files into URLs (Client::with_uploader; the sandbox has one), or use a provider that takes local files inline; nothing was sent"),
         ),
     ] {
         let err = shortapi.prepare(&request).unwrap_err();

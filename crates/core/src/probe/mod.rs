@@ -144,6 +144,32 @@ impl Probed {
             Probed::Image(i) => i.size_bytes,
         }
     }
+
+    /// The MIME type of the content, as a `data:` URI or an upload names
+    /// it.
+    ///
+    /// ```
+    /// use kling_core::probe::{self, Probed};
+    ///
+    /// let gif = b"GIF89a\x90\x01\x2c\x01\0\0\0;";
+    /// let probed = probe::probe_reader(std::io::Cursor::new(&gif[..]))?;
+    /// assert_eq!(probed.content_type(), "image/gif");
+    /// # Ok::<(), kling_core::probe::ProbeError>(())
+    /// ```
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Probed::Video(v) => match v.container {
+                Container::Mp4 => "video/mp4",
+                Container::QuickTime => "video/quicktime",
+            },
+            Probed::Image(i) => match i.format {
+                ImageFormat::Jpeg => "image/jpeg",
+                ImageFormat::Png => "image/png",
+                ImageFormat::Webp => "image/webp",
+                ImageFormat::Gif => "image/gif",
+            },
+        }
+    }
 }
 
 /// Why a file could not be probed.

@@ -1,0 +1,473 @@
+//! The AI/ML API adapter: Kling O1 on <https://api.aimlapi.com>.
+//!
+//! It maps a neutral [`Request`] to the body of one of AI/ML API's four
+//! Kling O1 models, sends local files inline as `data:` URIs (encoded while
+//! the body is sent, so a 150 MB video does not sit in memory), and maps
+//! the generation's status (`queued`, `generating`, `completed`, `error`)
+//! to [`JobStatus`]. Job ids keep AI/ML API's `:model` suffix.
+//!
+//! AI/ML API publishes no `mode` field and durations of 5 or 10 s only: a
+//! request for `std` mode or another length is refused before sending.
+//!
+//! ```
+//! use kling_core::{EditRequest, Media, Request};
+//! use kling_core::provider::Provider;
+//! use kling_aimlapi::AimlApi;
+//!
+//! let aimlapi = AimlApi::new("sk-…".into())?;
+//! let call = aimlapi.prepare(&Request::from(EditRequest::new(
+//!     Media::url("https://example.com/in.mp4"),
+//!     "Make [@Video1] snowy",
+//! )))?;
+//! assert_eq!(call.url, "https://api.aimlapi.com/v2/video/generations");
+//! assert_eq!(call.body["model"], "klingai/video-o1-video-to-video-edit");
+//! assert_eq!(call.body["prompt"], "Make @Video1 snowy");
+//! assert_eq!(call.body["keep_audio"], false);
+//! # Ok::<(), kling_core::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod wire;
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use kling_core::prompt::{Prompt, Syntax};
+use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Provider};
+use kling_core::{
+    AspectRatio, Delivery, Element, Error, JobHandle, JobState, JobStatus, Media, Mode, Model,
+    Request, Task,
+};
+use kling_http::inline::Inliner;
+use kling_http::{ApiClient, SecretString};
+use serde_json::Value;
+
+use crate::wire::{Generation, Route};
+
+/// The provider's name in job handles and on the command line.
+pub const NAME: &str = "aimlapi";
+/// AI/ML API's API.
+pub const BASE_URL: &str = "https://api.aimlapi.com";
+/// The environment variable the CLI reads the key from.
+pub const KEY_VARIABLE: &str = "AIMLAPI_KEY";
+
+const EDIT: &str = "klingai/video-o1-video-to-video-edit";
+const VIDEO_REFERENCE: &str = "klingai/video-o1-video-to-video-reference";
+const IMAGE_REFERENCE: &str = "klingai/video-o1-reference-to-video";
+const FRAMES: &str = "klingai/video-o1-image-to-video";
+
+const GENERATIONS: &str = "/v2/video/generations";
+
+/// No `mode` field is published: the models run Kling's default, pro.
+const PRO_ONLY: &[Mode] = &[Mode::Pro];
+/// The published `duration` enum.
+const DURATIONS: &[u32] = &[5, 10];
+
+/// AI/ML API's Kling catalogue. No O3 video model is published, and no
+/// prices: estimates are unknown.
+pub const CATALOGUE: &[Offering] = &[
+    Offering::new(Task::Edit, Model::O1, EDIT)
+        .features(&[Feature::Images, Feature::Elements, Feature::KeepAudio])
+        .modes(PRO_ONLY),
+    Offering::new(Task::Refer, Model::O1, VIDEO_REFERENCE)
+        .features(&[Feature::Images, Feature::Elements, Feature::KeepAudio])
+        .modes(PRO_ONLY)
+        .durations(DURATIONS),
+    Offering::new(Task::Animate, Model::O1, FRAMES)
+        .features(&[Feature::LastFrame])
+        .modes(PRO_ONLY)
+        .durations(DURATIONS),
+    Offering::new(Task::Compose, Model::O1, IMAGE_REFERENCE)
+        .features(&[Feature::Images, Feature::Elements])
+        .modes(PRO_ONLY)
+        .durations(DURATIONS),
+];
+
+/// What AI/ML API offers. Local files go inline, so no uploader is needed.
+pub const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE).with_local_files();
+
+/// The AI/ML API adapter.
+#[derive(Debug, Clone)]
+pub struct AimlApi {
+    api: ApiClient,
+    route: Option<Route>,
+}
+
+impl AimlApi {
+    /// An adapter for AI/ML API with `key`.
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn new(key: SecretString) -> Result<Self, Error> {
+        Self::with_base_url(BASE_URL, key)
+    }
+
+    /// An adapter for an AI/ML API-compatible API at `base_url` (the
+    /// sandbox, a proxy).
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn with_base_url(base_url: &str, key: SecretString) -> Result<Self, Error> {
+        Ok(Self::with_client(ApiClient::new(
+            NAME,
+            base_url,
+            Some(key),
+        )?))
+    }
+
+    /// Uses `api` as built by the caller (retry policy, clock).
+    pub fn with_client(api: ApiClient) -> Self {
+        AimlApi { api, route: None }
+    }
+
+    /// Sends AI/ML API's `provider` field: which backend runs the jobs.
+    /// Left out, AI/ML API picks ([`Route::Auto`]).
+    ///
+    /// ```
+    /// use kling_aimlapi::{AimlApi, wire::Route};
+    /// use kling_core::provider::Provider;
+    /// use kling_core::{ComposeRequest, Media, Request};
+    ///
+    /// let aimlapi = AimlApi::new("sk-…".into())?.route(Route::Kling);
+    /// let request = Request::from(
+    ///     ComposeRequest::new("@Image1 at dawn").image(Media::url("https://example.com/a.png")),
+    /// );
+    /// assert_eq!(aimlapi.prepare(&request)?.body["provider"], "kling");
+    /// # Ok::<(), kling_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn route(mut self, route: Route) -> Self {
+        self.route = Some(route);
+        self
+    }
+
+    /// The create body for `request` on `model`, each media input given
+    /// by `media(field, input)`: a URL as it is, a local file as what
+    /// stands for it.
+    fn body(
+        &self,
+        request: &Request,
+        model: &str,
+        media: &mut dyn FnMut(&str, &Media) -> Result<String, Error>,
+    ) -> Result<Value, Error> {
+        let prompt = Prompt::parse(request.prompt()).render(Syntax::At);
+        let model = model.to_owned();
+        let provider = self.route;
+        let duration = request
+            .duration()
+            .unwrap_or(kling_core::request::DEFAULT_DURATION_SECS);
+        let keep_audio = request.keep_audio().unwrap_or(false);
+        let aspect_ratio = aspect(request.aspect_ratio().unwrap_or_default());
+        let value = match request {
+            Request::Edit(edit) => to_value(&wire::EditBody {
+                model,
+                prompt,
+                video_url: media("video", &edit.video)?,
+                image_list: images(&request.images(), media)?,
+                elements: elements(request.elements(), media)?,
+                keep_audio,
+                provider,
+            }),
+            Request::Refer(refer) => to_value(&wire::VideoReferenceBody {
+                model,
+                prompt,
+                video_url: media("video", &refer.video)?,
+                image_list: images(&request.images(), media)?,
+                elements: elements(request.elements(), media)?,
+                keep_audio,
+                aspect_ratio,
+                duration,
+                provider,
+            }),
+            Request::Compose(_) => to_value(&wire::ImageReferenceBody {
+                model,
+                prompt,
+                image_list: images(&request.images(), media)?,
+                elements: elements(request.elements(), media)?,
+                aspect_ratio,
+                duration,
+                provider,
+            }),
+            Request::Animate(animate) => to_value(&wire::FramesBody {
+                model,
+                prompt,
+                image_url: media("images[0]", &animate.first)?,
+                last_image_url: animate
+                    .last
+                    .as_ref()
+                    .map(|last| media("images[1]", last))
+                    .transpose()?,
+                duration,
+                provider,
+            }),
+            _ => {
+                return Err(Error::Unsupported {
+                    provider: NAME.to_owned(),
+                    task: Some(request.task()),
+                    model: None,
+                    feature: "this task".to_owned(),
+                });
+            }
+        };
+        Ok(value)
+    }
+}
+
+fn images(
+    list: &[&Media],
+    media: &mut dyn FnMut(&str, &Media) -> Result<String, Error>,
+) -> Result<Vec<String>, Error> {
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| media(&format!("images[{i}]"), m))
+        .collect()
+}
+
+fn elements(
+    list: &[Element],
+    media: &mut dyn FnMut(&str, &Media) -> Result<String, Error>,
+) -> Result<Vec<wire::Element>, Error> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, element) in list.iter().enumerate() {
+        let frontal_image_url = media(
+            &format!("elements[{i}].frontal_image"),
+            &element.frontal_image,
+        )?;
+        let reference_image_urls = element
+            .reference_images
+            .iter()
+            .enumerate()
+            .map(|(j, m)| media(&format!("elements[{i}].reference_images[{j}]"), m))
+            .collect::<Result<_, _>>()?;
+        out.push(wire::Element {
+            frontal_image_url,
+            reference_image_urls,
+        });
+    }
+    Ok(out)
+}
+
+fn aspect(ratio: AspectRatio) -> wire::AspectRatio {
+    match ratio {
+        AspectRatio::Portrait => wire::AspectRatio::Portrait,
+        AspectRatio::Square => wire::AspectRatio::Square,
+        _ => wire::AspectRatio::Landscape,
+    }
+}
+
+fn to_value<T: serde::Serialize>(body: &T) -> Value {
+    serde_json::to_value(body).unwrap_or(Value::Null)
+}
+
+/// Reads a generation, as the status query or the create answers it, as a
+/// [`JobStatus`].
+///
+/// `queued` and `waiting` are queued, `generating` is running, `completed`
+/// succeeded (with `video.url`), `error` failed (with `error.name` and
+/// `error.message`); any other status is an error, never a success.
+///
+/// ```
+/// use kling_core::JobState;
+/// use serde_json::json;
+///
+/// let status = kling_aimlapi::parse_generation(json!({
+///     "id": "7f0c:klingai/video-o1-video-to-video-edit",
+///     "status": "error",
+///     "error": {"name": "GenerationError", "message": "content policy"},
+/// }))?;
+/// assert_eq!(
+///     status.state,
+///     JobState::Failed { reason: "GenerationError: content policy".into(), refunded: None },
+/// );
+/// # Ok::<(), kling_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Protocol`] when the body is not a generation, has an unknown
+/// status, or completed without a URL.
+pub fn parse_generation(raw: Value) -> Result<JobStatus, Error> {
+    let protocol = |message: String| Error::Protocol {
+        provider: NAME.to_owned(),
+        message,
+        body: raw.to_string(),
+    };
+    let generation: Generation = serde_json::from_value(raw.clone())
+        .map_err(|e| protocol(format!("not an AI/ML API generation: {e}")))?;
+    let state = match generation.status.as_str() {
+        "queued" | "waiting" => JobState::Queued,
+        "generating" => JobState::Running,
+        "completed" => match generation.video {
+            Some(video) if !video.url.is_empty() => JobState::Succeeded {
+                outputs: vec![video.url],
+                cost: None,
+            },
+            _ => return Err(protocol("completed without a video URL".to_owned())),
+        },
+        "error" => JobState::Failed {
+            reason: generation.error.map_or_else(
+                || "AI/ML API reported an error without details".to_owned(),
+                |e| format!("{}: {}", e.name, e.message),
+            ),
+            refunded: None,
+        },
+        other => {
+            return Err(protocol(format!(
+                "unknown generation status {other:?} (known: queued, waiting, generating, \
+                 completed, error)"
+            )));
+        }
+    };
+    Ok(JobStatus::new(state, raw))
+}
+
+/// AI/ML API answers 403 when the account has no credits left: say so.
+fn explain(error: Error) -> Error {
+    match error {
+        Error::Rejected {
+            provider,
+            status: Some(403),
+            message,
+            body,
+        } => Error::Rejected {
+            provider,
+            status: Some(403),
+            message: format!(
+                "{message} (AI/ML API answers 403 when the account is out of credits)"
+            ),
+            body,
+        },
+        other => other,
+    }
+}
+
+#[async_trait]
+impl Provider for AimlApi {
+    fn capabilities(&self) -> &Capabilities {
+        &CAPABILITIES
+    }
+
+    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
+        let offering = CAPABILITIES.validate(request)?;
+        let body = self.body(
+            request,
+            offering.wire_model,
+            &mut |field, media| match media {
+                Media::Url(url) => Ok(url.clone()),
+                local => Inliner::describe(field, local),
+            },
+        )?;
+        Ok(PreparedCall::new(
+            "POST",
+            self.api.url(GENERATIONS),
+            body,
+            offering.wire_model,
+        ))
+    }
+
+    async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
+        let offering = CAPABILITIES.validate(request)?;
+        let mut inliner = Inliner::new();
+        let body = self.body(
+            request,
+            offering.wire_model,
+            &mut |field, media| match media {
+                Media::Url(url) => Ok(url.clone()),
+                local => inliner.place(field, local),
+            },
+        )?;
+        let at = SystemTime::now();
+        let attempt = format!(
+            "POST {} for {} at {}",
+            self.api.url(GENERATIONS),
+            offering.wire_model,
+            kling_core::job::rfc3339(at)
+        );
+        let raw = self
+            .api
+            .create_inline(GENERATIONS, inliner.finish(&body), &attempt)
+            .await
+            .map_err(explain)?;
+        let id = raw
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Error::Transport {
+                provider: NAME.to_owned(),
+                delivery: Delivery::MaybeSent,
+                attempt: Some(attempt.clone()),
+                source: format!("the create answer has no generation id: {raw}").into(),
+            })?;
+        Ok(JobHandle::new(NAME, id)
+            .with_model(offering.wire_model)
+            .with_created_at(at))
+    }
+
+    async fn status(&self, job: &JobHandle) -> Result<JobStatus, Error> {
+        let raw = self
+            .api
+            .get(GENERATIONS, &[("generation_id", &job.id)])
+            .await
+            .map_err(explain)?;
+        parse_generation(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_states() {
+        let id = "abc:klingai/video-o1-image-to-video";
+        for (raw, expected) in [
+            (json!({"id": id, "status": "queued"}), "queued"),
+            (json!({"id": id, "status": "waiting"}), "queued"),
+            (json!({"id": id, "status": "generating"}), "running"),
+            (
+                json!({"id": id, "status": "completed", "video": {"url": "https://cdn.example/v.mp4"}, "meta": {"usage": {"credits_used": 5}}}),
+                "succeeded",
+            ),
+            (json!({"id": id, "status": "error"}), "failed"),
+        ] {
+            let status = parse_generation(raw.clone()).unwrap();
+            assert_eq!(status.state.name(), expected, "{raw}");
+            assert_eq!(status.raw, raw);
+        }
+    }
+
+    #[test]
+    fn odd_answers_are_errors_never_success() {
+        for raw in [
+            json!({"id": "x", "status": "done"}),
+            json!({"id": "x", "status": "completed"}),
+            json!({"id": "x", "status": "completed", "video": {"url": ""}}),
+            json!({"status": "queued"}),
+            json!({"id": 5, "status": "queued"}),
+            json!("queued"),
+        ] {
+            let err = parse_generation(raw.clone()).unwrap_err();
+            assert!(matches!(err, Error::Protocol { .. }), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_403_says_credits() {
+        let err = explain(Error::Rejected {
+            provider: NAME.to_owned(),
+            status: Some(403),
+            message: "Forbidden".to_owned(),
+            body: String::new(),
+        });
+        assert_eq!(
+            err.to_string(),
+            "aimlapi refused the request (HTTP 403): Forbidden (AI/ML API answers 403 when the \
+             account is out of credits)"
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! The Oxen.ai adapter: Kling O1 and O3 on <https://hub.oxen.ai>'s async
+//! queue.
+//!
+//! It maps a neutral [`Request`] to one of Oxen's Kling models (O1 edit,
+//! image-to-video and reference-to-video; O3 omni for edit and reference
+//! through `video_mode`), enqueues it (`POST /api/ai/queue`), and learns
+//! of its end from Oxen's server-sent events (`GET /api/events`, opened
+//! before enqueueing since Oxen does not replay), polling
+//! (`GET /api/ai/queue/{id}`) when the stream drops or goes quiet. Jobs can
+//! be cancelled (`DELETE /api/ai/queue/{id}`).
+//!
+//! Oxen checks a model's parameters only when the job runs, so every local
+//! rule here is the only early check there is: nothing is enqueued before
+//! all of them pass. Oxen fetches inputs by URL; local files need an
+//! uploader (see the `kling` facade).
+//!
+//! ```
+//! use kling_core::{EditRequest, Media, Model, Request};
+//! use kling_core::provider::Provider;
+//! use kling_oxen::Oxen;
+//!
+//! let oxen = Oxen::new("ox-…".into())?;
+//! let call = oxen.prepare(&Request::from(EditRequest::new(
+//!     Media::url("https://example.com/in.mp4"),
+//!     "Make [@Video1] snowy",
+//! ).model(Model::O3)))?;
+//! assert_eq!(call.url, "https://hub.oxen.ai/api/ai/queue");
+//! assert_eq!(call.body["model"], "kling-video-o3-omni");
+//! assert_eq!(call.body["video_mode"], "edit");
+//! assert_eq!(call.body["prompt"], "Make @Video1 snowy");
+//! # Ok::<(), kling_core::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod events;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use kling_core::probe::ImageFormat;
+use kling_core::prompt::{Prompt, Syntax};
+use kling_core::provider::{
+    Capabilities, Feature, Offering, PreparedCall, Provider, PushFuture, require_url,
+};
+use kling_core::{
+    Delivery, Element, Error, JobHandle, JobState, JobStatus, Media, Mode, Model, Request, Task,
+};
+use kling_http::{ApiClient, SecretString};
+use serde_json::Value;
+
+use crate::events::Events;
+use crate::wire::{Completed, Enqueued, Generation, VideoMode};
+
+/// The provider's name in job handles and on the command line.
+pub const NAME: &str = "oxen";
+/// Oxen.ai's API.
+pub const BASE_URL: &str = "https://hub.oxen.ai";
+/// The environment variable the CLI reads the key from.
+pub const KEY_VARIABLE: &str = "OXEN_API_KEY";
+
+const O1_EDIT: &str = "kling-video-o1-video-to-video-edit";
+const O1_FRAMES: &str = "kling-video-o1-image-to-video";
+const O1_REFERENCE: &str = "kling-video-o1-reference-to-video";
+const O3_OMNI: &str = "kling-video-o3-omni";
+
+const QUEUE: &str = "/api/ai/queue";
+
+/// No `mode` field is published: the models run Kling's default, pro.
+const PRO_ONLY: &[Mode] = &[Mode::Pro];
+/// The O1 models' published `duration` enum.
+const O1_DURATIONS: &[u32] = &[5, 10];
+
+/// How long the event stream may say nothing (Oxen sends a keep-alive
+/// every 15 s) before it counts as lost.
+pub const DEFAULT_SILENCE_LIMIT: Duration = Duration::from_secs(45);
+
+/// Oxen's Kling catalogue. Oxen publishes no prices per model here:
+/// estimates are unknown.
+pub const CATALOGUE: &[Offering] = &[
+    Offering::new(Task::Edit, Model::O1, O1_EDIT)
+        .features(&[Feature::Images, Feature::Elements, Feature::KeepAudio])
+        .modes(PRO_ONLY),
+    Offering::new(Task::Edit, Model::O3, O3_OMNI)
+        .features(&[Feature::Images, Feature::Elements])
+        .modes(PRO_ONLY),
+    Offering::new(Task::Refer, Model::O3, O3_OMNI)
+        .features(&[Feature::Images, Feature::Elements])
+        .modes(PRO_ONLY),
+    Offering::new(Task::Animate, Model::O1, O1_FRAMES)
+        .features(&[Feature::LastFrame])
+        .modes(PRO_ONLY)
+        .durations(O1_DURATIONS),
+    Offering::new(Task::Compose, Model::O1, O1_REFERENCE)
+        .features(&[Feature::Images, Feature::Elements])
+        .modes(PRO_ONLY)
+        .durations(O1_DURATIONS),
+];
+
+/// What Oxen offers: cancel, and GIF images besides JPEG, PNG and WebP.
+pub const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE)
+    .with_cancel()
+    .with_image_formats(&[
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::Webp,
+        ImageFormat::Gif,
+    ]);
+
+/// The Oxen.ai adapter. Clones share one event stream.
+#[derive(Debug, Clone)]
+pub struct Oxen {
+    api: ApiClient,
+    events: Option<Arc<Events>>,
+}
+
+impl Oxen {
+    /// An adapter for Oxen.ai with `key`.
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn new(key: SecretString) -> Result<Self, Error> {
+        Self::with_base_url(BASE_URL, key)
+    }
+
+    /// An adapter for an Oxen-compatible API at `base_url` (the sandbox, a
+    /// proxy).
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn with_base_url(base_url: &str, key: SecretString) -> Result<Self, Error> {
+        Ok(Self::with_client(ApiClient::new(
+            NAME,
+            base_url,
+            Some(key),
+        )?))
+    }
+
+    /// Uses `api` as built by the caller (retry policy, clock).
+    pub fn with_client(api: ApiClient) -> Self {
+        let events = Arc::new(Events::new(api.clone(), DEFAULT_SILENCE_LIMIT));
+        Oxen {
+            api,
+            events: Some(events),
+        }
+    }
+
+    /// Counts the event stream as lost after `limit` without a byte.
+    #[must_use]
+    pub fn silence_limit(mut self, limit: Duration) -> Self {
+        self.events = Some(Arc::new(Events::new(self.api.clone(), limit)));
+        self
+    }
+
+    /// Learns of job ends by polling only, without the event stream.
+    #[must_use]
+    pub fn without_events(mut self) -> Self {
+        self.events = None;
+        self
+    }
+}
+
+fn url_of(field: &str, media: &Media) -> Result<String, Error> {
+    require_url(NAME, field, media)
+}
+
+fn images(list: &[&Media]) -> Result<Vec<String>, Error> {
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| url_of(&format!("images[{i}]"), m))
+        .collect()
+}
+
+fn elements(list: &[Element]) -> Result<Vec<wire::Element>, Error> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, element) in list.iter().enumerate() {
+        out.push(wire::Element {
+            frontal_image_url: url_of(
+                &format!("elements[{i}].frontal_image"),
+                &element.frontal_image,
+            )?,
+            reference_image_urls: element
+                .reference_images
+                .iter()
+                .enumerate()
+                .map(|(j, m)| url_of(&format!("elements[{i}].reference_images[{j}]"), m))
+                .collect::<Result<_, _>>()?,
+        });
+    }
+    Ok(out)
+}
+
+fn to_value<T: serde::Serialize>(body: &T) -> Value {
+    serde_json::to_value(body).unwrap_or(Value::Null)
+}
+
+/// Oxen's queue body for `request` on `model`.
+fn body(request: &Request, model: &str) -> Result<Value, Error> {
+    let prompt = Prompt::parse(request.prompt()).render(Syntax::At);
+    let model = model.to_owned();
+    let duration = request
+        .duration()
+        .unwrap_or(kling_core::request::DEFAULT_DURATION_SECS);
+    let aspect_ratio = request.aspect_ratio().unwrap_or_default().to_string();
+    let value = match request {
+        Request::Edit(edit) if edit.model == Model::O1 => to_value(&wire::EditBody {
+            model,
+            prompt,
+            input_video: url_of("video", &edit.video)?,
+            input_image: images(&request.images())?,
+            elements: elements(request.elements())?,
+            keep_audio: request.keep_audio().unwrap_or(false),
+        }),
+        Request::Edit(edit) => to_value(&wire::OmniBody {
+            model,
+            prompt,
+            video_mode: VideoMode::Edit,
+            input_video: url_of("video", &edit.video)?,
+            input_image: images(&request.images())?,
+            elements: elements(request.elements())?,
+            aspect_ratio: None,
+            duration: None,
+        }),
+        Request::Refer(refer) => to_value(&wire::OmniBody {
+            model,
+            prompt,
+            video_mode: VideoMode::Reference,
+            input_video: url_of("video", &refer.video)?,
+            input_image: images(&request.images())?,
+            elements: elements(request.elements())?,
+            aspect_ratio: Some(aspect_ratio),
+            duration: Some(duration),
+        }),
+        Request::Animate(animate) => to_value(&wire::FramesBody {
+            model,
+            prompt,
+            input_image: url_of("images[0]", &animate.first)?,
+            tail_image_url: animate
+                .last
+                .as_ref()
+                .map(|last| url_of("images[1]", last))
+                .transpose()?,
+            duration,
+        }),
+        Request::Compose(_) => to_value(&wire::ReferenceBody {
+            model,
+            prompt,
+            input_image: images(&request.images())?,
+            elements: elements(request.elements())?,
+            aspect_ratio,
+            duration,
+        }),
+        _ => {
+            return Err(Error::Unsupported {
+                provider: NAME.to_owned(),
+                task: Some(request.task()),
+                model: None,
+                feature: "this task".to_owned(),
+            });
+        }
+    };
+    Ok(value)
+}
+
+/// Reads a queue entry (`GET /api/ai/queue/{id}`) as a [`JobStatus`]:
+/// `queued`, `processing`, `succeeded` (with `result_url`), `failed` (with
+/// `error_message`), `cancelled`. Any other status is an error, never a
+/// success.
+///
+/// ```
+/// use kling_core::JobState;
+/// use serde_json::json;
+///
+/// let status = kling_oxen::parse_generation(json!({
+///     "generation_id": "4b1d",
+///     "model_name": "kling-video-o3-omni",
+///     "media_type": "video",
+///     "status": "cancelled",
+///     "enqueued_at": 1_790_000_000,
+/// }))?;
+/// assert_eq!(status.state, JobState::Cancelled);
+/// # Ok::<(), kling_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Protocol`] when the body is not a queue entry, has an unknown
+/// status, or succeeded without a URL.
+pub fn parse_generation(raw: Value) -> Result<JobStatus, Error> {
+    let protocol = |message: String| Error::Protocol {
+        provider: NAME.to_owned(),
+        message,
+        body: raw.to_string(),
+    };
+    let generation: Generation = serde_json::from_value(raw.clone())
+        .map_err(|e| protocol(format!("not an Oxen queue entry: {e}")))?;
+    let state = match generation.status.as_str() {
+        "queued" => JobState::Queued,
+        "processing" => JobState::Running,
+        "succeeded" => succeeded(generation.result_url).map_err(protocol)?,
+        "failed" => failed(generation.error_message),
+        "cancelled" => JobState::Cancelled,
+        other => {
+            return Err(protocol(format!(
+                "unknown status {other:?} (known: queued, processing, succeeded, failed, \
+                 cancelled)"
+            )));
+        }
+    };
+    Ok(JobStatus::new(state, raw))
+}
+
+fn succeeded(url: Option<String>) -> Result<JobState, String> {
+    match url {
+        Some(url) if !url.is_empty() => Ok(JobState::Succeeded {
+            outputs: vec![url],
+            cost: None,
+        }),
+        _ => Err("succeeded without a result URL".to_owned()),
+    }
+}
+
+fn failed(reason: Option<String>) -> JobState {
+    JobState::Failed {
+        reason: reason.unwrap_or_else(|| "Oxen reported a failure without details".to_owned()),
+        refunded: None,
+    }
+}
+
+/// Reads a `media_generation_completed` event's data: the generation's
+/// id and its final status.
+///
+/// # Errors
+///
+/// [`Error::Protocol`] when the data is not that event's shape.
+pub fn parse_event(data: &str) -> Result<(String, JobStatus), Error> {
+    let protocol = |message: String| Error::Protocol {
+        provider: NAME.to_owned(),
+        message,
+        body: data.to_owned(),
+    };
+    let raw: Value = serde_json::from_str(data)
+        .map_err(|e| protocol(format!("the event's data is not JSON: {e}")))?;
+    let event: Completed = serde_json::from_value(raw.clone())
+        .map_err(|e| protocol(format!("not a completion event: {e}")))?;
+    let state = match event.status.as_str() {
+        "succeeded" => succeeded(event.url).map_err(protocol)?,
+        "failed" => failed(event.error),
+        other => return Err(protocol(format!("unknown completion status {other:?}"))),
+    };
+    Ok((event.generation_id, JobStatus::new(state, raw)))
+}
+
+impl Oxen {
+    async fn enqueue(&self, model: &str, body: &Value) -> Result<JobHandle, Error> {
+        // Subscribe first: Oxen does not replay an event sent before. A
+        // stream that cannot open is not fatal; waiting polls instead.
+        if let Some(events) = &self.events {
+            events.subscribe().await;
+        }
+        let at = SystemTime::now();
+        let attempt = format!(
+            "POST {} for {model} at {}",
+            self.api.url(QUEUE),
+            kling_core::job::rfc3339(at)
+        );
+        let raw = self.api.create(QUEUE, body, &attempt).await?;
+        let id = serde_json::from_value::<Enqueued>(raw.clone())
+            .ok()
+            .and_then(|answer| answer.generations.into_iter().next())
+            .map(|queued| queued.generation_id)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Error::Transport {
+                provider: NAME.to_owned(),
+                delivery: Delivery::MaybeSent,
+                attempt: Some(attempt.clone()),
+                source: format!("the queue's answer has no generation id: {raw}").into(),
+            })?;
+        Ok(JobHandle::new(NAME, id)
+            .with_model(model)
+            .with_created_at(at))
+    }
+
+    fn entry(id: &str) -> String {
+        format!("{QUEUE}/{id}")
+    }
+}
+
+#[async_trait]
+impl Provider for Oxen {
+    fn capabilities(&self) -> &Capabilities {
+        &CAPABILITIES
+    }
+
+    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
+        let offering = CAPABILITIES.validate(request)?;
+        let body = body(request, offering.wire_model)?;
+        Ok(PreparedCall::new(
+            "POST",
+            self.api.url(QUEUE),
+            body,
+            offering.wire_model,
+        ))
+    }
+
+    async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
+        let call = self.prepare(request)?;
+        self.enqueue(&call.model, &call.body).await
+    }
+
+    async fn status(&self, job: &JobHandle) -> Result<JobStatus, Error> {
+        parse_generation(self.api.get(&Self::entry(&job.id), &[]).await?)
+    }
+
+    fn push<'a>(&'a self, job: &'a JobHandle) -> Option<PushFuture<'a>> {
+        let events = self.events.as_ref()?;
+        Some(Box::pin(events.wait_for(&job.id)))
+    }
+
+    async fn cancel(&self, job: &JobHandle) -> Result<(), Error> {
+        self.api.delete(&Self::entry(&job.id)).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_states() {
+        for (status, expected) in [
+            ("queued", "queued"),
+            ("processing", "running"),
+            ("failed", "failed"),
+            ("cancelled", "cancelled"),
+        ] {
+            let raw = json!({"generation_id": "g", "status": status});
+            assert_eq!(parse_generation(raw).unwrap().state.name(), expected);
+        }
+        let done = parse_generation(
+            json!({"generation_id": "g", "status": "succeeded", "result_url": "https://r.example/v.mp4"}),
+        )
+        .unwrap();
+        assert_eq!(
+            done.state,
+            JobState::Succeeded {
+                outputs: vec!["https://r.example/v.mp4".to_owned()],
+                cost: None
+            }
+        );
+        for raw in [
+            json!({"generation_id": "g", "status": "succeeded"}),
+            json!({"generation_id": "g", "status": "done"}),
+            json!({"status": "queued"}),
+            json!(null),
+        ] {
+            assert!(
+                matches!(parse_generation(raw.clone()), Err(Error::Protocol { .. })),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn completion_events_are_read() {
+        let (id, status) =
+            parse_event(r#"{"generation_id":"g1","status":"failed","error":"nsfw"}"#).unwrap();
+        assert_eq!(id, "g1");
+        assert_eq!(
+            status.state,
+            JobState::Failed {
+                reason: "nsfw".to_owned(),
+                refunded: None
+            }
+        );
+        for data in [
+            "not json",
+            r#"{"generation_id":"g1","status":"processing"}"#,
+            r#"{"generation_id":"g1","status":"succeeded"}"#,
+            r#"{"status":"succeeded","url":"u"}"#,
+        ] {
+            assert!(parse_event(data).is_err(), "{data}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Oxen.ai's wire format: the queue's create body per model (the model's
+//! parameters merged into the queue envelope), the generation it reports,
+//! and the completion event. `schemars` derives their schemas, which
+//! `cargo xtask` compares with the published ones.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A character or object seen from several angles. Oxen publishes the
+/// field as objects without naming their keys; these are Kling's (fal's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Element {
+    /// The main view.
+    pub frontal_image_url: String,
+    /// Other angles, 1 to 4.
+    pub reference_image_urls: Vec<String>,
+}
+
+/// `kling-video-o1-video-to-video-edit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct EditBody {
+    /// The model id.
+    pub model: String,
+    /// The instruction, with `@Video1`-style references.
+    pub prompt: String,
+    /// The video's URL.
+    pub input_video: String,
+    /// Reference images (`@Image1`…), sent even when empty, as Oxen's
+    /// examples do.
+    pub input_image: Vec<String>,
+    /// Elements.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<Element>,
+    /// Keep the input's audio; always sent, as Oxen's pages disagree on
+    /// its default.
+    pub keep_audio: bool,
+}
+
+/// `kling-video-o1-image-to-video`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct FramesBody {
+    /// The model id.
+    pub model: String,
+    /// The instruction.
+    pub prompt: String,
+    /// The first frame's URL.
+    pub input_image: String,
+    /// The last frame's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tail_image_url: Option<String>,
+    /// Output length in seconds: 5 or 10.
+    pub duration: u32,
+}
+
+/// `kling-video-o1-reference-to-video`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ReferenceBody {
+    /// The model id.
+    pub model: String,
+    /// The instruction.
+    pub prompt: String,
+    /// Reference images.
+    pub input_image: Vec<String>,
+    /// Elements.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<Element>,
+    /// Output aspect ratio (`16:9`, `9:16`, `1:1`).
+    pub aspect_ratio: String,
+    /// Output length in seconds: 5 or 10.
+    pub duration: u32,
+}
+
+/// What `kling-video-o3-omni` does with its video.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoMode {
+    /// The video, edited.
+    Edit,
+    /// A new shot guided by the video.
+    Reference,
+}
+
+/// `kling-video-o3-omni`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct OmniBody {
+    /// The model id.
+    pub model: String,
+    /// The instruction.
+    pub prompt: String,
+    /// Edit or reference.
+    pub video_mode: VideoMode,
+    /// The video's URL.
+    pub input_video: String,
+    /// Reference images.
+    pub input_image: Vec<String>,
+    /// Elements.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<Element>,
+    /// Output aspect ratio, for reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<String>,
+    /// Output length in seconds, for reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+}
+
+/// The answer to `POST /api/ai/queue`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+pub struct Enqueued {
+    /// One entry per generation requested (one here).
+    pub generations: Vec<Queued>,
+}
+
+/// A generation just enqueued.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+pub struct Queued {
+    /// Its id.
+    pub generation_id: String,
+}
+
+/// `GET /api/ai/queue/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+pub struct Generation {
+    /// Its id.
+    pub generation_id: String,
+    /// `queued`, `processing`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// The result, once succeeded.
+    #[serde(default)]
+    pub result_url: Option<String>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+/// The data of a `media_generation_completed` event.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+pub struct Completed {
+    /// The generation.
+    pub generation_id: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    /// The result, when it succeeded.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
