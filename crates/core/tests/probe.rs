@@ -181,7 +181,9 @@ fn file_rules() {
     );
     check(
         "image.gif",
-        &["image_format: a GIF image; an image must be JPEG, PNG or WebP (GIF too where a provider takes it)"],
+        &[
+            "image_format: a GIF image; an image must be JPEG, PNG or WebP (GIF too where a provider takes it)",
+        ],
     );
     check(
         "image_too_small.png",

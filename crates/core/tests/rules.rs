@@ -391,7 +391,9 @@ fn empty_bytes() {
     // Bytes are probed like files.
     check(
         compose("go").image(Media::bytes(vec![1], None)),
-        &["image_format: images[1]: data in no known format; an image must be JPEG, PNG or WebP (GIF too where a provider takes it)"],
+        &[
+            "image_format: images[1]: data in no known format; an image must be JPEG, PNG or WebP (GIF too where a provider takes it)",
+        ],
     );
 }
 

@@ -285,6 +285,47 @@ impl Sandbox {
     }
 }
 
+/// Writes a valid MP4 (1280x720, 5 s) of exactly `size` bytes to `path`:
+/// the sandbox's sample result followed by a `free` box of zeros. Probing
+/// reads only its headers, so it passes every rule while being as large
+/// as a test needs (at most 200 MB passes the size rule).
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("big.mp4");
+/// kling_sandbox::write_padded_video(&path, 1_000_000)?;
+/// assert_eq!(std::fs::metadata(&path)?.len(), 1_000_000);
+/// assert!(kling_core::rules::check_file(&path, None).is_ok());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// When the file cannot be written, or `size` leaves no room for the
+/// padding box's header.
+pub fn write_padded_video(path: &std::path::Path, size: u64) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let sample = state::SAMPLE_RESULT;
+    let padding = size
+        .checked_sub(sample.len() as u64)
+        .filter(|p| *p >= 16)
+        .ok_or_else(|| std::io::Error::other(format!("{size} bytes is too small")))?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    file.write_all(sample)?;
+    // A 64-bit size, so any padding fits.
+    file.write_all(&1u32.to_be_bytes())?;
+    file.write_all(b"free")?;
+    file.write_all(&padding.to_be_bytes())?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = padding - 16;
+    while left > 0 {
+        let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.flush()
+}
+
 /// What the sandbox says of a create body for `model` on `provider`: every
 /// way it breaks the published schema (for Oxen, the queue's envelope's
 /// too), or an unknown model. Empty when the body passes. Adapters check
