@@ -23,15 +23,21 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
-    /// The provider: sandbox (offline, the default), or shortapi (key in
-    /// SHORTAPI_KEY).
+    /// The provider: sandbox (offline, the default), shortapi (key in
+    /// SHORTAPI_KEY), aimlapi (AIMLAPI_KEY) or oxen (OXEN_API_KEY).
     #[arg(long, global = true, env = "KLING_PROVIDER", default_value = "sandbox")]
     provider: providers::ProviderName,
 
     /// The provider's API base URL, to reach a proxy or a running `kling
-    /// sandbox`: its address followed by /shortapi.
+    /// sandbox`: its address followed by /shortapi, /aimlapi or /oxen.
     #[arg(long, global = true, value_name = "URL")]
     base_url: Option<String>,
+
+    /// Where local files are uploaded (POST of the bytes, answered with
+    /// {"url": …}) for providers that fetch inputs by URL. With a --base-url
+    /// on a `kling sandbox`, its /uploads is used.
+    #[arg(long, global = true, value_name = "URL")]
+    upload_url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
     let choice = providers::ProviderChoice {
         name: cli.provider,
         base_url: cli.base_url,
+        upload_url: cli.upload_url,
     };
     let exit = match cli.command {
         Command::Task(task) => jobs::run(task, &choice, cli.json),

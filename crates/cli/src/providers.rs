@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kling::aimlapi::{self, AimlApi};
+use kling::oxen::{self, Oxen};
 use kling::provider::Provider;
 use kling::shortapi::{self, ShortApi};
 use kling::upload::PostUploader;
-use kling::{Client, JobHandle, SecretString};
+use kling::{Client, Error, JobHandle, SecretString};
 use kling_sandbox::Sandbox;
 use serde_json::json;
 
@@ -19,6 +21,52 @@ pub(crate) enum ProviderName {
     Sandbox,
     /// ShortAPI (key in SHORTAPI_KEY).
     Shortapi,
+    /// AI/ML API (key in AIMLAPI_KEY).
+    Aimlapi,
+    /// Oxen.ai (key in OXEN_API_KEY).
+    Oxen,
+}
+
+/// A hosted provider: where it is, where its key comes from, and how its
+/// adapter is built. Adding a provider adds one entry here.
+struct Hosted {
+    name: ProviderName,
+    id: &'static str,
+    title: &'static str,
+    key_variable: &'static str,
+    base_url: &'static str,
+    adapter: fn(&str, SecretString) -> Result<Arc<dyn Provider>, Error>,
+}
+
+const HOSTED: &[Hosted] = &[
+    Hosted {
+        name: ProviderName::Shortapi,
+        id: shortapi::NAME,
+        title: "ShortAPI",
+        key_variable: shortapi::KEY_VARIABLE,
+        base_url: shortapi::BASE_URL,
+        adapter: |base, key| Ok(Arc::new(ShortApi::with_base_url(base, key)?)),
+    },
+    Hosted {
+        name: ProviderName::Aimlapi,
+        id: aimlapi::NAME,
+        title: "AI/ML API",
+        key_variable: aimlapi::KEY_VARIABLE,
+        base_url: aimlapi::BASE_URL,
+        adapter: |base, key| Ok(Arc::new(AimlApi::with_base_url(base, key)?)),
+    },
+    Hosted {
+        name: ProviderName::Oxen,
+        id: oxen::NAME,
+        title: "Oxen.ai",
+        key_variable: oxen::KEY_VARIABLE,
+        base_url: oxen::BASE_URL,
+        adapter: |base, key| Ok(Arc::new(Oxen::with_base_url(base, key)?)),
+    },
+];
+
+fn hosted(name: ProviderName) -> Option<&'static Hosted> {
+    HOSTED.iter().find(|h| h.name == name)
 }
 
 /// The provider chosen by `--provider`, `KLING_PROVIDER` or the default,
@@ -27,6 +75,7 @@ pub(crate) enum ProviderName {
 pub(crate) struct ProviderChoice {
     pub(crate) name: ProviderName,
     pub(crate) base_url: Option<String>,
+    pub(crate) upload_url: Option<String>,
 }
 
 /// How long a sandbox job takes: long enough to show its phases, short
@@ -36,24 +85,49 @@ const SANDBOX_JOB: Duration = Duration::from_secs(3);
 impl ProviderChoice {
     /// The choice for following `job`: the provider its handle names.
     pub(crate) fn for_job(&self, job: &JobHandle) -> Result<ProviderChoice, Exit> {
-        match job.provider.as_str() {
-            shortapi::NAME if self.name == ProviderName::Sandbox && self.base_url.is_none() => {
-                eprintln!(
-                    "error: {job} is a ShortAPI job id; the in-process sandbox forgets its jobs when the \
-                     command that made them exits. For ShortAPI itself, set SHORTAPI_KEY and pass \
-                     --provider shortapi; for a running `kling sandbox`, add --base-url http://ADDR/shortapi."
-                );
-                Err(Exit::Usage)
-            }
-            shortapi::NAME => Ok(ProviderChoice {
-                name: ProviderName::Shortapi,
-                base_url: self.base_url.clone(),
-            }),
-            other => {
-                eprintln!("error: unknown provider {other:?} in {job}; this build knows shortapi");
-                Err(Exit::Usage)
-            }
+        let Some(hosted) = HOSTED.iter().find(|h| h.id == job.provider) else {
+            let known: Vec<&str> = HOSTED.iter().map(|h| h.id).collect();
+            eprintln!(
+                "error: unknown provider {:?} in {job}; this build knows {}",
+                job.provider,
+                known.join(", ")
+            );
+            return Err(Exit::Usage);
+        };
+        if self.name == ProviderName::Sandbox && self.base_url.is_none() {
+            eprintln!(
+                "error: {job} is a {} job id; the in-process sandbox forgets its jobs when the \
+                 command that made them exits. For {} itself, set {} and pass --provider {}; for \
+                 a running `kling sandbox`, add --base-url http://ADDR/{}.",
+                hosted.title, hosted.title, hosted.key_variable, hosted.id, hosted.id
+            );
+            return Err(Exit::Usage);
         }
+        Ok(ProviderChoice {
+            name: hosted.name,
+            base_url: self.base_url.clone(),
+            upload_url: self.upload_url.clone(),
+        })
+    }
+
+    /// Where local files are uploaded: `--upload-url`, or a sandbox's
+    /// `/uploads` when the base URL is a `kling sandbox` on loopback.
+    fn uploads(&self) -> Option<String> {
+        if let Some(url) = &self.upload_url {
+            return Some(url.clone());
+        }
+        let base = url::Url::parse(self.base_url.as_deref()?).ok()?;
+        let loopback = match base.host()? {
+            url::Host::Domain(name) => name == "localhost",
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        };
+        let prefix = HOSTED
+            .iter()
+            .map(|h| format!("/{}", h.id))
+            .find(|prefix| base.path().trim_end_matches('/').ends_with(prefix.as_str()))?;
+        let origin = base.as_str().trim_end_matches('/');
+        loopback.then(|| format!("{}/uploads", &origin[..origin.len() - prefix.len()]))
     }
 }
 
@@ -67,51 +141,56 @@ impl Session {
     /// Opens the chosen provider. A key is read only when something will
     /// be sent (`dry_run` needs none).
     pub(crate) async fn open(choice: &ProviderChoice, dry_run: bool) -> Result<Session, Exit> {
-        match choice.name {
-            ProviderName::Sandbox => {
-                let config = kling_sandbox::Config::default().job_duration(SANDBOX_JOB);
-                let sandbox = Sandbox::start(config).await.map_err(|e| {
-                    eprintln!("error: cannot start the sandbox: {e}");
-                    Exit::Transport
-                })?;
+        let Some(hosted) = hosted(choice.name) else {
+            return Self::in_process_sandbox().await;
+        };
+        let key = match std::env::var(hosted.key_variable) {
+            Ok(key) if !key.trim().is_empty() => SecretString::from(key),
+            _ if dry_run => SecretString::from(""),
+            _ => {
                 eprintln!(
-                    "provider: sandbox (an offline emulator of ShortAPI on {}; nothing leaves this machine and nothing is charged)",
-                    sandbox.base_url()
+                    "error: {} is not set; export your {} key in it (or use --dry-run, or \
+                     --provider sandbox)",
+                    hosted.key_variable, hosted.title
                 );
-                let shortapi = ShortApi::with_base_url(
-                    &sandbox.url(kling_sandbox::Provider::ShortApi),
-                    SecretString::from("sandbox"),
-                )
-                .map_err(|e| crate::jobs::fail(&e))?;
-                let client = Client::new(shortapi).with_uploader(Arc::new(PostUploader::new(
-                    format!("{}/uploads", sandbox.base_url()),
-                )));
-                Ok(Session {
-                    client,
-                    sandbox: Some(sandbox),
-                })
+                return Err(Exit::Usage);
             }
-            ProviderName::Shortapi => {
-                let key = match std::env::var(shortapi::KEY_VARIABLE) {
-                    Ok(key) if !key.trim().is_empty() => SecretString::from(key),
-                    _ if dry_run => SecretString::from(""),
-                    _ => {
-                        eprintln!(
-                            "error: {} is not set; export your ShortAPI key in it (or use --dry-run, or --provider sandbox)",
-                            shortapi::KEY_VARIABLE
-                        );
-                        return Err(Exit::Usage);
-                    }
-                };
-                let base = choice.base_url.as_deref().unwrap_or(shortapi::BASE_URL);
-                let shortapi =
-                    ShortApi::with_base_url(base, key).map_err(|e| crate::jobs::fail(&e))?;
-                Ok(Session {
-                    client: Client::new(shortapi),
-                    sandbox: None,
-                })
-            }
+        };
+        let base = choice.base_url.as_deref().unwrap_or(hosted.base_url);
+        let adapter = (hosted.adapter)(base, key).map_err(|e| crate::jobs::fail(&e))?;
+        let mut client = Client::from_arc(adapter);
+        if let Some(uploads) = choice.uploads() {
+            client = client.with_uploader(Arc::new(PostUploader::new(uploads)));
         }
+        Ok(Session {
+            client,
+            sandbox: None,
+        })
+    }
+
+    async fn in_process_sandbox() -> Result<Session, Exit> {
+        let config = kling_sandbox::Config::default().job_duration(SANDBOX_JOB);
+        let sandbox = Sandbox::start(config).await.map_err(|e| {
+            eprintln!("error: cannot start the sandbox: {e}");
+            Exit::Transport
+        })?;
+        eprintln!(
+            "provider: sandbox (an offline emulator of ShortAPI on {}; nothing leaves this machine and nothing is charged)",
+            sandbox.base_url()
+        );
+        let shortapi = ShortApi::with_base_url(
+            &sandbox.url(kling_sandbox::Provider::ShortApi),
+            SecretString::from("sandbox"),
+        )
+        .map_err(|e| crate::jobs::fail(&e))?;
+        let client = Client::new(shortapi).with_uploader(Arc::new(PostUploader::new(format!(
+            "{}/uploads",
+            sandbox.base_url()
+        ))));
+        Ok(Session {
+            client,
+            sandbox: Some(sandbox),
+        })
     }
 
     pub(crate) async fn close(self) {
@@ -137,12 +216,8 @@ pub(crate) fn block_on(future: impl std::future::Future<Output = Exit>) -> Exit 
 
 /// `kling providers`: every task and model per provider, with its price.
 pub(crate) fn list(json: bool) -> Exit {
-    let capabilities = [
-        ShortApi::with_base_url(shortapi::BASE_URL, SecretString::from(""))
-            .map(|p| *p.capabilities()),
-    ];
     let mut rows = Vec::new();
-    for caps in capabilities.into_iter().flatten() {
+    for caps in kling::PROVIDERS {
         for offering in caps.offerings {
             rows.push(json!({
                 "provider": caps.provider,
@@ -150,9 +225,12 @@ pub(crate) fn list(json: bool) -> Exit {
                 "model": offering.model.as_str(),
                 "wire_model": offering.wire_model,
                 "features": offering.features.iter().map(|f| f.field()).collect::<Vec<_>>(),
-                "price_std": offering.price_std.to_string(),
+                "modes": offering.modes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "durations": offering.durations,
+                "price_std": offering.modes.contains(&kling::Mode::Std).then(|| offering.price_std.to_string()),
                 "price_pro": offering.price_pro.to_string(),
                 "cancel": caps.cancel,
+                "local_files": caps.local_files,
             }));
         }
     }
@@ -163,25 +241,51 @@ pub(crate) fn list(json: bool) -> Exit {
         );
         return Exit::Success;
     }
-    println!(
-        "{:<9} {:<8} {:<6} {:<34} {:<16} {:<16}",
-        "PROVIDER", "TASK", "MODEL", "PROVIDER MODEL", "STD", "PRO"
-    );
-    for row in &rows {
-        let text = |key: &str| row[key].as_str().unwrap_or_default().to_owned();
+    let line = |cells: [&str; 7]| {
         println!(
-            "{:<9} {:<8} {:<6} {:<34} {:<16} {:<16}",
-            text("provider"),
-            text("task"),
-            text("model"),
-            text("wire_model"),
-            text("price_std"),
-            text("price_pro")
+            "{:<9} {:<8} {:<6} {:<42} {:<8} {:<10} {}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
         );
+    };
+    line([
+        "PROVIDER",
+        "TASK",
+        "MODEL",
+        "PROVIDER MODEL",
+        "SECONDS",
+        "STD",
+        "PRO",
+    ]);
+    for row in &rows {
+        let text = |key: &str| match &row[key] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".to_owned(),
+            other => other.to_string(),
+        };
+        let seconds = match row["durations"].as_array() {
+            Some(list) => list
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            None if row["task"] == "edit" => "input".to_owned(),
+            None => "3-10".to_owned(),
+        };
+        line([
+            &text("provider"),
+            &text("task"),
+            &text("model"),
+            &text("wire_model"),
+            &seconds,
+            &text("price_std"),
+            &text("price_pro"),
+        ]);
     }
     println!();
     println!(
-        "prices as published by ShortAPI on {}; sandbox: ShortAPI's protocol, offline and free",
+        "Prices as published by ShortAPI on {}; AI/ML API and Oxen.ai publish none per model \
+         (unknown). \"-\": no std mode (those providers run pro). Local files: aimlapi sends them \
+         inline; shortapi and oxen need an uploader (the sandbox has one). Cancel: oxen.",
         shortapi::PRICES_AS_OF
     );
     Exit::Success

@@ -16,7 +16,9 @@ fn kling() -> Command {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin!("kling"));
     command
         .env_remove("KLING_PROVIDER")
-        .env_remove("SHORTAPI_KEY");
+        .env_remove("SHORTAPI_KEY")
+        .env_remove("AIMLAPI_KEY")
+        .env_remove("OXEN_API_KEY");
     command
 }
 
@@ -303,6 +305,70 @@ fn status_and_wait_follow_a_job_on_a_running_sandbox() {
     assert_eq!(cancel.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&cancel.stderr).contains("shortapi does not offer cancelling jobs")
+    );
+    sandbox.stop();
+}
+
+#[test]
+fn every_provider_takes_a_local_file_on_a_running_sandbox() {
+    let mut sandbox = SandboxProcess::start(&["--job-seconds", "1"]);
+    let input = root().join("samples/street.mp4");
+    let dir = tempfile::tempdir().unwrap();
+    for (provider, key) in [
+        ("shortapi", "SHORTAPI_KEY"),
+        ("aimlapi", "AIMLAPI_KEY"),
+        ("oxen", "OXEN_API_KEY"),
+    ] {
+        let out = dir.path().join(format!("{provider}.mp4"));
+        let run = kling()
+            .args(["--provider", provider, "--base-url"])
+            .arg(format!("{}/{provider}", sandbox.base))
+            .args(["edit", "--video"])
+            .arg(&input)
+            .args(["--prompt", "Make @Video1 snowy", "--out"])
+            .arg(&out)
+            .env(key, "k")
+            .output()
+            .unwrap();
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{provider}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        // The sandbox echoes the input (uploaded, or inline for aimlapi).
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(&input).unwrap(),
+            "{provider}"
+        );
+    }
+    // Oxen jobs can be cancelled.
+    let base = format!("{}/oxen", sandbox.base);
+    let submit = kling()
+        .args(["--provider", "oxen", "--base-url", &base, "edit"])
+        .args([
+            "--video",
+            "https://media.example/in.mp4",
+            "--prompt",
+            "x",
+            "--no-wait",
+        ])
+        .env("OXEN_API_KEY", "k")
+        .output()
+        .unwrap();
+    let job = String::from_utf8(submit.stdout).unwrap().trim().to_owned();
+    assert!(job.starts_with("oxen:"), "{job}");
+    let cancel = kling()
+        .args(["--base-url", &base, "cancel", &job])
+        .env("OXEN_API_KEY", "k")
+        .output()
+        .unwrap();
+    assert_eq!(
+        cancel.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&cancel.stderr)
     );
     sandbox.stop();
 }
