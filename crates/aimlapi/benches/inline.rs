@@ -5,6 +5,9 @@
 //! figure is the client's alone: `cargo bench -p kling-aimlapi --bench
 //! inline`. Linux only (it reads `/proc/self/status`).
 
+// Byte counts are shown as decimal megabytes; f64 is precise enough.
+#![allow(clippy::cast_precision_loss)]
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,10 +55,7 @@ fn serve() {
         std::io::stdout().flush().unwrap();
         tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
-            while std::io::stdin()
-                .read_line(&mut sink)
-                .map_or(false, |n| n > 0)
-            {}
+            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
         })
         .await
         .unwrap();

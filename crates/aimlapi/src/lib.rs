@@ -36,8 +36,7 @@ use async_trait::async_trait;
 use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Provider};
 use kling_core::{
-    AspectRatio, Delivery, Element, Error, JobHandle, JobState, JobStatus, Media, Mode, Model,
-    Request, Task,
+    AspectRatio, Delivery, Error, JobHandle, JobState, JobStatus, Media, Mode, Model, Request, Task,
 };
 use kling_http::inline::Inliner;
 use kling_http::{ApiClient, SecretString};
@@ -151,7 +150,7 @@ impl AimlApi {
         &self,
         request: &Request,
         model: &str,
-        media: &mut dyn FnMut(&str, &Media) -> Result<String, Error>,
+        media: impl FnMut(&str, &Media) -> Result<String, Error>,
     ) -> Result<Value, Error> {
         let prompt = Prompt::parse(request.prompt()).render(Syntax::At);
         let model = model.to_owned();
@@ -161,22 +160,26 @@ impl AimlApi {
             .unwrap_or(kling_core::request::DEFAULT_DURATION_SECS);
         let keep_audio = request.keep_audio().unwrap_or(false);
         let aspect_ratio = aspect(request.aspect_ratio().unwrap_or_default());
+        let media = request.wire_media(media)?;
+        let video_url = media.video.unwrap_or_default();
+        let image_list = media.images;
+        let elements: Vec<wire::Element> = media.elements.into_iter().map(Into::into).collect();
         let value = match request {
-            Request::Edit(edit) => to_value(&wire::EditBody {
+            Request::Edit(_) => to_value(&wire::EditBody {
                 model,
                 prompt,
-                video_url: media("video", &edit.video)?,
-                image_list: images(&request.images(), media)?,
-                elements: elements(request.elements(), media)?,
+                video_url,
+                image_list,
+                elements,
                 keep_audio,
                 provider,
             }),
-            Request::Refer(refer) => to_value(&wire::VideoReferenceBody {
+            Request::Refer(_) => to_value(&wire::VideoReferenceBody {
                 model,
                 prompt,
-                video_url: media("video", &refer.video)?,
-                image_list: images(&request.images(), media)?,
-                elements: elements(request.elements(), media)?,
+                video_url,
+                image_list,
+                elements,
                 keep_audio,
                 aspect_ratio,
                 duration,
@@ -185,24 +188,23 @@ impl AimlApi {
             Request::Compose(_) => to_value(&wire::ImageReferenceBody {
                 model,
                 prompt,
-                image_list: images(&request.images(), media)?,
-                elements: elements(request.elements(), media)?,
+                image_list,
+                elements,
                 aspect_ratio,
                 duration,
                 provider,
             }),
-            Request::Animate(animate) => to_value(&wire::FramesBody {
-                model,
-                prompt,
-                image_url: media("images[0]", &animate.first)?,
-                last_image_url: animate
-                    .last
-                    .as_ref()
-                    .map(|last| media("images[1]", last))
-                    .transpose()?,
-                duration,
-                provider,
-            }),
+            Request::Animate(_) => {
+                let mut frames = image_list.into_iter();
+                to_value(&wire::FramesBody {
+                    model,
+                    prompt,
+                    image_url: frames.next().unwrap_or_default(),
+                    last_image_url: frames.next(),
+                    duration,
+                    provider,
+                })
+            }
             _ => {
                 return Err(Error::Unsupported {
                     provider: NAME.to_owned(),
@@ -214,40 +216,6 @@ impl AimlApi {
         };
         Ok(value)
     }
-}
-
-fn images(
-    list: &[&Media],
-    media: &mut dyn FnMut(&str, &Media) -> Result<String, Error>,
-) -> Result<Vec<String>, Error> {
-    list.iter()
-        .enumerate()
-        .map(|(i, m)| media(&format!("images[{i}]"), m))
-        .collect()
-}
-
-fn elements(
-    list: &[Element],
-    media: &mut dyn FnMut(&str, &Media) -> Result<String, Error>,
-) -> Result<Vec<wire::Element>, Error> {
-    let mut out = Vec::with_capacity(list.len());
-    for (i, element) in list.iter().enumerate() {
-        let frontal_image_url = media(
-            &format!("elements[{i}].frontal_image"),
-            &element.frontal_image,
-        )?;
-        let reference_image_urls = element
-            .reference_images
-            .iter()
-            .enumerate()
-            .map(|(j, m)| media(&format!("elements[{i}].reference_images[{j}]"), m))
-            .collect::<Result<_, _>>()?;
-        out.push(wire::Element {
-            frontal_image_url,
-            reference_image_urls,
-        });
-    }
-    Ok(out)
 }
 
 fn aspect(ratio: AspectRatio) -> wire::AspectRatio {
@@ -355,7 +323,7 @@ impl Provider for AimlApi {
         let body = self.body(
             request,
             offering.wire_model,
-            &mut |field, media| match media {
+            |field, media: &Media| match media {
                 Media::Url(url) => Ok(url.clone()),
                 local => Inliner::describe(field, local),
             },
@@ -374,7 +342,7 @@ impl Provider for AimlApi {
         let body = self.body(
             request,
             offering.wire_model,
-            &mut |field, media| match media {
+            |field, media: &Media| match media {
                 Media::Url(url) => Ok(url.clone()),
                 local => inliner.place(field, local),
             },

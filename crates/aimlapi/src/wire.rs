@@ -42,6 +42,15 @@ pub struct Element {
     pub reference_image_urls: Vec<String>,
 }
 
+impl From<kling_core::WireElement> for Element {
+    fn from(element: kling_core::WireElement) -> Self {
+        Element {
+            frontal_image_url: element.frontal_image,
+            reference_image_urls: element.reference_images,
+        }
+    }
+}
+
 /// `klingai/video-o1-video-to-video-edit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct EditBody {

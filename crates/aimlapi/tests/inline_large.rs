@@ -12,27 +12,30 @@ use kling_core::{EditRequest, JobState, Media};
 use kling_http::{RetryPolicy, TokioClock};
 use kling_sandbox::{Config, Provider, Sandbox};
 
-fn same_content(a: &std::path::Path, b: &std::path::Path) -> bool {
-    let (mut a, mut b) = (
-        std::fs::File::open(a).unwrap(),
-        std::fs::File::open(b).unwrap(),
-    );
-    let (mut x, mut y) = (vec![0; 1 << 20], vec![0; 1 << 20]);
+/// Reads until `buffer` is full or the file ends; returns the count.
+fn fill(file: &mut std::fs::File, buffer: &mut [u8]) -> usize {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]).unwrap() {
+            0 => break,
+            read => filled += read,
+        }
+    }
+    filled
+}
+
+fn same_content(left: &std::path::Path, right: &std::path::Path) -> bool {
+    let mut left = std::fs::File::open(left).unwrap();
+    let mut right = std::fs::File::open(right).unwrap();
+    let mut ours = vec![0; 1 << 20];
+    let mut theirs = vec![0; 1 << 20];
     loop {
-        let n = a.read(&mut x).unwrap();
-        let mut filled = 0;
-        while filled < n {
-            let m = b.read(&mut y[filled..n]).unwrap();
-            if m == 0 {
-                return false;
-            }
-            filled += m;
-        }
-        if n == 0 {
-            return b.read(&mut y).unwrap() == 0;
-        }
-        if x[..n] != y[..n] {
+        let read = fill(&mut left, &mut ours);
+        if read != fill(&mut right, &mut theirs) || ours[..read] != theirs[..read] {
             return false;
+        }
+        if read == 0 {
+            return true;
         }
     }
 }

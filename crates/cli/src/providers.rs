@@ -35,8 +35,11 @@ struct Hosted {
     title: &'static str,
     key_variable: &'static str,
     base_url: &'static str,
-    adapter: fn(&str, SecretString) -> Result<Arc<dyn Provider>, Error>,
+    adapter: BuildAdapter,
 }
+
+/// Builds an adapter for a base URL and key.
+type BuildAdapter = fn(&str, SecretString) -> Result<Arc<dyn Provider>, Error>;
 
 const HOSTED: &[Hosted] = &[
     Hosted {

@@ -35,7 +35,7 @@ pub use media::{Media, MediaKind};
 pub use money::{ParseUsdError, Usd};
 pub use request::{
     AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, MediaField, Mode, Model,
-    ReferRequest, Request, RequestSpec, Task, UnknownName,
+    ReferRequest, Request, RequestSpec, Task, UnknownName, WireElement, WireMedia,
 };
 
 // The README's examples compile and pass as doctests.

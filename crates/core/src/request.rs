@@ -491,6 +491,29 @@ pub struct MediaField<'a> {
     pub media: &'a Media,
 }
 
+/// A request's media inputs as the strings a provider's body carries (URLs,
+/// `data:` URIs), in the request's shape; see [`Request::wire_media`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WireMedia {
+    /// The video (edit, refer).
+    pub video: Option<String>,
+    /// The images; for animate, the first and last frames.
+    pub images: Vec<String>,
+    /// The elements.
+    pub elements: Vec<WireElement>,
+}
+
+/// An element's images as a provider's body carries them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WireElement {
+    /// The main view.
+    pub frontal_image: String,
+    /// Other angles.
+    pub reference_images: Vec<String>,
+}
+
 /// Any of the four tasks.
 ///
 /// Its serialized form is [`RequestSpec`]: a flat object tagged by `task`,
@@ -638,6 +661,56 @@ impl Request {
             Request::Compose(r) => Some(r.aspect_ratio),
             Request::Edit(_) | Request::Animate(_) => None,
         }
+    }
+
+    /// Every media input turned into the string a provider's body carries
+    /// by `resolve(field, media)`, with the fields of [`Request::media`]:
+    /// adapters give URLs as they are and refuse, upload or inline the
+    /// rest. Stops at the first error.
+    ///
+    /// ```
+    /// use kling_core::{AnimateRequest, Media, Request};
+    ///
+    /// let request = Request::from(
+    ///     AnimateRequest::new(Media::url("https://example.com/a.png"), "Bloom")
+    ///         .last(Media::file("b.png")),
+    /// );
+    /// let wire = request.wire_media(|field, media| match media {
+    ///     Media::Url(url) => Ok(url.clone()),
+    ///     _ => Err(format!("{field} is local")),
+    /// });
+    /// assert_eq!(wire.unwrap_err(), "last is local");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first error `resolve` returns.
+    pub fn wire_media<E>(
+        &self,
+        mut resolve: impl FnMut(&str, &Media) -> Result<String, E>,
+    ) -> Result<WireMedia, E> {
+        let mut wire = WireMedia::default();
+        for input in self.media() {
+            let value = resolve(&input.field, input.media)?;
+            // Request::media lists each element's frontal image first.
+            if input.field.starts_with("elements[") {
+                if input.field.contains(".reference_images[") {
+                    if let Some(element) = wire.elements.last_mut() {
+                        element.reference_images.push(value);
+                    }
+                } else {
+                    wire.elements.push(WireElement {
+                        frontal_image: value,
+                        reference_images: Vec::new(),
+                    });
+                }
+            } else if input.kind == MediaKind::Video {
+                wire.video = Some(value);
+            } else {
+                wire.images.push(value);
+            }
+        }
+        Ok(wire)
     }
 
     /// Every media input with the field that holds it (`video`,

@@ -45,9 +45,7 @@ use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{
     Capabilities, Feature, Offering, PreparedCall, Provider, PushFuture, require_url,
 };
-use kling_core::{
-    Delivery, Element, Error, JobHandle, JobState, JobStatus, Media, Mode, Model, Request, Task,
-};
+use kling_core::{Delivery, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task};
 use kling_http::{ApiClient, SecretString};
 use serde_json::Value;
 
@@ -164,36 +162,6 @@ impl Oxen {
     }
 }
 
-fn url_of(field: &str, media: &Media) -> Result<String, Error> {
-    require_url(NAME, field, media)
-}
-
-fn images(list: &[&Media]) -> Result<Vec<String>, Error> {
-    list.iter()
-        .enumerate()
-        .map(|(i, m)| url_of(&format!("images[{i}]"), m))
-        .collect()
-}
-
-fn elements(list: &[Element]) -> Result<Vec<wire::Element>, Error> {
-    let mut out = Vec::with_capacity(list.len());
-    for (i, element) in list.iter().enumerate() {
-        out.push(wire::Element {
-            frontal_image_url: url_of(
-                &format!("elements[{i}].frontal_image"),
-                &element.frontal_image,
-            )?,
-            reference_image_urls: element
-                .reference_images
-                .iter()
-                .enumerate()
-                .map(|(j, m)| url_of(&format!("elements[{i}].reference_images[{j}]"), m))
-                .collect::<Result<_, _>>()?,
-        });
-    }
-    Ok(out)
-}
-
 fn to_value<T: serde::Serialize>(body: &T) -> Value {
     serde_json::to_value(body).unwrap_or(Value::Null)
 }
@@ -206,51 +174,54 @@ fn body(request: &Request, model: &str) -> Result<Value, Error> {
         .duration()
         .unwrap_or(kling_core::request::DEFAULT_DURATION_SECS);
     let aspect_ratio = request.aspect_ratio().unwrap_or_default().to_string();
+    let media = request.wire_media(|field, media| require_url(NAME, field, media))?;
+    let input_video = media.video.unwrap_or_default();
+    let input_image = media.images;
+    let elements: Vec<wire::Element> = media.elements.into_iter().map(Into::into).collect();
     let value = match request {
         Request::Edit(edit) if edit.model == Model::O1 => to_value(&wire::EditBody {
             model,
             prompt,
-            input_video: url_of("video", &edit.video)?,
-            input_image: images(&request.images())?,
-            elements: elements(request.elements())?,
+            input_video,
+            input_image,
+            elements,
             keep_audio: request.keep_audio().unwrap_or(false),
         }),
-        Request::Edit(edit) => to_value(&wire::OmniBody {
+        Request::Edit(_) => to_value(&wire::OmniBody {
             model,
             prompt,
             video_mode: VideoMode::Edit,
-            input_video: url_of("video", &edit.video)?,
-            input_image: images(&request.images())?,
-            elements: elements(request.elements())?,
+            input_video,
+            input_image,
+            elements,
             aspect_ratio: None,
             duration: None,
         }),
-        Request::Refer(refer) => to_value(&wire::OmniBody {
+        Request::Refer(_) => to_value(&wire::OmniBody {
             model,
             prompt,
             video_mode: VideoMode::Reference,
-            input_video: url_of("video", &refer.video)?,
-            input_image: images(&request.images())?,
-            elements: elements(request.elements())?,
+            input_video,
+            input_image,
+            elements,
             aspect_ratio: Some(aspect_ratio),
             duration: Some(duration),
         }),
-        Request::Animate(animate) => to_value(&wire::FramesBody {
-            model,
-            prompt,
-            input_image: url_of("images[0]", &animate.first)?,
-            tail_image_url: animate
-                .last
-                .as_ref()
-                .map(|last| url_of("images[1]", last))
-                .transpose()?,
-            duration,
-        }),
+        Request::Animate(_) => {
+            let mut frames = input_image.into_iter();
+            to_value(&wire::FramesBody {
+                model,
+                prompt,
+                input_image: frames.next().unwrap_or_default(),
+                tail_image_url: frames.next(),
+                duration,
+            })
+        }
         Request::Compose(_) => to_value(&wire::ReferenceBody {
             model,
             prompt,
-            input_image: images(&request.images())?,
-            elements: elements(request.elements())?,
+            input_image,
+            elements,
             aspect_ratio,
             duration,
         }),

@@ -28,10 +28,11 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use kling_core::prompt::{Prompt, Syntax};
-use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Price, Provider};
+use kling_core::provider::{
+    Capabilities, Feature, Offering, PreparedCall, Price, Provider, require_url,
+};
 use kling_core::{
-    AspectRatio, Element, Error, JobHandle, JobState, JobStatus, Media, Mode, Model, Request, Task,
-    Usd,
+    AspectRatio, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task, Usd,
 };
 use kling_http::{ApiClient, SecretString};
 use serde_json::Value;
@@ -188,37 +189,6 @@ impl ShortApi {
     }
 }
 
-fn url_of(field: &str, media: &Media) -> Result<String, Error> {
-    kling_core::provider::require_url(NAME, field, media)
-}
-
-fn elements(list: &[Element]) -> Result<Vec<wire::Element>, Error> {
-    list.iter()
-        .enumerate()
-        .map(|(i, e)| {
-            Ok(wire::Element {
-                frontal_image_url: url_of(
-                    &format!("elements[{i}].frontal_image"),
-                    &e.frontal_image,
-                )?,
-                reference_image_urls: e
-                    .reference_images
-                    .iter()
-                    .enumerate()
-                    .map(|(j, m)| url_of(&format!("elements[{i}].reference_images[{j}]"), m))
-                    .collect::<Result<_, _>>()?,
-            })
-        })
-        .collect()
-}
-
-fn images(list: &[&Media]) -> Result<Vec<String>, Error> {
-    list.iter()
-        .enumerate()
-        .map(|(i, m)| url_of(&format!("images[{i}]"), m))
-        .collect()
-}
-
 fn mode(mode: Mode) -> wire::Mode {
     match mode {
         Mode::Std => wire::Mode::Std,
@@ -244,19 +214,17 @@ fn body(request: &Request, model: &str, callback_url: Option<&String>) -> Result
     let callback_url = callback_url.cloned();
     let mode = mode(request.mode());
     let refer = request.task() == Task::Refer;
+    let media = request.wire_media(|field, media| require_url(NAME, field, media))?;
+    let images = media.images;
+    let elements: Vec<wire::Element> = media.elements.into_iter().map(Into::into).collect();
     let value = match request {
         Request::Edit(_) | Request::Refer(_) => {
-            let video = url_of(
-                "video",
-                request.video().unwrap_or(&Media::Url(String::new())),
-            )?;
+            let video = media.video.unwrap_or_default();
             let action = if refer {
                 VideoAction::Refer
             } else {
                 VideoAction::Edit
             };
-            let images = images(&request.images())?;
-            let elements = elements(request.elements())?;
             let aspect_ratio = request.aspect_ratio().map(aspect);
             if model == O3_V2V {
                 to_value(&CreateBody {
@@ -307,8 +275,8 @@ fn body(request: &Request, model: &str, callback_url: Option<&String>) -> Result
                         .duration()
                         .unwrap_or(kling_core::request::DEFAULT_DURATION_SECS)
                         .to_string(),
-                    images: images(&request.images())?,
-                    elements: elements(request.elements())?,
+                    images,
+                    elements,
                     aspect_ratio: request.aspect_ratio().map(aspect),
                 },
                 callback_url,
