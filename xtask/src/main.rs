@@ -3,28 +3,360 @@
 //! Kept as a plain binary in the workspace (the rust-analyzer way) so that
 //! maintenance tasks are Rust code, versioned and reviewed with the rest.
 
+mod allow;
+mod compare;
+mod openapi;
+mod schemas;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: cargo xtask COMMAND
 
 commands:
-  help      print this message
-
-planned:
-  schemas   regenerate schemas/generated/ from the adapters' wire types
-  check     fail when schemas/generated/ is stale or disagrees with schemas/published/
+  schemas              regenerate schemas/generated/ from the adapters' wire types
+  check [--against DIR]
+                       fail when schemas/generated/ is stale, or when what the
+                       adapters send differs from schemas/published/ (or from
+                       the providers' OpenAPI documents in DIR) beyond
+                       schemas/allowed-differences.toml
+  help                 print this message
 ";
 
+/// The workspace root: xtask's parent directory.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        None | Some("help" | "-h" | "--help") => {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] | ["help" | "-h" | "--help"] => {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Some(other) => {
-            eprint!("error: unknown command `{other}`\n\n{USAGE}");
+        ["schemas"] => write_schemas(&root()),
+        ["check"] => report(&check(&root(), None)),
+        ["check", "--against", dir] => report(&check(&root(), Some(Path::new(dir)))),
+        _ => {
+            eprint!("error: unknown command `{}`\n\n{USAGE}", args.join(" "));
             ExitCode::from(2)
         }
+    }
+}
+
+fn write_schemas(root: &Path) -> ExitCode {
+    match schemas::write(root) {
+        Ok(changed) if changed.is_empty() => {
+            println!("schemas/generated/ is up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(changed) => {
+            for line in changed {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write schemas/generated/: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What `cargo xtask check` found.
+#[derive(Debug, Default)]
+struct Report {
+    /// One line per problem; the check fails when there is any.
+    problems: Vec<String>,
+    /// What was checked, for the closing line.
+    summary: String,
+}
+
+fn check(root: &Path, against: Option<&Path>) -> Report {
+    let mut report = Report::default();
+    report.problems.extend(schemas::stale(root));
+    let (published, origin, require_each) = match against {
+        None => (
+            schemas::published(root),
+            "schemas/published/".to_owned(),
+            true,
+        ),
+        Some(dir) => {
+            let (found, ignored) = openapi::read(dir);
+            for line in ignored {
+                eprintln!("note: {line}");
+            }
+            for document in &found {
+                eprintln!(
+                    "note: {}: the {} body of {}",
+                    document.source, document.provider, document.model
+                );
+            }
+            if found.is_empty() {
+                report.problems.push(format!(
+                    "{}: no provider's create body found",
+                    dir.display()
+                ));
+            }
+            (found, dir.display().to_string(), false)
+        }
+    };
+    let entries = match allow::load(root) {
+        Ok(entries) => entries,
+        Err(e) => {
+            report.problems.push(e);
+            Vec::new()
+        }
+    };
+    let findings = schemas::differences(&published, require_each);
+    let (left, unused, allowed) = allow::apply(&entries, findings);
+    report.problems.extend(left.iter().map(ToString::to_string));
+    // Entries for other providers' documents are not stale when checking
+    // against a directory that holds only some.
+    if against.is_none() {
+        report.problems.extend(unused);
+    }
+    let counts = schemas::models_by_provider();
+    let models: Vec<String> = counts
+        .iter()
+        .map(|(provider, count)| format!("{provider} {count}"))
+        .collect();
+    report.summary = format!(
+        "{} bodies ({}) checked against {} schemas in {origin}; {allowed} reviewed differences \
+         allowed by {}",
+        counts.values().sum::<usize>(),
+        models.join(", "),
+        published.len(),
+        allow::FILE
+    );
+    report
+}
+
+fn report(report: &Report) -> ExitCode {
+    for line in &report.problems {
+        println!("{line}");
+    }
+    if report.problems.is_empty() {
+        println!("ok: {}", report.summary);
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{} problem(s); {}. Fix the wire type or the published transcription, or add a \
+             reviewed entry with its reason to {}.",
+            report.problems.len(),
+            report.summary,
+            allow::FILE
+        );
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A copy of the workspace's schemas, to break on purpose.
+    fn copy_of_schemas() -> tempfile::TempDir {
+        let copy = tempfile::tempdir().unwrap();
+        let mut pending = vec![PathBuf::from("schemas")];
+        while let Some(dir) = pending.pop() {
+            std::fs::create_dir_all(copy.path().join(&dir)).unwrap();
+            for entry in std::fs::read_dir(root().join(&dir)).unwrap().flatten() {
+                let relative = dir.join(entry.file_name());
+                if entry.path().is_dir() {
+                    pending.push(relative);
+                } else {
+                    std::fs::copy(entry.path(), copy.path().join(relative)).unwrap();
+                }
+            }
+        }
+        copy
+    }
+
+    fn edit_json(path: &Path, change: impl FnOnce(&mut Value)) {
+        let mut value: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        change(&mut value);
+        std::fs::write(path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_workspace_passes() {
+        let report = check(&root(), None);
+        assert_eq!(report.problems, Vec::<String>::new());
+    }
+
+    #[test]
+    fn drift_in_a_published_schema_is_reported_exactly() {
+        let copy = copy_of_schemas();
+        let file = copy
+            .path()
+            .join("schemas/published/aimlapi/video-o1-image-to-video.json");
+        edit_json(&file, |schema| {
+            schema["properties"]["seed"] = json!({"type": "integer"});
+            schema["required"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("seed"));
+            schema["properties"]["duration"]["enum"] = json!([5, 10, 15]);
+            schema["properties"]["prompt"]["type"] = json!("integer");
+        });
+        let report = check(copy.path(), None);
+        assert_eq!(
+            report.problems,
+            [
+                "aimlapi klingai/video-o1-image-to-video $.duration: enum: we have [10, 5], \
+                 published [10, 15, 5]",
+                "aimlapi klingai/video-o1-image-to-video $.prompt: type: we have [string], \
+                 published [integer]",
+                "aimlapi klingai/video-o1-image-to-video $.seed: required: we have no such \
+                 field, published required",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_field_we_send_that_is_not_published_is_reported() {
+        let copy = copy_of_schemas();
+        let file = copy
+            .path()
+            .join("schemas/published/oxen/kling-video-o1-video-to-video-edit.json");
+        edit_json(&file, |schema| {
+            schema["properties"]
+                .as_object_mut()
+                .unwrap()
+                .remove("keep_audio");
+        });
+        assert_eq!(
+            check(copy.path(), None).problems,
+            [
+                "oxen kling-video-o1-video-to-video-edit $.keep_audio: not-published: we have a \
+              field we send, published no such field"
+            ]
+        );
+    }
+
+    #[test]
+    fn stale_missing_and_stray_generated_files_name_the_fix() {
+        let copy = copy_of_schemas();
+        let generated = copy.path().join("schemas/generated");
+        edit_json(&generated.join("oxen/kling-video-o3-omni.json"), |schema| {
+            schema["title"] = json!("edited by hand");
+        });
+        std::fs::remove_file(generated.join("aimlapi/klingai-video-o1-image-to-video.json"))
+            .unwrap();
+        std::fs::write(generated.join("shortapi/old-model.json"), "{}").unwrap();
+        assert_eq!(
+            check(copy.path(), None).problems,
+            [
+                "schemas/generated/aimlapi/klingai-video-o1-image-to-video.json is missing: run \
+                 `cargo xtask schemas`",
+                "schemas/generated/oxen/kling-video-o3-omni.json is stale: run `cargo xtask \
+                 schemas`",
+                "schemas/generated/shortapi/old-model.json is generated by no adapter: run \
+                 `cargo xtask schemas` to remove it",
+            ]
+        );
+        // Regenerating fixes all three, and a second run changes nothing.
+        assert_eq!(schemas::write(copy.path()).unwrap().len(), 3);
+        assert_eq!(schemas::write(copy.path()).unwrap(), Vec::<String>::new());
+        assert_eq!(check(copy.path(), None).problems, Vec::<String>::new());
+    }
+
+    #[test]
+    fn only_reviewed_differences_pass() {
+        let copy = copy_of_schemas();
+        let list = copy.path().join(allow::FILE);
+        let text = std::fs::read_to_string(&list).unwrap();
+        // Without its entry, a reviewed difference fails again.
+        let without_oxen = text.replace("provider = \"oxen\"", "provider = \"oxen-gone\"");
+        std::fs::write(&list, &without_oxen).unwrap();
+        assert_eq!(
+            check(copy.path(), None).problems,
+            [
+                "oxen kling-video-o3-omni $.duration: limit:maximum: we have 10, published 15",
+                "schemas/allowed-differences.toml: oxen-gone kling-video-o3-omni $.duration \
+                 (limit:maximum) matches no difference any more: remove the entry",
+            ]
+        );
+        let unexplained = "\n[[allow]]\nprovider = \"oxen\"\nmodel = \"m\"\npath = \"$\"\n\
+                           kind = \"type\"\nreason = \" \"\n";
+        std::fs::write(&list, text + unexplained).unwrap();
+        let problems = check(copy.path(), None).problems;
+        assert!(
+            problems.iter().any(|p| p.contains("gives no reason")),
+            "{problems:?}"
+        );
+    }
+
+    /// An AI/ML API-style OpenAPI document for `schema`: the body behind a
+    /// `$ref` into `components`, one field `nullable` as OpenAPI 3.0 says.
+    fn openapi_document(mut schema: Value) -> Value {
+        for key in [
+            "$schema",
+            "x-source",
+            "x-provider-page",
+            "$comment",
+            "additionalProperties",
+        ] {
+            schema.as_object_mut().unwrap().remove(key);
+        }
+        schema["properties"]["last_image_url"]["nullable"] = json!(true);
+        json!({
+            "openapi": "3.0.0",
+            "info": {"title": "AI/ML API", "version": "1"},
+            "paths": {"/v2/video/generations": {"post": {"requestBody": {"content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Body"}}
+            }}}}},
+            "components": {"schemas": {"Body": schema}},
+        })
+    }
+
+    #[test]
+    fn openapi_documents_in_a_directory_are_checked_too() {
+        let published: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                root().join("schemas/published/aimlapi/video-o1-image-to-video.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let document = dir.path().join("video-o1-image-to-video.json");
+        std::fs::write(&document, openapi_document(published.clone()).to_string()).unwrap();
+        std::fs::write(dir.path().join("notes.json"), "{\"not\": \"openapi\"}").unwrap();
+        assert_eq!(
+            check(&root(), Some(dir.path())).problems,
+            Vec::<String>::new()
+        );
+
+        let mut changed = published;
+        changed["properties"]["duration"]["enum"] = json!([5]);
+        changed["properties"]["prompt"]["maxLength"] = json!(2000);
+        std::fs::write(&document, openapi_document(changed).to_string()).unwrap();
+        assert_eq!(
+            check(&root(), Some(dir.path())).problems,
+            [
+                "aimlapi klingai/video-o1-image-to-video $.duration: enum: we have [10, 5], \
+                 published [5]",
+                "aimlapi klingai/video-o1-image-to-video $.prompt: limit:maxLength: we have \
+                 2500, published 2000",
+            ]
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            check(&root(), Some(empty.path())).problems,
+            [format!(
+                "{}: no provider's create body found",
+                empty.path().display()
+            )]
+        );
     }
 }

@@ -425,6 +425,14 @@ mod tests {
     }
 
     #[test]
+    fn ids_keep_their_model_suffix() {
+        let text = "aimlapi:60ac:klingai/video-o1-image-to-video";
+        let handle: JobHandle = text.parse().unwrap();
+        assert_eq!(handle.id, "60ac:klingai/video-o1-image-to-video");
+        assert_eq!(handle.to_string(), text);
+    }
+
+    #[test]
     fn a_403_says_credits() {
         let err = explain(Error::Rejected {
             provider: NAME.to_owned(),

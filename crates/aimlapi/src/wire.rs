@@ -39,6 +39,7 @@ pub struct Element {
     /// The main view.
     pub frontal_image_url: String,
     /// Other angles, 1 to 4.
+    #[schemars(length(min = 1, max = 4))]
     pub reference_image_urls: Vec<String>,
 }
 
@@ -57,14 +58,17 @@ pub struct EditBody {
     /// The model id.
     pub model: String,
     /// The instruction, with `@Video1`-style references.
+    #[schemars(length(max = 2500))]
     pub prompt: String,
     /// The video, by URL or as a `data:` URI.
     pub video_url: String,
     /// Reference images.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 7))]
     pub image_list: Vec<String>,
     /// Elements.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
     pub elements: Vec<Element>,
     /// Keep the input's audio; always sent.
     pub keep_audio: bool,
@@ -79,20 +83,24 @@ pub struct VideoReferenceBody {
     /// The model id.
     pub model: String,
     /// The instruction.
+    #[schemars(length(max = 2500))]
     pub prompt: String,
     /// The reference video.
     pub video_url: String,
     /// Reference images.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 4))]
     pub image_list: Vec<String>,
     /// Elements.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
     pub elements: Vec<Element>,
     /// Keep the input's audio; always sent.
     pub keep_audio: bool,
     /// Output aspect ratio; always sent.
     pub aspect_ratio: AspectRatio,
     /// Output length in seconds: 5 or 10.
+    #[schemars(extend("enum" = [5, 10]))]
     pub duration: u32,
     /// The backend, when chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,16 +113,20 @@ pub struct ImageReferenceBody {
     /// The model id.
     pub model: String,
     /// The instruction.
+    #[schemars(length(max = 2500))]
     pub prompt: String,
     /// Reference images.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 7))]
     pub image_list: Vec<String>,
     /// Elements.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
     pub elements: Vec<Element>,
     /// Output aspect ratio; always sent.
     pub aspect_ratio: AspectRatio,
     /// Output length in seconds: 5 or 10.
+    #[schemars(extend("enum" = [5, 10]))]
     pub duration: u32,
     /// The backend, when chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,6 +139,7 @@ pub struct FramesBody {
     /// The model id.
     pub model: String,
     /// The instruction.
+    #[schemars(length(max = 2500))]
     pub prompt: String,
     /// The first frame.
     pub image_url: String,
@@ -134,10 +147,22 @@ pub struct FramesBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_image_url: Option<String>,
     /// Output length in seconds: 5 or 10.
+    #[schemars(extend("enum" = [5, 10]))]
     pub duration: u32,
     /// The backend, when chosen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<Route>,
+}
+
+/// The schema of the body sent to each model, for `cargo xtask schemas`.
+pub fn body_schemas() -> Vec<(&'static str, schemars::Schema)> {
+    use kling_core::provider::body_schema;
+    vec![
+        (crate::EDIT, body_schema::<EditBody>()),
+        (crate::VIDEO_REFERENCE, body_schema::<VideoReferenceBody>()),
+        (crate::IMAGE_REFERENCE, body_schema::<ImageReferenceBody>()),
+        (crate::FRAMES, body_schema::<FramesBody>()),
+    ]
 }
 
 /// A generation, as create and status answer it.

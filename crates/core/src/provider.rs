@@ -403,6 +403,28 @@ pub fn require_url(provider: &str, field: &str, media: &Media) -> Result<String,
     }
 }
 
+/// The JSON Schema of what `T` serializes to, as adapters describe their
+/// request bodies for `cargo xtask schemas` (draft 2020-12, the
+/// serialization contract: a field skipped when empty is not required).
+///
+/// ```
+/// #[derive(serde::Serialize, schemars::JsonSchema)]
+/// struct Body {
+///     prompt: String,
+///     #[serde(skip_serializing_if = "Vec::is_empty")]
+///     images: Vec<String>,
+/// }
+///
+/// let schema = kling_core::provider::body_schema::<Body>();
+/// assert_eq!(schema.get("required"), Some(&serde_json::json!(["prompt"])));
+/// ```
+pub fn body_schema<T: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+}
+
 /// An HTTP call, described: what a dry run prints.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]

@@ -58,6 +58,7 @@ pub struct FramesBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tail_image_url: Option<String>,
     /// Output length in seconds: 5 or 10.
+    #[schemars(extend("enum" = [5, 10]))]
     pub duration: u32,
 }
 
@@ -76,6 +77,7 @@ pub struct ReferenceBody {
     /// Output aspect ratio (`16:9`, `9:16`, `1:1`).
     pub aspect_ratio: String,
     /// Output length in seconds: 5 or 10.
+    #[schemars(extend("enum" = [5, 10]))]
     pub duration: u32,
 }
 
@@ -110,7 +112,19 @@ pub struct OmniBody {
     pub aspect_ratio: Option<String>,
     /// Output length in seconds, for reference.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 3, max = 10))]
     pub duration: Option<u32>,
+}
+
+/// The schema of the body sent to each model, for `cargo xtask schemas`.
+pub fn body_schemas() -> Vec<(&'static str, schemars::Schema)> {
+    use kling_core::provider::body_schema;
+    vec![
+        (crate::O1_EDIT, body_schema::<EditBody>()),
+        (crate::O1_FRAMES, body_schema::<FramesBody>()),
+        (crate::O1_REFERENCE, body_schema::<ReferenceBody>()),
+        (crate::O3_OMNI, body_schema::<OmniBody>()),
+    ]
 }
 
 /// The answer to `POST /api/ai/queue`.

@@ -101,6 +101,7 @@ pub struct O1VideoArgs {
     pub keep_audio: bool,
     /// Seconds, as a string ("3" to "10"); not sent for an edit.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["3", "4", "5", "6", "7", "8", "9", "10"]))]
     pub duration: Option<String>,
     /// Not sent for an edit.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,6 +128,7 @@ pub struct O3VideoArgs {
     pub elements: Vec<Element>,
     /// Seconds, as an integer; not sent for an edit.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 3, max = 10))]
     pub duration: Option<u32>,
     /// Not sent for an edit.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,6 +145,7 @@ pub struct O1ImageArgs {
     /// Prompt.
     pub prompt: String,
     /// Seconds, as a string.
+    #[schemars(extend("enum" = ["3", "4", "5", "6", "7", "8", "9", "10"]))]
     pub duration: String,
     /// Frames (first, last) or reference images.
     pub images: Vec<String>,
@@ -152,6 +155,16 @@ pub struct O1ImageArgs {
     /// Refer only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aspect_ratio: Option<AspectRatio>,
+}
+
+/// The schema of the body sent to each model, for `cargo xtask schemas`.
+pub fn body_schemas() -> Vec<(&'static str, schemars::Schema)> {
+    use kling_core::provider::body_schema;
+    vec![
+        (crate::O1_V2V, body_schema::<CreateBody<O1VideoArgs>>()),
+        (crate::O3_V2V, body_schema::<CreateBody<O3VideoArgs>>()),
+        (crate::O1_I2V, body_schema::<CreateBody<O1ImageArgs>>()),
+    ]
 }
 
 /// The create answer.
