@@ -1,16 +1,18 @@
 //! `edit`, `refer`, `animate`, `compose`, and `status`, `wait`, `cancel`.
 
-use std::io::{IsTerminal as _, Write};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kling::{
-    AnimateRequest, AspectRatio, Client, ComposeRequest, EditRequest, Element, Error, JobHandle,
-    JobState, JobStatus, Media, Mode, Model, ReferRequest, Request, Usd, WaitOptions,
+    AnimateRequest, AspectRatio, Client, ComposeRequest, EditRequest, Element, Error, Estimate,
+    JobHandle, JobState, JobStatus, Media, Mode, Model, ReferRequest, Request, Usd, WaitOptions,
 };
 use serde_json::json;
 
 use crate::Exit;
+use crate::journal::{Intent, Journal, JournalChoice, Stage};
+use crate::progress::Progress;
 use crate::providers::{ProviderChoice, Session};
 
 /// Flags every job command takes.
@@ -246,76 +248,92 @@ pub(crate) fn fail(error: &Error) -> Exit {
     exit_for(error)
 }
 
-pub(crate) fn run(command: TaskCommand, choice: &ProviderChoice, json: bool) -> Exit {
+pub(crate) fn run(
+    command: TaskCommand,
+    choice: &ProviderChoice,
+    journal: &JournalChoice,
+    json: bool,
+) -> Exit {
     let (request, flags) = command.into_request();
     crate::providers::block_on(async move {
         let session = match Session::open(choice, flags.dry_run).await {
             Ok(session) => session,
             Err(exit) => return exit,
         };
-        let exit = run_request(&session.client, &request, &flags, json).await;
+        // The in-process sandbox forgets its jobs when this command ends:
+        // they cost nothing and cannot be resumed, so they go unrecorded.
+        let journal = match session.target() {
+            Some(_) if !flags.dry_run => match journal.open() {
+                Ok(journal) => Some(journal),
+                Err(exit) => return exit,
+            },
+            _ => None,
+        };
+        let exit = run_request(&session, journal.as_ref(), &request, &flags, json).await;
         session.close().await;
         exit
     })
 }
 
-async fn run_request(client: &Client, request: &Request, flags: &JobFlags, json: bool) -> Exit {
+async fn run_request(
+    session: &Session,
+    journal: Option<&Journal>,
+    request: &Request,
+    flags: &JobFlags,
+    json: bool,
+) -> Exit {
+    let client = &session.client;
     let estimate = match client.estimate(request) {
         Ok(estimate) => estimate,
         Err(e) => return fail(&e),
     };
     if flags.dry_run {
-        let call = match client.prepare(request) {
-            Ok(call) => call,
-            Err(e) => return fail(&e),
-        };
-        let provider = client.provider().name();
-        if json {
-            println!(
-                "{}",
-                json!({
-                    "provider": provider,
-                    "method": call.method,
-                    "url": call.url,
-                    "body": call.body,
-                    "estimate_usd": estimate.usd.map(Usd::as_f64),
-                })
-            );
-        } else {
-            println!("{} {}", call.method, call.url);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&call.body).unwrap_or_default()
-            );
-            println!("estimate: {estimate}");
-            eprintln!("dry run: nothing was sent");
-        }
-        return Exit::Success;
+        return dry_run(client, request, &estimate, json);
     }
-    if let Some(max) = flags.max_cost {
-        match estimate.usd {
-            Some(usd) if usd > max => {
-                eprintln!(
-                    "error: the estimate {usd} is above --max-cost {max}; nothing was sent ({estimate})"
-                );
-                return Exit::Rejected;
-            }
-            None => {
-                eprintln!(
-                    "error: --max-cost {max} is set but the cost is not known before sending: {estimate}; nothing was sent"
-                );
-                return Exit::Rejected;
-            }
-            Some(_) => {}
-        }
+    if let Some(max) = flags.max_cost
+        && let Err(exit) = within_budget(&estimate, max)
+    {
+        return exit;
     }
     if !json {
         eprintln!("estimate: {estimate}");
     }
-    let job = match client.submit(request).await {
+    let out = flags.out.clone();
+    let track = match (journal, session.target()) {
+        (Some(journal), Some((provider, base_url))) => {
+            let offering = match client.validate(request) {
+                Ok(offering) => offering,
+                Err(e) => return fail(&e),
+            };
+            let intent = journal.intent(&Intent {
+                provider,
+                base_url,
+                model: offering.wire_model,
+                request,
+                estimate_usd: estimate.usd.map(Usd::as_f64),
+                output: out.as_deref(),
+                batch: None,
+            });
+            match intent {
+                Ok(intent) => Some(Track { journal, intent }),
+                Err(e) => {
+                    eprintln!(
+                        "error: {e}; nothing was sent (a job is sent only once it is recorded)"
+                    );
+                    return Exit::Usage;
+                }
+            }
+        }
+        _ => None,
+    };
+    let job = match submit(client, request, track).await {
         Ok(job) => job,
         Err(e) => return fail(&e),
     };
+    let out = out.unwrap_or_else(|| default_output(&job));
+    if let Some(track) = track {
+        track.note(|j, i| j.submitted(i, &job, &out));
+    }
     if flags.no_wait {
         if json {
             println!(
@@ -331,68 +349,204 @@ async fn run_request(client: &Client, request: &Request, flags: &JobFlags, json:
     finish(
         client,
         &job,
-        flags.out.clone(),
+        &out,
         Duration::from_secs(flags.timeout),
-        json,
+        Output::from_json(json),
+        track,
     )
     .await
 }
 
-/// Waits for `job`, downloads its result and reports it.
-pub(crate) async fn finish(
-    client: &Client,
-    job: &JobHandle,
-    out: Option<PathBuf>,
-    timeout: Duration,
-    json: bool,
-) -> Exit {
-    let options = WaitOptions::default().deadline(timeout);
-    let started = std::time::Instant::now();
-    let terminal = std::io::stderr().is_terminal();
-    let mut last = String::new();
-    let waited = client
-        .wait_with(job, &options, |status| {
-            let state = status.state.name().to_owned();
-            if terminal {
-                eprint!("\r{job}: {state} ({}s)   ", started.elapsed().as_secs());
-            } else if state != last {
-                eprintln!("{job}: {state}");
-            }
-            last = state;
-        })
-        .await;
-    if terminal {
-        eprintln!();
+/// `--dry-run`: the call that would be sent and its estimate.
+fn dry_run(client: &Client, request: &Request, estimate: &Estimate, json: bool) -> Exit {
+    let call = match client.prepare(request) {
+        Ok(call) => call,
+        Err(e) => return fail(&e),
+    };
+    let provider = client.provider().name();
+    if json {
+        println!(
+            "{}",
+            json!({
+                "provider": provider,
+                "method": call.method,
+                "url": call.url,
+                "body": call.body,
+                "estimate_usd": estimate.usd.map(Usd::as_f64),
+            })
+        );
+    } else {
+        println!("{} {}", call.method, call.url);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&call.body).unwrap_or_default()
+        );
+        println!("estimate: {estimate}");
+        eprintln!("dry run: nothing was sent");
     }
-    let status = match waited {
-        Ok(status) => status,
-        Err(e) => return fail(&e),
-    };
-    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.mp4", safe_name(&job.id))));
-    let size = match client.download(job, &status, &out).await {
-        Ok(size) => size,
-        Err(e) => return fail(&e),
-    };
-    report(job, &status, &out, size, json);
     Exit::Success
 }
 
-fn report(job: &JobHandle, status: &JobStatus, out: &std::path::Path, size: u64, json: bool) {
+/// `--max-cost`: refuses an estimate above `max`, or an unknown one.
+fn within_budget(estimate: &Estimate, max: Usd) -> Result<(), Exit> {
+    match estimate.usd {
+        Some(usd) if usd > max => {
+            eprintln!(
+                "error: the estimate {usd} is above --max-cost {max}; nothing was sent ({estimate})"
+            );
+            Err(Exit::Rejected)
+        }
+        None => {
+            eprintln!(
+                "error: --max-cost {max} is set but the cost is not known before sending: {estimate}; nothing was sent"
+            );
+            Err(Exit::Rejected)
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// A journal row kept up to date while a job runs.
+#[derive(Clone, Copy)]
+pub(crate) struct Track<'a> {
+    pub(crate) journal: &'a Journal,
+    pub(crate) intent: i64,
+}
+
+impl Track<'_> {
+    /// Applies `write`; a failure is reported and the job goes on: it is
+    /// paid for, and its result matters more than its record.
+    pub(crate) fn note(
+        self,
+        write: impl FnOnce(&Journal, i64) -> Result<(), crate::journal::JournalError>,
+    ) {
+        if let Err(e) = write(self.journal, self.intent) {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
+/// Creates the job once, recording in the journal what became of the
+/// intent when the create failed.
+pub(crate) async fn submit(
+    client: &Client,
+    request: &Request,
+    track: Option<Track<'_>>,
+) -> Result<JobHandle, Error> {
+    let submitted = client.submit(request).await;
+    if let (Err(e), Some(track)) = (&submitted, track) {
+        let stage = if e.may_have_been_sent() {
+            Stage::MayExist
+        } else {
+            Stage::NotSent
+        };
+        track.note(|j, i| j.stage(i, stage, Some(&e.to_string())));
+    }
+    submitted
+}
+
+/// Where a job's result goes by default: `JOB-ID.mp4` here.
+pub(crate) fn default_output(job: &JobHandle) -> PathBuf {
+    PathBuf::from(format!("{}.mp4", safe_name(&job.id)))
+}
+
+/// Where a command's result goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// The output path on stdout.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+    /// Nothing on stdout: the caller reports (resume, batch).
+    Quiet,
+}
+
+impl Output {
+    pub(crate) fn from_json(json: bool) -> Self {
+        if json { Output::Json } else { Output::Text }
+    }
+}
+
+/// Waits for `job`, downloads its result to `out` and reports it, keeping
+/// its journal row, if any, up to date.
+pub(crate) async fn finish(
+    client: &Client,
+    job: &JobHandle,
+    out: &Path,
+    timeout: Duration,
+    output: Output,
+    track: Option<Track<'_>>,
+) -> Exit {
+    match follow(client, job, out, timeout, track).await {
+        Ok((status, size)) => {
+            report(job, &status, out, size, output);
+            Exit::Success
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Waits for `job` and downloads its result to `out`, showing progress and
+/// recording each change in the journal. Returns the final status and the
+/// result's size.
+pub(crate) async fn follow(
+    client: &Client,
+    job: &JobHandle,
+    out: &Path,
+    timeout: Duration,
+    track: Option<Track<'_>>,
+) -> Result<(JobStatus, u64), Error> {
+    let options = WaitOptions::default().deadline(timeout);
+    let progress = Progress::new(&job.to_string());
+    let mut last = None;
+    let waited = client
+        .wait_with(job, &options, |status| {
+            let name = status.state.name();
+            progress.state(name);
+            if let Some(track) = track
+                && last != Some(name)
+            {
+                track.note(|j, i| j.status(i, &status.state));
+            }
+            last = Some(name);
+        })
+        .await;
+    let status = match waited {
+        Ok(status) => status,
+        Err(e) => {
+            progress.finish();
+            return Err(e);
+        }
+    };
+    let downloaded = client
+        .download_with(job, &status, out, &|written, total| {
+            progress.bytes(written, total);
+        })
+        .await;
+    progress.finish();
+    let size = downloaded?;
+    if let Some(track) = track {
+        track.note(|j, i| j.downloaded(i, out));
+    }
+    Ok((status, size))
+}
+
+fn report(job: &JobHandle, status: &JobStatus, out: &Path, size: u64, output: Output) {
+    eprintln!("wrote {} ({size} bytes)", out.display());
     let mut stdout = std::io::stdout().lock();
     let cost = match &status.state {
         JobState::Succeeded { cost, .. } => cost.map(Usd::as_f64),
         _ => None,
     };
-    let _ = if json {
-        writeln!(
+    let _ = match output {
+        Output::Json => writeln!(
             stdout,
             "{}",
             json!({ "job": job.to_string(), "state": status.state.name(), "output": out, "size_bytes": size, "cost_usd": cost })
-        )
-    } else {
-        writeln!(stdout, "{}", out.display())
+        ),
+        Output::Text => writeln!(stdout, "{}", out.display()),
+        Output::Quiet => Ok(()),
     };
-    eprintln!("wrote {} ({size} bytes)", out.display());
 }
 
 /// A job id as a file name: anything but letters, digits, `-` and `_`
@@ -435,7 +589,12 @@ pub(crate) enum JobCommand {
     },
 }
 
-pub(crate) fn run_job(command: JobCommand, choice: &ProviderChoice, json: bool) -> Exit {
+pub(crate) fn run_job(
+    command: JobCommand,
+    choice: &ProviderChoice,
+    journal: &JournalChoice,
+    json: bool,
+) -> Exit {
     let job = match &command {
         JobCommand::Status { job } | JobCommand::Wait { job, .. } | JobCommand::Cancel { job } => {
             job.clone()
@@ -464,7 +623,27 @@ pub(crate) fn run_job(command: JobCommand, choice: &ProviderChoice, json: bool) 
                 Err(e) => fail(&e),
             },
             JobCommand::Wait { job, out, timeout } => {
-                finish(client, &job, out, Duration::from_secs(timeout), json).await
+                // A job this journal knows keeps its row up to date.
+                let journal = journal.open().ok();
+                let known = journal
+                    .as_ref()
+                    .and_then(|j| j.find_job(&job).ok().flatten().map(|e| (j, e)));
+                let track = known.as_ref().map(|(journal, entry)| Track {
+                    journal,
+                    intent: entry.intent,
+                });
+                let out = out
+                    .or_else(|| known.as_ref().and_then(|(_, e)| e.output.clone()))
+                    .unwrap_or_else(|| default_output(&job));
+                finish(
+                    client,
+                    &job,
+                    &out,
+                    Duration::from_secs(timeout),
+                    Output::from_json(json),
+                    track,
+                )
+                .await
             }
             JobCommand::Cancel { job } => match client.cancel(&job).await {
                 Ok(()) => {

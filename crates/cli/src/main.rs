@@ -4,7 +4,11 @@
 //! nothing sent; 2 usage error; 3 the provider refused or the job failed;
 //! 4 transport error or timeout.
 
+mod batch;
+mod history;
 mod jobs;
+mod journal;
+mod progress;
 mod providers;
 mod sandbox;
 mod validate;
@@ -33,6 +37,12 @@ struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     base_url: Option<String>,
 
+    /// The job journal (SQLite): every job is recorded there before it is
+    /// sent [default: kling/journal.sqlite3 in the platform's data
+    /// directory].
+    #[arg(long, global = true, env = "KLING_JOURNAL", value_name = "PATH")]
+    journal: Option<PathBuf>,
+
     /// Where local files are uploaded (POST of the bytes, answered with
     /// {"url": …}) for providers that fetch inputs by URL. With a --base-url
     /// on a `kling sandbox`, its /uploads is used.
@@ -43,6 +53,9 @@ struct Cli {
     command: Command,
 }
 
+// Doc comments here are `--help` text for people at a shell, where
+// backticks would show as they are.
+#[allow(clippy::doc_markdown)]
 #[derive(Debug, Subcommand)]
 enum Command {
     #[command(flatten)]
@@ -50,6 +63,35 @@ enum Command {
 
     #[command(flatten)]
     Job(jobs::JobCommand),
+
+    /// List the jobs in the journal: id, provider, task, state, age, cost,
+    /// output.
+    Jobs,
+
+    /// Finish every job the journal holds unfinished: wait, download what
+    /// is not on disk. Intents that may have reached a provider without an
+    /// answer are reported, never sent again.
+    Resume {
+        /// Give up waiting for a job after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 1800)]
+        timeout: u64,
+    },
+
+    /// Run many requests from a JSON Lines file, a few at a time, through
+    /// the journal: running the same file again skips what is done and
+    /// resumes what is not.
+    ///
+    /// Each line is one request in the serialized form, e.g.
+    /// {"task": "edit", "video": "in.mp4", "prompt": "Make it snow on @Video1"}
+    /// (fields: task, prompt, video, images, elements, keep_audio, duration,
+    /// aspect_ratio, model, mode; animate takes its frames as images).
+    Batch(batch::Args),
+
+    /// Print shell completions: kling completions bash > /etc/bash_completion.d/kling
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 
     /// List each provider's tasks, models and prices.
     Providers,
@@ -91,15 +133,22 @@ enum Exit {
     Transport,
 }
 
-impl From<Exit> for ExitCode {
-    fn from(exit: Exit) -> Self {
-        ExitCode::from(match exit {
+impl Exit {
+    /// The process exit status.
+    fn code(self) -> u8 {
+        match self {
             Exit::Success => 0,
             Exit::Rejected => 1,
             Exit::Usage => 2,
             Exit::Refused => 3,
             Exit::Transport => 4,
-        })
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit.code())
     }
 }
 
@@ -111,9 +160,20 @@ fn main() -> ExitCode {
         base_url: cli.base_url,
         upload_url: cli.upload_url,
     };
+    let journal = journal::JournalChoice { path: cli.journal };
     let exit = match cli.command {
-        Command::Task(task) => jobs::run(task, &choice, cli.json),
-        Command::Job(job) => jobs::run_job(job, &choice, cli.json),
+        Command::Task(task) => jobs::run(task, &choice, &journal, cli.json),
+        Command::Job(job) => jobs::run_job(job, &choice, &journal, cli.json),
+        Command::Jobs => history::list(&journal, cli.json),
+        Command::Resume { timeout } => {
+            history::resume(&journal, std::time::Duration::from_secs(timeout), cli.json)
+        }
+        Command::Batch(args) => batch::run(&args, &choice, &journal, cli.json),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "kling", &mut std::io::stdout());
+            Exit::Success
+        }
         Command::Providers => providers::list(cli.json),
         Command::Validate { paths } => validate::run(&paths, cli.json),
         Command::Sandbox(args) => sandbox::run(&args, cli.json),

@@ -86,6 +86,17 @@ pub(crate) struct ProviderChoice {
 const SANDBOX_JOB: Duration = Duration::from_secs(3);
 
 impl ProviderChoice {
+    /// The choice for a provider named `provider` (as in job handles) at
+    /// `base_url`.
+    pub(crate) fn hosted(provider: &str, base_url: Option<String>) -> Option<ProviderChoice> {
+        let hosted = HOSTED.iter().find(|h| h.id == provider)?;
+        Some(ProviderChoice {
+            name: hosted.name,
+            base_url,
+            upload_url: None,
+        })
+    }
+
     /// The choice for following `job`: the provider its handle names.
     pub(crate) fn for_job(&self, job: &JobHandle) -> Result<ProviderChoice, Exit> {
         let Some(hosted) = HOSTED.iter().find(|h| h.id == job.provider) else {
@@ -138,6 +149,9 @@ impl ProviderChoice {
 pub(crate) struct Session {
     pub(crate) client: Client,
     sandbox: Option<Sandbox>,
+    /// The provider and the base URL it was reached at, for the journal;
+    /// `None` for the in-process sandbox, whose jobs die with the process.
+    target: Option<(&'static str, Option<String>)>,
 }
 
 impl Session {
@@ -168,7 +182,16 @@ impl Session {
         Ok(Session {
             client,
             sandbox: None,
+            target: Some((hosted.id, choice.base_url.clone())),
         })
+    }
+
+    /// The provider and base URL jobs are created at, when they outlive
+    /// this process.
+    pub(crate) fn target(&self) -> Option<(&'static str, Option<&str>)> {
+        self.target
+            .as_ref()
+            .map(|(provider, base)| (*provider, base.as_deref()))
     }
 
     async fn in_process_sandbox() -> Result<Session, Exit> {
@@ -193,6 +216,7 @@ impl Session {
         Ok(Session {
             client,
             sandbox: Some(sandbox),
+            target: None,
         })
     }
 

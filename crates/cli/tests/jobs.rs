@@ -1,26 +1,9 @@
 //! The job commands on the sandbox, the README's first command, and the
 //! exit codes of the CLI contract.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn kling() -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("kling"));
-    command
-        .env_remove("KLING_PROVIDER")
-        .env_remove("SHORTAPI_KEY")
-        .env_remove("AIMLAPI_KEY")
-        .env_remove("OXEN_API_KEY");
-    command
-}
+use support::{SandboxProcess, kling, root};
 
 /// The README's first command, split into its words.
 fn readme_main_command() -> Vec<String> {
@@ -371,40 +354,4 @@ fn every_provider_takes_a_local_file_on_a_running_sandbox() {
         String::from_utf8_lossy(&cancel.stderr)
     );
     sandbox.stop();
-}
-
-struct SandboxProcess {
-    child: Child,
-    base: String,
-}
-
-impl SandboxProcess {
-    fn start(args: &[&str]) -> Self {
-        let mut child = kling()
-            .args(["sandbox", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        SandboxProcess {
-            child,
-            base: line.trim().to_owned(),
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for SandboxProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

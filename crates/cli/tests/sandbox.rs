@@ -1,21 +1,11 @@
 //! `kling sandbox` as a process: it prints its URL and answers on it.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod support;
+
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-fn get(base: &str, path: &str) -> String {
-    let addr = base.strip_prefix("http://").unwrap();
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-}
+use support::get;
 
 #[test]
 fn serves_until_killed_and_counts_what_it_sees() {

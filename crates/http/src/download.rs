@@ -69,6 +69,25 @@ pub async fn download(
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
 ) -> Result<u64, DownloadError> {
+    download_with_progress(url, dest, retry, clock, &|_, _| {}).await
+}
+
+/// What a download reports as it goes: the bytes on disk (resumed ones
+/// included) and the total, when the server announced it.
+pub type Progress<'a> = &'a (dyn Fn(u64, Option<u64>) + Send + Sync);
+
+/// [`download`], calling `progress` after every chunk written.
+///
+/// # Errors
+///
+/// As [`download`].
+pub async fn download_with_progress(
+    url: &str,
+    dest: &Path,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    progress: Progress<'_>,
+) -> Result<u64, DownloadError> {
     let http = crate::client_builder()
         .build()
         .map_err(|e| DownloadError::Failed {
@@ -85,7 +104,7 @@ pub async fn download(
     loop {
         attempt += 1;
         let kept = tokio::fs::metadata(&part).await.map_or(0, |m| m.len());
-        let error = match fetch(&http, url, &part, kept).await {
+        let error = match fetch(&http, url, &part, kept, progress).await {
             Ok(Fetched::Complete(total)) => {
                 let file = tokio::fs::OpenOptions::new()
                     .write(true)
@@ -133,6 +152,7 @@ async fn fetch(
     url: &str,
     part: &Path,
     kept: u64,
+    progress: Progress<'_>,
 ) -> Result<Fetched, Attempt> {
     let mut request = http.get(url);
     if kept > 0 {
@@ -199,6 +219,7 @@ async fn fetch(
         };
         file.write_all(&chunk).await.map_err(Attempt::Io)?;
         written += chunk.len() as u64;
+        progress(written, total);
     }
     file.flush().await.map_err(Attempt::Io)?;
     match total {

@@ -28,7 +28,7 @@ pub mod sse;
 
 pub use api::ApiClient;
 pub use clock::{Clock, TokioClock};
-pub use download::{DownloadError, download, part_path};
+pub use download::{DownloadError, Progress, download, download_with_progress, part_path};
 pub use retry::RetryPolicy;
 pub use secrecy::{ExposeSecret, SecretString};
 

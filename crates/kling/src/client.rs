@@ -322,12 +322,33 @@ impl Client {
         status: &JobStatus,
         dest: &Path,
     ) -> Result<u64, Error> {
-        let url = first_output(job, status)?;
-        match kling_http::download(&url, dest, self.download_retry, Arc::clone(&self.clock)).await {
+        self.download_with(job, status, dest, &|_, _| {}).await
+    }
+
+    /// Like [`Client::download`], calling `progress` with the bytes on disk
+    /// and the total, when known, as they arrive.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::download`].
+    pub async fn download_with(
+        &self,
+        job: &JobHandle,
+        status: &JobStatus,
+        dest: &Path,
+        progress: kling_http::Progress<'_>,
+    ) -> Result<u64, Error> {
+        let fetch = |url: String| {
+            let clock = Arc::clone(&self.clock);
+            async move {
+                kling_http::download_with_progress(&url, dest, self.download_retry, clock, progress)
+                    .await
+            }
+        };
+        match fetch(first_output(job, status)?).await {
             Err(DownloadError::Expired { .. }) => {
                 let fresh = self.provider.status(job).await?;
-                let url = first_output(job, &fresh)?;
-                kling_http::download(&url, dest, self.download_retry, Arc::clone(&self.clock))
+                fetch(first_output(job, &fresh)?)
                     .await
                     .map_err(|e| download_error(job, e))
             }

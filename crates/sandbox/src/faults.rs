@@ -24,6 +24,8 @@ pub enum FaultKind {
     /// The first result URL a job gets answers 403 (404 on Oxen) until the
     /// job's status is asked again, which hands out a fresh URL.
     ExpireUrl,
+    /// A download's body comes 1 KiB every 100 ms, as over a bad link.
+    Trickle,
 }
 
 impl FaultKind {
@@ -43,6 +45,7 @@ impl fmt::Display for FaultKind {
             FaultKind::Slow(delay) => write!(f, "slow={}ms", delay.as_millis()),
             FaultKind::FailJob => f.write_str("fail"),
             FaultKind::ExpireUrl => f.write_str("expire"),
+            FaultKind::Trickle => f.write_str("trickle"),
         }
     }
 }
@@ -222,6 +225,7 @@ impl FromStr for Fault {
             "slow" => FaultKind::Slow(Duration::from_secs(2)),
             "fail" => FaultKind::FailJob,
             "expire" => FaultKind::ExpireUrl,
+            "trickle" => FaultKind::Trickle,
             other => match other.strip_prefix("slow=") {
                 Some(ms) => {
                     FaultKind::Slow(Duration::from_millis(ms.parse().map_err(|_| {
@@ -256,6 +260,10 @@ mod tests {
         assert_eq!(
             "slow=250".parse::<Fault>().unwrap().kind,
             FaultKind::Slow(Duration::from_millis(250))
+        );
+        assert_eq!(
+            "trickle/download".parse::<Fault>().unwrap().kind,
+            FaultKind::Trickle
         );
         assert_eq!(
             "expire".parse::<Fault>().unwrap(),

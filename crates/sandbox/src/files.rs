@@ -10,6 +10,7 @@ use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt as _;
 use serde_json::json;
 
 use crate::Provider;
@@ -40,11 +41,14 @@ async fn download(
     if headers.contains_key(header::AUTHORIZATION) {
         state.count(provider, Count::DownloadWithAuth);
     }
-    match apply_faults(&state, provider, Operation::Download, "/files").await {
-        Ok(faults) if faults.contains(&FaultKind::Drop) => return dropped(),
-        Ok(_) => {}
-        Err(answer) => return answer,
+    if headers.contains_key(header::RANGE) {
+        state.count(provider, Count::RangedDownload);
     }
+    let trickle = match apply_faults(&state, provider, Operation::Download, "/files").await {
+        Ok(faults) if faults.contains(&FaultKind::Drop) => return dropped(),
+        Ok(faults) => faults.contains(&FaultKind::Trickle),
+        Err(answer) => return answer,
+    };
     let bytes = match found {
         ResultFile::Ready(_, bytes) => bytes,
         // Signed CDN URLs answer 403 when expired; Oxen's answer 404.
@@ -59,11 +63,25 @@ async fn download(
                 .into_response();
         }
     };
-    serve(&headers, &bytes, "video/mp4")
+    serve(&headers, &bytes, "video/mp4", trickle)
 }
 
-/// Serves `bytes`, honouring a single `Range: bytes=START-[END]`.
-fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str) -> Response {
+/// A body of `bytes`, all at once or a trickle of 1 KiB every 100 ms.
+fn body(bytes: &[u8], trickle: bool) -> Body {
+    if !trickle {
+        return Body::from(Bytes::copy_from_slice(bytes));
+    }
+    let chunks: Vec<Bytes> = bytes.chunks(1024).map(Bytes::copy_from_slice).collect();
+    let stream = futures_util::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Ok::<_, std::convert::Infallible>(chunk)
+    });
+    Body::from_stream(stream)
+}
+
+/// Serves `bytes`, honouring a single `Range: bytes=START-[END]`, with its
+/// length announced however the body comes.
+fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str, trickle: bool) -> Response {
     let total = bytes.len();
     let range = headers
         .get(header::RANGE)
@@ -72,10 +90,11 @@ fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str) -> Respo
     let Some(range) = range else {
         return (
             [
-                (header::CONTENT_TYPE, content_type),
-                (header::ACCEPT_RANGES, "bytes"),
+                (header::CONTENT_TYPE, content_type.to_owned()),
+                (header::ACCEPT_RANGES, "bytes".to_owned()),
+                (header::CONTENT_LENGTH, total.to_string()),
             ],
-            Body::from(Bytes::copy_from_slice(bytes)),
+            body(bytes, trickle),
         )
             .into_response();
     };
@@ -103,8 +122,9 @@ fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str) -> Respo
                 header::CONTENT_RANGE,
                 format!("bytes {start}-{end}/{total}"),
             ),
+            (header::CONTENT_LENGTH, (end + 1 - start).to_string()),
         ],
-        Body::from(Bytes::copy_from_slice(&bytes[start..=end])),
+        body(&bytes[start..=end], trickle),
     )
         .into_response()
 }
@@ -127,7 +147,7 @@ async fn uploaded(
     Path(id): Path<String>,
 ) -> Response {
     match state.upload(&id) {
-        Some(bytes) => serve(&headers, &bytes, "application/octet-stream"),
+        Some(bytes) => serve(&headers, &bytes, "application/octet-stream", false),
         None => (StatusCode::NOT_FOUND, "no such upload").into_response(),
     }
 }

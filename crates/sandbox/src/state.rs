@@ -153,6 +153,7 @@ pub(crate) struct Counters {
     callbacks: AtomicU64,
     events: AtomicU64,
     subscriptions: AtomicU64,
+    ranged_downloads: AtomicU64,
 }
 
 /// What a counter counts.
@@ -168,6 +169,7 @@ pub(crate) enum Count {
     Callback,
     Event,
     Subscription,
+    RangedDownload,
 }
 
 impl Counters {
@@ -183,6 +185,7 @@ impl Counters {
             Count::Callback => &self.callbacks,
             Count::Event => &self.events,
             Count::Subscription => &self.subscriptions,
+            Count::RangedDownload => &self.ranged_downloads,
         }
     }
 
@@ -199,6 +202,7 @@ impl Counters {
             callbacks: get(Count::Callback),
             events: get(Count::Event),
             subscriptions: get(Count::Subscription),
+            ranged_downloads: get(Count::RangedDownload),
         }
     }
 }
@@ -228,6 +232,8 @@ pub struct ProviderStats {
     pub events: u64,
     /// Oxen event streams opened.
     pub subscriptions: u64,
+    /// Result downloads that asked for a `Range`: resumed ones.
+    pub ranged_downloads: u64,
 }
 
 /// What the sandbox has seen, per provider: the body of

@@ -1,0 +1,305 @@
+//! The journal keeps every paid job: a `kling` killed while it waits or
+//! downloads is finished by `kling resume` without a second create, and a
+//! batch run again skips what is done.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{SandboxProcess, kling_with_journal};
+
+/// `kling jobs --json` on `journal`.
+fn jobs(journal: &Path) -> Vec<Value> {
+    let output = kling_with_journal(journal)
+        .args(["--json", "jobs"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    doc["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls every 50 ms, for at most 20 s, until `ready`.
+fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// `kling edit` on the sandbox's ShortAPI, in the background.
+fn start_edit(sandbox: &SandboxProcess, journal: &Path, out: &Path) -> Child {
+    kling_with_journal(journal)
+        .args(["--provider", "shortapi", "--base-url"])
+        .arg(format!("{}/shortapi", sandbox.base))
+        .args([
+            "edit",
+            "--video",
+            "https://media.example/in.mp4",
+            "--prompt",
+            "x",
+            "--out",
+        ])
+        .arg(out)
+        .env("SHORTAPI_KEY", "k")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn resume(journal: &Path) -> std::process::Output {
+    kling_with_journal(journal)
+        .arg("resume")
+        .env("SHORTAPI_KEY", "k")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_job_killed_while_waiting_is_resumed_without_a_second_create() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let out = dir.path().join("out.mp4");
+    let mut edit = start_edit(&sandbox, &journal, &out);
+    eventually("the job id in the journal", || {
+        jobs(&journal).first().is_some_and(|j| j["job"].is_string())
+    });
+    edit.kill().unwrap(); // SIGKILL: no cleanup of any kind.
+    edit.wait().unwrap();
+    assert!(!out.exists());
+    let row = &jobs(&journal)[0];
+    assert!(
+        ["submitted", "queued", "running"].contains(&row["state"].as_str().unwrap()),
+        "{row}"
+    );
+
+    let resumed = resume(&journal);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    assert!(kling_core::probe::probe_file(&out).is_ok(), "{stderr}");
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 1);
+    assert_eq!(jobs(&journal)[0]["state"], "downloaded");
+    // Nothing is left to resume.
+    let again = resume(&journal);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to resume"));
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 1);
+}
+
+#[test]
+fn a_job_killed_while_downloading_resumes_from_the_partial_file() {
+    // The result comes 1 KiB every 100 ms: about 2 s for the sample.
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0", "--fault", "trickle/download"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let out = dir.path().join("out.mp4");
+    let part = dir.path().join("out.mp4.part");
+    let mut edit = start_edit(&sandbox, &journal, &out);
+    eventually("a partial download", || {
+        std::fs::metadata(&part).is_ok_and(|m| m.len() >= 2048)
+    });
+    edit.kill().unwrap();
+    edit.wait().unwrap();
+    let kept = std::fs::metadata(&part).unwrap().len();
+    assert!(!out.exists());
+
+    let resumed = resume(&journal);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let stats = &sandbox.stats()["shortapi"];
+    assert_eq!(stats["creates"], 1);
+    assert_eq!(
+        stats["ranged_downloads"], 1,
+        "resumed with a Range from byte {kept}: {stats}"
+    );
+    assert!(!part.exists());
+    assert!(std::fs::metadata(&out).unwrap().len() > kept);
+    assert!(kling_core::probe::probe_file(&out).is_ok());
+}
+
+#[test]
+fn an_intent_without_an_answer_is_reported_never_sent_again() {
+    // The create's connection drops: the job may exist.
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0", "--fault", "drop/create"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let out = dir.path().join("out.mp4");
+    let mut edit = start_edit(&sandbox, &journal, &out);
+    assert_eq!(edit.wait().unwrap().code(), Some(4));
+    assert_eq!(jobs(&journal)[0]["state"], "may_exist");
+
+    let resumed = resume(&journal);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("may exist, check with the provider: intent #1 on shortapi"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("it is not sent again"), "{stderr}");
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 1);
+}
+
+#[test]
+fn jobs_lists_what_the_journal_holds() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let out = dir.path().join("out.mp4");
+    assert_eq!(
+        start_edit(&sandbox, &journal, &out).wait().unwrap().code(),
+        Some(0)
+    );
+    let rows = jobs(&journal);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row["provider"], "shortapi");
+    assert_eq!(row["task"], "edit");
+    assert_eq!(row["state"], "downloaded");
+    assert_eq!(row["output"], out.to_str().unwrap());
+    assert!(row["job"].as_str().unwrap().starts_with("shortapi:"));
+
+    let text = kling_with_journal(&journal).arg("jobs").output().unwrap();
+    let table = String::from_utf8_lossy(&text.stdout);
+    assert!(table.starts_with("JOB"), "{table}");
+    assert!(table.contains("downloaded"), "{table}");
+}
+
+#[test]
+fn a_batch_runs_each_line_once_and_a_second_run_skips_them() {
+    let sandbox =
+        SandboxProcess::start(&["--job-seconds", "0.5", "--fault", "429*2@shortapi/create"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let file = dir.path().join("night.jsonl");
+    let video = support::root().join("samples/street.mp4");
+    std::fs::write(
+        &file,
+        format!(
+            "# three edits and an animation\n\
+             {{\"task\": \"edit\", \"video\": \"https://media.example/a.mp4\", \"prompt\": \"Make it snow\"}}\n\
+             {{\"task\": \"edit\", \"video\": \"https://media.example/b.mp4\", \"prompt\": \"Make it rain\"}}\n\
+             \n\
+             {{\"task\": \"edit\", \"video\": {video:?}, \"prompt\": \"Make @Video1 foggy\"}}\n\
+             {{\"task\": \"animate\", \"images\": [\"https://media.example/bud.png\"], \"prompt\": \"@Image1 opens\", \"duration\": 10}}\n"
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let run = || {
+        kling_with_journal(&journal)
+            .args(["--provider", "shortapi", "--base-url"])
+            .arg(format!("{}/shortapi", sandbox.base))
+            .args(["--json", "batch"])
+            .arg(&file)
+            .args(["--concurrency", "2", "--out-dir"])
+            .arg(&out_dir)
+            .env("SHORTAPI_KEY", "k")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(0), "{stderr}");
+    let summary: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(summary["done"], 4, "{summary}");
+    assert!(
+        stderr.contains("rate limited; the batch pauses"),
+        "{stderr}"
+    );
+    for line in [2, 3, 5, 6] {
+        assert!(
+            out_dir.join(format!("night-{line}.mp4")).exists(),
+            "line {line}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(out_dir.join("night-5.mp4")).unwrap(),
+        std::fs::read(&video).unwrap(),
+        "the local video was uploaded and echoed"
+    );
+    let stats = sandbox.stats();
+    let creates = stats["shortapi"]["creates"].as_u64().unwrap();
+    assert_eq!(creates, 4, "one create per line: {stats}");
+    assert_eq!(
+        stats["shortapi"]["faults"], 2,
+        "two creates were refused with 429 first"
+    );
+
+    let second = run();
+    assert_eq!(second.status.code(), Some(0));
+    let summary: Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(
+        (summary["done"].as_u64(), summary["skipped"].as_u64()),
+        (Some(0), Some(4))
+    );
+    assert_eq!(
+        sandbox.stats()["shortapi"]["creates"].as_u64().unwrap(),
+        creates
+    );
+}
+
+#[test]
+fn a_bad_batch_line_stops_the_batch_before_anything_is_sent() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &file,
+        "{\"task\": \"edit\", \"video\": \"https://media.example/a.mp4\", \"prompt\": \"ok\"}\n\
+         {\"task\": \"animate\", \"images\": [\"https://media.example/a.png\"], \"prompt\": \"x\", \"duration\": 7}\n\
+         {\"task\": \"edit\", \"prompt\": }\n",
+    )
+    .unwrap();
+    let output = kling_with_journal(&dir.path().join("j.sqlite3"))
+        .args(["--provider", "shortapi", "--base-url"])
+        .arg(format!("{}/shortapi", sandbox.base))
+        .arg("batch")
+        .arg(&file)
+        .env("SHORTAPI_KEY", "k")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.jsonl:2: invalid request"), "{stderr}");
+    assert!(stderr.contains("bad.jsonl:3: not a request"), "{stderr}");
+    assert!(stderr.contains("nothing was sent"), "{stderr}");
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 0);
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let output = support::kling()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            script.contains("resume") && script.contains("batch"),
+            "{shell}"
+        );
+    }
+    let output = support::kling()
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
