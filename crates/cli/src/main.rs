@@ -43,6 +43,10 @@ struct Cli {
     #[arg(long, global = true, env = "KLING_JOURNAL", value_name = "PATH")]
     journal: Option<PathBuf>,
 
+    /// Say more on stderr: the provider, its URL and the journal used.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+
     /// Where local files are uploaded (POST of the bytes, answered with
     /// {"url": …}) for providers that fetch inputs by URL. With a --base-url
     /// on a `kling sandbox`, its /uploads is used.
@@ -161,6 +165,25 @@ fn main() -> ExitCode {
         upload_url: cli.upload_url,
     };
     let journal = journal::JournalChoice { path: cli.journal };
+    if cli.verbose {
+        eprintln!(
+            "provider: {}{}; journal: {}",
+            format!("{:?}", choice.name).to_lowercase(),
+            choice
+                .base_url
+                .as_deref()
+                .map(|url| format!(" at {url}"))
+                .unwrap_or_default(),
+            journal
+                .path
+                .clone()
+                .or_else(journal::default_path)
+                .map_or_else(
+                    || "none (no data directory)".to_owned(),
+                    |p| p.display().to_string()
+                )
+        );
+    }
     let exit = match cli.command {
         Command::Task(task) => jobs::run(task, &choice, &journal, cli.json),
         Command::Job(job) => jobs::run_job(job, &choice, &journal, cli.json),

@@ -175,6 +175,27 @@ fn jobs_lists_what_the_journal_holds() {
     assert_eq!(row["output"], out.to_str().unwrap());
     assert!(row["job"].as_str().unwrap().starts_with("shortapi:"));
 
+    // With --json, stdout is one JSON document, progress or not.
+    let run = kling_with_journal(&journal)
+        .args(["--json", "--provider", "shortapi", "--base-url"])
+        .arg(format!("{}/shortapi", sandbox.base))
+        .args([
+            "edit",
+            "--video",
+            "https://media.example/in.mp4",
+            "--prompt",
+            "x",
+            "--out",
+        ])
+        .arg(dir.path().join("second.mp4"))
+        .env("SHORTAPI_KEY", "k")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(doc["state"], "succeeded");
+    assert_eq!(jobs(&journal).len(), 2);
+
     let text = kling_with_journal(&journal).arg("jobs").output().unwrap();
     let table = String::from_utf8_lossy(&text.stdout);
     assert!(table.starts_with("JOB"), "{table}");
