@@ -600,7 +600,22 @@ pub(crate) fn run_job(
             job.clone()
         }
     };
-    let choice = match choice.for_job(&job) {
+    // A job this journal recorded is followed where it was created, unless
+    // --base-url says otherwise.
+    let recorded = journal
+        .path
+        .clone()
+        .or_else(crate::journal::default_path)
+        .filter(|path| path.exists())
+        .and_then(|path| crate::journal::Journal::open(&path).ok())
+        .and_then(|journal| journal.find_job(&job).ok().flatten());
+    let choice = match recorded {
+        Some(entry) if choice.base_url.is_none() => {
+            ProviderChoice::hosted(&entry.provider, entry.base_url).ok_or(Exit::Usage)
+        }
+        _ => choice.for_job(&job),
+    };
+    let choice = match choice {
         Ok(choice) => choice,
         Err(exit) => return exit,
     };

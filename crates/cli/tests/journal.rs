@@ -324,3 +324,40 @@ fn completions_are_printed_for_each_shell() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn a_recorded_job_is_followed_where_it_was_created() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let submit = kling_with_journal(&journal)
+        .args(["--provider", "oxen", "--base-url"])
+        .arg(format!("{}/oxen", sandbox.base))
+        .args([
+            "edit",
+            "--video",
+            "https://media.example/in.mp4",
+            "--prompt",
+            "x",
+            "--no-wait",
+        ])
+        .env("OXEN_API_KEY", "k")
+        .output()
+        .unwrap();
+    let job = String::from_utf8(submit.stdout).unwrap().trim().to_owned();
+    assert!(job.starts_with("oxen:"), "{job}");
+    // No --provider, no --base-url: the journal knows where the job lives.
+    let status = kling_with_journal(&journal)
+        .args(["--json", "status", &job])
+        .env("OXEN_API_KEY", "k")
+        .output()
+        .unwrap();
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(doc["job"], job.as_str());
+}
