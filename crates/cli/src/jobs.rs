@@ -237,6 +237,11 @@ pub(crate) fn exit_for(error: &Error) -> Exit {
 /// Reports an error on stderr with what to do about it, and its exit code.
 pub(crate) fn fail(error: &Error) -> Exit {
     eprintln!("error: {error}");
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        eprintln!("  caused by: {inner}");
+        cause = inner.source();
+    }
     if error.may_have_been_sent() {
         eprintln!(
             "hint: the job may exist at the provider; check there before sending the request again"

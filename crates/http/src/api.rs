@@ -53,14 +53,29 @@ impl std::fmt::Debug for ApiClient {
 impl ApiClient {
     /// A client for `provider` at `base_url` (no trailing slash needed).
     ///
+    /// The key travels in a header, so `base_url` must be `https`; plain
+    /// `http` is accepted for loopback addresses only (the sandbox, a local
+    /// proxy).
+    ///
+    /// ```
+    /// use kling_http::ApiClient;
+    ///
+    /// assert!(ApiClient::new("shortapi", "http://127.0.0.1:8787/shortapi", None).is_ok());
+    /// let err = ApiClient::new("shortapi", "http://api.example.com", None).unwrap_err();
+    /// assert!(err.to_string().contains("use https"));
+    /// ```
+    ///
     /// # Errors
     ///
-    /// [`Error::Transport`] when the HTTP client cannot be built (TLS setup).
+    /// [`Error::Unsupported`] for a base URL that is not `https` (or `http`
+    /// on loopback); [`Error::Transport`] when the HTTP client cannot be
+    /// built (TLS setup).
     pub fn new(
         provider: &'static str,
         base_url: &str,
         key: Option<SecretString>,
     ) -> Result<Self, Error> {
+        check_base_url(provider, base_url)?;
         let http = crate::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -209,22 +224,21 @@ impl ApiClient {
         };
         let status = response.status();
         if status.is_server_error() {
-            let body = response.text().await.unwrap_or_default();
+            let body = read_text(response).await;
             return Err(maybe_sent(
                 format!("HTTP {status} answered the create: {}", excerpt(&body)).into(),
             ));
         }
         if !status.is_success() {
             let retry_after = retry_after(&response);
-            let body = response.text().await.unwrap_or_default();
+            let body = read_text(response).await;
             return Err(self.refusal(status, &body, retry_after));
         }
         // The job exists once the provider answered 2xx: losing the body
         // now loses its id.
-        let bytes = response
-            .bytes()
+        let bytes = read_capped(response)
             .await
-            .map_err(|e| maybe_sent(Box::new(e)))?;
+            .map_err(|e| maybe_sent(e.into()))?;
         serde_json::from_slice(&bytes).map_err(|e| {
             maybe_sent(
                 format!(
@@ -284,7 +298,7 @@ impl ApiClient {
         } else {
             let status = response.status();
             let retry_after = retry_after(&response);
-            let body = response.text().await.unwrap_or_default();
+            let body = read_text(response).await;
             Err(self.refusal(status, &body, retry_after))
         }
     }
@@ -305,7 +319,7 @@ impl ApiClient {
                     let status = response.status();
                     let retry_after = retry_after(&response);
                     if status.is_success() {
-                        match response.bytes().await {
+                        match read_capped(response).await {
                             Ok(bytes) => {
                                 return serde_json::from_slice(&bytes).map_err(|e| {
                                     Error::Protocol {
@@ -317,10 +331,10 @@ impl ApiClient {
                                     }
                                 });
                             }
-                            Err(e) => (self.transport(Delivery::MaybeSent, Box::new(e)), None),
+                            Err(e) => (self.transport(Delivery::MaybeSent, e.into()), None),
                         }
                     } else {
-                        let body = response.text().await.unwrap_or_default();
+                        let body = read_text(response).await;
                         let error = self.refusal(status, &body, retry_after);
                         if !(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) {
                             return Err(error);
@@ -385,6 +399,68 @@ impl ApiClient {
             },
         }
     }
+}
+
+/// Refuses a base URL the key must not be sent to: anything but `https`,
+/// except `http` on a loopback address.
+fn check_base_url(provider: &str, base_url: &str) -> Result<(), Error> {
+    let refuse = |why: String| Error::Unsupported {
+        provider: provider.to_owned(),
+        task: None,
+        model: None,
+        feature: format!("the base URL {base_url:?}: {why}"),
+    };
+    let url = url::Url::parse(base_url).map_err(|e| refuse(format!("not a URL ({e})")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(refuse(
+            "the API key would travel unencrypted; use https (plain http is allowed for \
+             loopback addresses only)"
+                .to_owned(),
+        )),
+        other => Err(refuse(format!("the scheme {other:?} is not https"))),
+    }
+}
+
+/// The largest answer read from a provider's API. Their answers are a
+/// few hundred bytes; a larger one is broken or hostile, and is not
+/// held in memory.
+pub(crate) const MAX_ANSWER: usize = 1 << 20;
+
+/// Reads an answer's body, up to [`MAX_ANSWER`].
+async fn read_capped(mut response: Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ANSWER {
+                    return Err(format!(
+                        "the answer is larger than {} KiB; it was not read",
+                        MAX_ANSWER >> 10
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(format!("the answer was cut off: {e}")),
+        }
+    }
+}
+
+/// An error answer's body as text, up to [`MAX_ANSWER`]; what cannot be
+/// read is left out (the status says enough).
+async fn read_text(response: Response) -> String {
+    read_capped(response)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
 }
 
 /// The message in an error body: AI/ML API's and ShortAPI's `message`,

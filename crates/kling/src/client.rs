@@ -250,7 +250,9 @@ impl Client {
             } else {
                 self.provider.push(job)
             };
-            if push.is_some() {
+            // The first check comes as usual (a job that ended before the
+            // wait began is never pushed); later ones only as a safety net.
+            if push.is_some() && check > 0 {
                 delay = delay.max(options.policy.while_pushing);
             }
             let elapsed = self.clock.now().saturating_sub(start);

@@ -171,8 +171,14 @@ async fn oxen_runs_every_task_and_learns_of_each_end_from_its_events() {
                 .into(),
         ),
     ];
-    // Checks every 60 s while pushing: only events can end these waits in time.
-    run_every_task(&client, tasks, &quick(Duration::from_secs(60))).await;
+    // A first check after 10 s, then every 60 s while pushing: only events
+    // can end these waits in time.
+    let options = quick(Duration::from_secs(60)).policy(WaitPolicy {
+        first_check: Duration::from_secs(10),
+        max_interval: Duration::from_secs(60),
+        ..quick(Duration::from_secs(60)).policy
+    });
+    run_every_task(&client, tasks, &options).await;
     let oxen = sandbox.stats().oxen;
     assert_eq!((oxen.creates, oxen.rejected), (5, 0));
     assert_eq!(oxen.status_queries, 0, "every end came as an event");

@@ -1,0 +1,171 @@
+//! A distinctive key, given to every command, appears in no output, no
+//! error, no journal and no dry run, and never reaches a result host.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use support::{SandboxProcess, kling_with_journal, root};
+
+const CANARY: &str = "sk-kling-canary-93b1e4d0a7";
+
+fn run(journal: &Path, args: &[&str]) -> Output {
+    kling_with_journal(journal)
+        .args(args)
+        .env("SHORTAPI_KEY", CANARY)
+        .env("AIMLAPI_KEY", CANARY)
+        .env("OXEN_API_KEY", CANARY)
+        .env("RUST_LOG", "trace")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap()
+}
+
+fn assert_clean(what: &str, output: &Output) {
+    for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains(CANARY),
+            "{what}: the key is in {stream}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn the_key_appears_nowhere() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let video = root().join("samples/street.mp4");
+    let video = video.to_str().unwrap();
+    let batch = dir.path().join("b.jsonl");
+    std::fs::write(
+        &batch,
+        "{\"task\": \"compose\", \"images\": [\"https://media.example/a.png\"], \"prompt\": \"@Image1\"}\n",
+    )
+    .unwrap();
+    let batch = batch.to_str().unwrap();
+    let mut jobs = Vec::new();
+    for provider in ["shortapi", "aimlapi", "oxen"] {
+        let base = format!("{}/{provider}", sandbox.base);
+        let on = |rest: &[&str]| {
+            let mut args = vec!["--provider", provider, "--base-url", &base];
+            args.extend_from_slice(rest);
+            run(&journal, &args)
+        };
+        let out = dir.path().join(format!("{provider}.mp4"));
+        let out = out.to_str().unwrap();
+        let cases = [
+            on(&[
+                "--json",
+                "edit",
+                "--video",
+                video,
+                "--prompt",
+                "x",
+                "--dry-run",
+            ]),
+            on(&["edit", "--video", video, "--prompt", "x", "--dry-run"]),
+            on(&[
+                "-v", "edit", "--video", video, "--prompt", "x", "--out", out,
+            ]),
+            on(&[
+                "--json",
+                "edit",
+                "--video",
+                "https://media.example/in.mp4",
+                "--prompt",
+                "x",
+                "--no-wait",
+            ]),
+            // A transport failure, with its whole cause chain printed.
+            run(
+                &journal,
+                &[
+                    "--provider",
+                    provider,
+                    "--base-url",
+                    "http://127.0.0.1:9",
+                    "edit",
+                    "--video",
+                    "https://media.example/in.mp4",
+                    "--prompt",
+                    "x",
+                ],
+            ),
+            // A refused base URL.
+            run(
+                &journal,
+                &[
+                    "--provider",
+                    provider,
+                    "--base-url",
+                    "http://example.com",
+                    "edit",
+                    "--video",
+                    "https://media.example/in.mp4",
+                    "--prompt",
+                    "x",
+                ],
+            ),
+        ];
+        for (i, output) in cases.iter().enumerate() {
+            assert_clean(&format!("{provider} case {i}"), output);
+        }
+        let submitted: serde_json::Value = serde_json::from_slice(&cases[3].stdout).unwrap();
+        jobs.push(submitted["job"].as_str().unwrap().to_owned());
+    }
+    let base = format!("{}/oxen", sandbox.base);
+    let batch_run = run(
+        &journal,
+        &[
+            "--provider",
+            "oxen",
+            "--base-url",
+            &base,
+            "batch",
+            batch,
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(batch_run.status.code(), Some(0));
+    assert_clean("batch", &batch_run);
+    assert_clean("wait", &run(&journal, &["wait", &jobs[2]]));
+    for job in &jobs {
+        for args in [vec!["status", job], vec!["cancel", job]] {
+            assert_clean(&format!("{args:?}"), &run(&journal, &args));
+        }
+    }
+    for args in [
+        vec!["jobs"],
+        vec!["--json", "jobs"],
+        vec!["resume"],
+        vec!["providers"],
+        vec!["validate", video],
+        vec!["completions", "bash"],
+    ] {
+        assert_clean(&format!("{args:?}"), &run(&journal, &args));
+    }
+    // The journal and its write-ahead log hold no key.
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("journal.sqlite3") {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert!(
+                !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+                "the key is in {name}"
+            );
+        }
+    }
+    // No result download carried it.
+    let stats = sandbox.stats();
+    for provider in ["shortapi", "aimlapi", "oxen"] {
+        assert!(
+            stats[provider]["downloads"].as_u64().unwrap() >= 2,
+            "{stats}"
+        );
+        assert_eq!(stats[provider]["downloads_with_auth"], 0, "{stats}");
+    }
+}
