@@ -32,6 +32,84 @@ fn assert_clean(what: &str, output: &Output) {
     }
 }
 
+/// Every job command on `provider`: dry runs, a run to the end, a
+/// submit, a transport failure, a refused base URL. Returns the job
+/// submitted.
+fn job_commands(sandbox: &SandboxProcess, journal: &Path, provider: &str, video: &str) -> String {
+    let base = format!("{}/{provider}", sandbox.base);
+    let on = |rest: &[&str]| {
+        let mut args = vec!["--provider", provider, "--base-url", &base];
+        args.extend_from_slice(rest);
+        run(journal, &args)
+    };
+    let out = journal.with_file_name(format!("{provider}.mp4"));
+    let out = out.to_str().unwrap();
+    let url = "https://media.example/in.mp4";
+    let elsewhere = |base: &str| {
+        run(
+            journal,
+            &[
+                "--provider",
+                provider,
+                "--base-url",
+                base,
+                "edit",
+                "--video",
+                url,
+                "--prompt",
+                "x",
+            ],
+        )
+    };
+    let cases = [
+        on(&[
+            "--json",
+            "edit",
+            "--video",
+            video,
+            "--prompt",
+            "x",
+            "--dry-run",
+        ]),
+        on(&["edit", "--video", video, "--prompt", "x", "--dry-run"]),
+        on(&[
+            "-v", "edit", "--video", video, "--prompt", "x", "--out", out,
+        ]),
+        on(&[
+            "--json",
+            "edit",
+            "--video",
+            url,
+            "--prompt",
+            "x",
+            "--no-wait",
+        ]),
+        // A transport failure, with its whole cause chain printed.
+        elsewhere("http://127.0.0.1:9"),
+        // A refused base URL.
+        elsewhere("http://example.com"),
+    ];
+    for (i, output) in cases.iter().enumerate() {
+        assert_clean(&format!("{provider} case {i}"), output);
+    }
+    let submitted: serde_json::Value = serde_json::from_slice(&cases[3].stdout).unwrap();
+    submitted["job"].as_str().unwrap().to_owned()
+}
+
+/// The journal and its write-ahead log hold no key.
+fn assert_journal_clean(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("journal.sqlite3") {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert!(
+                !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+                "the key is in {name}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_key_appears_nowhere() {
     let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
@@ -39,84 +117,19 @@ fn the_key_appears_nowhere() {
     let journal = dir.path().join("journal.sqlite3");
     let video = root().join("samples/street.mp4");
     let video = video.to_str().unwrap();
+    let jobs: Vec<String> = ["shortapi", "aimlapi", "oxen"]
+        .iter()
+        .map(|provider| job_commands(&sandbox, &journal, provider, video))
+        .collect();
+
     let batch = dir.path().join("b.jsonl");
     std::fs::write(
         &batch,
         "{\"task\": \"compose\", \"images\": [\"https://media.example/a.png\"], \"prompt\": \"@Image1\"}\n",
     )
     .unwrap();
-    let batch = batch.to_str().unwrap();
-    let mut jobs = Vec::new();
-    for provider in ["shortapi", "aimlapi", "oxen"] {
-        let base = format!("{}/{provider}", sandbox.base);
-        let on = |rest: &[&str]| {
-            let mut args = vec!["--provider", provider, "--base-url", &base];
-            args.extend_from_slice(rest);
-            run(&journal, &args)
-        };
-        let out = dir.path().join(format!("{provider}.mp4"));
-        let out = out.to_str().unwrap();
-        let cases = [
-            on(&[
-                "--json",
-                "edit",
-                "--video",
-                video,
-                "--prompt",
-                "x",
-                "--dry-run",
-            ]),
-            on(&["edit", "--video", video, "--prompt", "x", "--dry-run"]),
-            on(&[
-                "-v", "edit", "--video", video, "--prompt", "x", "--out", out,
-            ]),
-            on(&[
-                "--json",
-                "edit",
-                "--video",
-                "https://media.example/in.mp4",
-                "--prompt",
-                "x",
-                "--no-wait",
-            ]),
-            // A transport failure, with its whole cause chain printed.
-            run(
-                &journal,
-                &[
-                    "--provider",
-                    provider,
-                    "--base-url",
-                    "http://127.0.0.1:9",
-                    "edit",
-                    "--video",
-                    "https://media.example/in.mp4",
-                    "--prompt",
-                    "x",
-                ],
-            ),
-            // A refused base URL.
-            run(
-                &journal,
-                &[
-                    "--provider",
-                    provider,
-                    "--base-url",
-                    "http://example.com",
-                    "edit",
-                    "--video",
-                    "https://media.example/in.mp4",
-                    "--prompt",
-                    "x",
-                ],
-            ),
-        ];
-        for (i, output) in cases.iter().enumerate() {
-            assert_clean(&format!("{provider} case {i}"), output);
-        }
-        let submitted: serde_json::Value = serde_json::from_slice(&cases[3].stdout).unwrap();
-        jobs.push(submitted["job"].as_str().unwrap().to_owned());
-    }
     let base = format!("{}/oxen", sandbox.base);
+    let out_dir = dir.path().to_str().unwrap();
     let batch_run = run(
         &journal,
         &[
@@ -125,13 +138,14 @@ fn the_key_appears_nowhere() {
             "--base-url",
             &base,
             "batch",
-            batch,
+            batch.to_str().unwrap(),
             "--out-dir",
-            dir.path().to_str().unwrap(),
+            out_dir,
         ],
     );
     assert_eq!(batch_run.status.code(), Some(0));
     assert_clean("batch", &batch_run);
+    // Oxen's waits end on its events: quick.
     assert_clean("wait", &run(&journal, &["wait", &jobs[2]]));
     for job in &jobs {
         for args in [vec!["status", job], vec!["cancel", job]] {
@@ -148,22 +162,12 @@ fn the_key_appears_nowhere() {
     ] {
         assert_clean(&format!("{args:?}"), &run(&journal, &args));
     }
-    // The journal and its write-ahead log hold no key.
-    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("journal.sqlite3") {
-            let bytes = std::fs::read(entry.path()).unwrap();
-            assert!(
-                !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
-                "the key is in {name}"
-            );
-        }
-    }
+    assert_journal_clean(dir.path());
     // No result download carried it.
     let stats = sandbox.stats();
     for provider in ["shortapi", "aimlapi", "oxen"] {
         assert!(
-            stats[provider]["downloads"].as_u64().unwrap() >= 2,
+            stats[provider]["downloads"].as_u64().unwrap() >= 1,
             "{stats}"
         );
         assert_eq!(stats[provider]["downloads_with_auth"], 0, "{stats}");
