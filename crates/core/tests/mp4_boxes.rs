@@ -388,3 +388,42 @@ proptest! {
         let _ = probe::probe_reader(Cursor::new(&file));
     }
 }
+
+#[test]
+fn a_declared_gigabyte_moov_is_refused_unread() {
+    // A sparse file: 1 GiB of moov declared and present, none of it read.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge_moov.mp4");
+    let size: u64 = 1 << 30;
+    let mut head = ftyp(b"isom");
+    head.extend_from_slice(&1u32.to_be_bytes());
+    head.extend_from_slice(b"moov");
+    head.extend_from_slice(&(size + 16).to_be_bytes());
+    std::fs::write(&path, &head).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(head.len() as u64 + size).unwrap();
+    let err = probe::probe_file(&path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("the moov box is {size} bytes, more than the 16777216 bytes read for it")
+    );
+}
+
+#[test]
+fn deeply_nested_boxes_are_refused_without_recursion() {
+    // 50,000 traks, each inside the last, inside a moov with a valid mvhd.
+    let depth: u32 = 50_000;
+    let inner: Vec<u8> = (0..depth)
+        .flat_map(|level| {
+            let size = 8 * (depth - level);
+            [size.to_be_bytes(), *b"trak"].concat()
+        })
+        .collect();
+    let file = [
+        ftyp(b"isom"),
+        bx(b"moov", &[mvhd(0, 1000, 5000), inner].concat()),
+    ]
+    .concat();
+    // The reader walks the levels it knows and finds no video track.
+    assert_eq!(describe(&file), "no video 5.000 s");
+}

@@ -1,9 +1,10 @@
 //! Probing any bytes returns a result: never a panic, never an allocation
 //! beyond the probe's cap.
 //!
-//! Run from `crates/core` with `cargo +nightly fuzz run probe CORPUS --
-//! -malloc_limit_mb=17`, seeding CORPUS with `tests/fixtures/*`: the malloc
-//! limit turns any allocation above the probe's 16 MiB cap into a finding.
+//! Run from the workspace root with `cargo +nightly fuzz run probe CORPUS --
+//! -malloc_limit_mb=17`, seeding CORPUS with `crates/core/tests/fixtures/*`:
+//! the malloc limit turns any allocation above the probe's 16 MiB cap into
+//! a finding.
 
 #![no_main]
 

@@ -1,0 +1,38 @@
+//! Any bytes a provider sends (a status answer, a callback, an event, an
+//! event stream) give a status or a typed error: never a panic, never a
+//! success without a result URL.
+//!
+//! `cargo +nightly fuzz run responses`. Its proptest twin runs in CI:
+//! `crates/kling/tests/hostile_answers.rs`.
+
+#![no_main]
+
+use kling_core::{JobState, JobStatus};
+use libfuzzer_sys::fuzz_target;
+
+fn check(status: Result<JobStatus, kling_core::Error>) {
+    if let Ok(JobStatus {
+        state: JobState::Succeeded { outputs, .. },
+        ..
+    }) = status
+    {
+        assert!(!outputs.is_empty() && outputs.iter().all(|u| !u.is_empty()));
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(kling_shortapi::parse_callback(data));
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        check(kling_shortapi::parse_status(value.clone()));
+        check(kling_aimlapi::parse_generation(value.clone()));
+        check(kling_oxen::parse_generation(value));
+    }
+    let text = String::from_utf8_lossy(data);
+    if let Ok((_, status)) = kling_oxen::parse_event(&text) {
+        check(Ok(status));
+    }
+    let mut parser = kling_http::sse::SseParser::default();
+    for chunk in data.chunks(5) {
+        let _ = parser.push(chunk);
+    }
+});
