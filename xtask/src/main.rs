@@ -4,6 +4,7 @@
 //! maintenance tasks are Rust code, versioned and reviewed with the rest.
 
 mod allow;
+mod bench;
 mod compare;
 mod openapi;
 mod schemas;
@@ -21,6 +22,7 @@ commands:
                        adapters send differs from schemas/published/ (or from
                        the providers' OpenAPI documents in DIR) beyond
                        schemas/allowed-differences.toml
+  bench                print the performance figures (BENCHMARKS.md)
   help                 print this message
 ";
 
@@ -40,6 +42,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["schemas"] => write_schemas(&root()),
+        ["bench"] => match bench::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         ["check"] => report(&check(&root(), None)),
         ["check", "--against", dir] => report(&check(&root(), Some(Path::new(dir)))),
         _ => {

@@ -1,0 +1,402 @@
+//! `cargo xtask bench`: the figures a user would compare, each with the
+//! ratio it is judged by, measured in one run. Linux (it reads peak RSS
+//! from the kernel).
+
+use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader, Read, Seek, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::root;
+
+/// One row of the printed table.
+struct Row {
+    name: &'static str,
+    figure: String,
+    against: String,
+    ratio: String,
+    target: &'static str,
+}
+
+/// A child's exit and its peak resident set, from `wait4`.
+fn run_measured(command: &mut Command) -> Result<(bool, u64), String> {
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    let pid = i32::try_from(child.id()).map_err(|e| e.to_string())?;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that `wait4` fills; `pid` is our
+    // child, reaped here once (the `Child` is dropped without waiting).
+    #[allow(unsafe_code)]
+    let (reaped, usage) = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let reaped = libc::wait4(pid, &raw mut status, 0, &raw mut usage);
+        (reaped, usage)
+    };
+    drop(child);
+    if reaped != pid {
+        return Err(format!("wait4 failed for {command:?}"));
+    }
+    let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    // ru_maxrss is in KiB on Linux.
+    let peak = u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024;
+    Ok((exited_ok, peak))
+}
+
+fn mb(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let value = bytes as f64 / 1e6;
+    format!("{value:.1} MB")
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.3} s", duration.as_secs_f64())
+}
+
+fn cargo(args: &[&str]) -> Result<(), String> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed", args.join(" ")))
+    }
+}
+
+fn kling_binary() -> PathBuf {
+    root().join("target/release/kling")
+}
+
+/// Writes a 150 MB MP4 whose `moov` comes after its `mdat`, sparse.
+fn big_mp4(path: &Path) -> Result<u64, String> {
+    let fixture = root().join("crates/core/tests/fixtures/faststart.mp4");
+    let data = std::fs::read(&fixture).map_err(|e| e.to_string())?;
+    let (mut ftyp, mut moov) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let size =
+            u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        if size < 8 || at + size > data.len() {
+            break;
+        }
+        match &data[at + 4..at + 8] {
+            b"ftyp" => ftyp = data[at..at + size].to_vec(),
+            b"moov" => moov = data[at..at + size].to_vec(),
+            _ => {}
+        }
+        at += size;
+    }
+    let mdat: u32 = 150_000_000;
+    let mut file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    file.write_all(&ftyp).map_err(|e| e.to_string())?;
+    file.write_all(&mdat.to_be_bytes())
+        .map_err(|e| e.to_string())?;
+    file.write_all(b"mdat").map_err(|e| e.to_string())?;
+    file.seek(SeekFrom::Start(ftyp.len() as u64 + u64::from(mdat)))
+        .map_err(|e| e.to_string())?;
+    file.write_all(&moov).map_err(|e| e.to_string())?;
+    Ok(ftyp.len() as u64 + u64::from(mdat) + moov.len() as u64)
+}
+
+/// Counts what a reader reads.
+struct Counting<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Counting<R> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// The median wall time of `runs` runs of `command`, and the largest peak
+/// RSS seen.
+fn timed(runs: u32, mut command: impl FnMut() -> Command) -> Result<(Duration, u64), String> {
+    let mut times = Vec::new();
+    let mut peak = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let (ok, rss) = run_measured(command().stdout(Stdio::null()).stderr(Stdio::null()))?;
+        times.push(start.elapsed());
+        if !ok {
+            return Err(format!("{:?} failed", command()));
+        }
+        peak = peak.max(rss);
+    }
+    times.sort();
+    Ok((times[times.len() / 2], peak))
+}
+
+fn probe(dir: &Path) -> Result<Row, String> {
+    let path = dir.join("moov-at-end.mp4");
+    let size = big_mp4(&path)?;
+    let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+    let mut counting = Counting {
+        inner: file,
+        bytes: 0,
+    };
+    kling_core::probe::probe_reader(&mut counting).map_err(|e| e.to_string())?;
+    let (ours, rss) = timed(21, || {
+        let mut command = Command::new(kling_binary());
+        command.arg("validate").arg(&path);
+        command
+    })?;
+    let ffprobe = timed(21, || {
+        let mut command = Command::new("ffprobe");
+        command.args(["-v", "error", "-show_format"]).arg(&path);
+        command
+    });
+    let (against, ratio) = match ffprobe {
+        Ok((theirs, their_rss)) => (
+            format!("ffprobe {} ({} peak RSS)", seconds(theirs), mb(their_rss)),
+            format!(
+                "{:.2}x ffprobe's time",
+                ours.as_secs_f64() / theirs.as_secs_f64()
+            ),
+        ),
+        Err(_) => ("ffprobe not installed".to_owned(), "-".to_owned()),
+    };
+    Ok(Row {
+        name: "probe",
+        figure: format!(
+            "`kling validate` on {}: {}, {} bytes read, {} peak RSS",
+            mb(size),
+            seconds(ours),
+            counting.bytes,
+            mb(rss)
+        ),
+        against,
+        ratio,
+        target: "at most 0.25x ffprobe",
+    })
+}
+
+fn inline() -> Result<Row, String> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+        .args(["bench", "-q", "-p", "kling-aimlapi", "--bench", "inline"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| "?".to_owned())
+    };
+    Ok(Row {
+        name: "inline upload",
+        figure: format!("peak RSS {} sending 150 MB inline", line("peak RSS")),
+        against: "file size 150.0 MB".to_owned(),
+        ratio: format!(
+            "{} of the file",
+            line("peak / file").split(' ').next().unwrap_or("?")
+        ),
+        target: "peak under 64 MB",
+    })
+}
+
+/// Status requests and completion lag for a job of `length` under a
+/// sequence of delays.
+fn simulate(length: Duration, mut delay: impl FnMut(u32) -> Duration) -> (u32, Duration) {
+    let mut now = Duration::ZERO;
+    let mut checks = 0;
+    while now < length {
+        now += delay(checks);
+        checks += 1;
+    }
+    (checks, now.saturating_sub(length))
+}
+
+fn waiting() -> Row {
+    let policy = kling::WaitPolicy::default();
+    let mut rng = fastrand::Rng::with_seed(1);
+    let job = Duration::from_secs(240);
+    let (ours, our_lag) = simulate(job, |check| policy.delay(check, &mut rng));
+    let (fixed, fixed_lag) = simulate(job, |_| Duration::from_secs(5));
+    // Lag averaged over jobs of 60 to 600 s, where a fixed poll's luck of
+    // ending on a multiple of 5 s averages out.
+    let (mut our_total, mut fixed_total) = (Duration::ZERO, Duration::ZERO);
+    for secs in 60..=600 {
+        let length = Duration::from_secs(secs) + Duration::from_millis(secs * 37 % 1000);
+        our_total += simulate(length, |check| policy.delay(check, &mut rng)).1;
+        fixed_total += simulate(length, |_| Duration::from_secs(5)).1;
+    }
+    Row {
+        name: "waiting",
+        figure: format!(
+            "240 s job: {ours} status requests, seen {} late (mean lag over 60-600 s jobs {})",
+            seconds(our_lag),
+            seconds(our_total / 541)
+        ),
+        against: format!(
+            "fixed 5 s poll: {fixed} requests, {} late (mean {})",
+            seconds(fixed_lag),
+            seconds(fixed_total / 541)
+        ),
+        ratio: format!("{:.2}x the requests", f64::from(ours) / f64::from(fixed)),
+        target: "fewer requests, lag under 10 s",
+    }
+}
+
+fn scale(dir: &Path) -> Result<Row, String> {
+    let mut sandbox = Command::new(kling_binary())
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--job-seconds", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut base = String::new();
+    BufReader::new(sandbox.stdout.take().ok_or("no stdout")?)
+        .read_line(&mut base)
+        .map_err(|e| e.to_string())?;
+    let base = base.trim().to_owned();
+    let file = dir.join("scale.jsonl");
+    let mut lines = String::new();
+    for i in 0..1000 {
+        let _ = writeln!(
+            lines,
+            "{{\"task\": \"edit\", \"video\": \"https://media.example/{i}.mp4\", \"prompt\": \"Make it snow\"}}"
+        );
+    }
+    std::fs::write(&file, lines).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let result = run_measured(
+        Command::new(kling_binary())
+            .args(["--provider", "oxen", "--base-url", &format!("{base}/oxen")])
+            .arg("--journal")
+            .arg(dir.join("scale.sqlite3"))
+            .args(["batch"])
+            .arg(&file)
+            .args(["--concurrency", "64", "--out-dir"])
+            .arg(dir.join("scale-out"))
+            .env("OXEN_API_KEY", "bench")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let wall = start.elapsed();
+    let stats = http_get(&base, "/_sandbox/stats");
+    let _ = sandbox.kill();
+    let _ = sandbox.wait();
+    let (ok, rss) = result?;
+    let creates = stats
+        .ok()
+        .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| v["oxen"]["creates"].as_u64())
+        .unwrap_or(0);
+    Ok(Row {
+        name: "scale",
+        figure: format!(
+            "1,000 jobs via `kling batch` (Oxen, 1 s jobs, 64 at once): {}, {} peak RSS, {creates} creates{}",
+            seconds(wall),
+            mb(rss),
+            if ok { "" } else { " (the batch failed)" }
+        ),
+        against: "targets 30 s, 200 MB, 1,000 creates".to_owned(),
+        ratio: format!(
+            "{:.2}x the time, {:.2}x the memory",
+            wall.as_secs_f64() / 30.0,
+            {
+                #[allow(clippy::cast_precision_loss)]
+                let ratio = rss as f64 / 200e6;
+                ratio
+            }
+        ),
+        target: "under 30 s, under 200 MB, exactly 1,000 creates",
+    })
+}
+
+fn http_get(base: &str, path: &str) -> Result<String, String> {
+    let addr = base.strip_prefix("http://").ok_or("not http")?;
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    Ok(answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Distinct packages in `cargo tree` for `args`.
+fn packages(args: &[&str]) -> Result<usize, String> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+        .args([
+            "tree",
+            "--prefix",
+            "none",
+            "-f",
+            "{p}",
+            "-e",
+            "normal,build",
+        ])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut names: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches(" (*)").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    Ok(names.len())
+}
+
+fn footprint() -> Result<Row, String> {
+    let alone = packages(&["-p", "kling-shortapi"])?;
+    let all = packages(&["--workspace", "-e", "dev"])?;
+    #[allow(clippy::cast_precision_loss)]
+    let ratio = alone as f64 / all as f64;
+    Ok(Row {
+        name: "footprint",
+        figure: format!("{alone} crates for a consumer of kling-shortapi alone"),
+        against: format!("{all} for the whole workspace (dev included)"),
+        ratio: format!("{ratio:.2}x"),
+        target: "a fraction of the workspace",
+    })
+}
+
+/// Runs every benchmark and prints the table.
+pub(crate) fn run() -> Result<(), String> {
+    eprintln!("building the release binary…");
+    cargo(&["build", "--release", "-q", "-p", "kling-cli"])?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let rows = [
+        probe(dir.path())?,
+        inline()?,
+        waiting(),
+        scale(dir.path())?,
+        footprint()?,
+    ];
+    println!("| bench | figure | against | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            row.name, row.figure, row.against, row.ratio, row.target
+        );
+    }
+    Ok(())
+}
