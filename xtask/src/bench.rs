@@ -67,8 +67,26 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn kling_binary() -> PathBuf {
-    root().join("target/release/kling")
+/// The `kling` binary the suites run: release, unless `KLING_PROFILE`
+/// says `debug` (CI, where tests have built it already).
+pub(crate) fn kling_binary() -> PathBuf {
+    root().join("target").join(profile()).join("kling")
+}
+
+fn profile() -> &'static str {
+    match std::env::var("KLING_PROFILE").as_deref() {
+        Ok("debug") => "debug",
+        _ => "release",
+    }
+}
+
+/// Builds `kling` in the profile the suites run.
+pub(crate) fn build_kling() -> Result<(), String> {
+    if profile() == "debug" {
+        cargo(&["build", "-q", "-p", "kling-cli"])
+    } else {
+        cargo(&["build", "--release", "-q", "-p", "kling-cli"])
+    }
 }
 
 /// Writes a 150 MB MP4 whose `moov` comes after its `mdat`, sparse.
@@ -318,7 +336,7 @@ fn scale(dir: &Path) -> Result<Row, String> {
     })
 }
 
-fn http_get(base: &str, path: &str) -> Result<String, String> {
+pub(crate) fn http_get(base: &str, path: &str) -> Result<String, String> {
     let addr = base.strip_prefix("http://").ok_or("not http")?;
     let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
     write!(
@@ -381,7 +399,7 @@ fn footprint() -> Result<Row, String> {
 /// Runs every benchmark and prints the table.
 pub(crate) fn run() -> Result<(), String> {
     eprintln!("building the release binary…");
-    cargo(&["build", "--release", "-q", "-p", "kling-cli"])?;
+    build_kling()?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let rows = [
         probe(dir.path())?,

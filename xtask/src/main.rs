@@ -6,6 +6,7 @@
 mod allow;
 mod bench;
 mod compare;
+mod faults;
 mod openapi;
 mod schemas;
 
@@ -23,6 +24,10 @@ commands:
                        the providers' OpenAPI documents in DIR) beyond
                        schemas/allowed-differences.toml
   bench                print the performance figures (BENCHMARKS.md)
+  faults [--jobs N] [--only NAME]
+                       run N jobs (default 100) per fault kind and provider
+                       through `kling batch` against `kling sandbox`; fail on
+                       a lost job, a double create, a panic or a hang
   help                 print this message
 ";
 
@@ -42,6 +47,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["schemas"] => write_schemas(&root()),
+        ["faults", rest @ ..] => faults_command(rest),
         ["bench"] => match bench::run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -54,6 +60,35 @@ fn main() -> ExitCode {
         _ => {
             eprint!("error: unknown command `{}`\n\n{USAGE}", args.join(" "));
             ExitCode::from(2)
+        }
+    }
+}
+
+fn faults_command(args: &[&str]) -> ExitCode {
+    let mut jobs = 100;
+    let mut only = None;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        match (*flag, rest.next()) {
+            ("--jobs", Some(n)) if n.parse::<u32>().is_ok_and(|n| n > 0) => {
+                jobs = n.parse().unwrap_or(100);
+            }
+            ("--only", Some(name)) => only = Some(*name),
+            _ => {
+                eprint!("error: bad arguments to faults\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match faults::run(jobs, only) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("error: the fault suite found problems (see the last column)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
