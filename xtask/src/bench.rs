@@ -269,9 +269,12 @@ fn waiting() -> Row {
     }
 }
 
-fn scale(dir: &Path) -> Result<Row, String> {
+/// `kling sandbox` on a free port with 1 s jobs and `args`; returns it and
+/// its base URL.
+pub(crate) fn start_sandbox(args: &[String]) -> Result<(std::process::Child, String), String> {
     let mut sandbox = Command::new(kling_binary())
         .args(["sandbox", "--listen", "127.0.0.1:0", "--job-seconds", "1"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -280,16 +283,25 @@ fn scale(dir: &Path) -> Result<Row, String> {
     BufReader::new(sandbox.stdout.take().ok_or("no stdout")?)
         .read_line(&mut base)
         .map_err(|e| e.to_string())?;
-    let base = base.trim().to_owned();
-    let file = dir.join("scale.jsonl");
+    Ok((sandbox, base.trim().to_owned()))
+}
+
+/// A batch file of `jobs` edits of remote videos.
+pub(crate) fn write_edits(file: &Path, jobs: u32) -> Result<(), String> {
     let mut lines = String::new();
-    for i in 0..1000 {
+    for i in 0..jobs {
         let _ = writeln!(
             lines,
             "{{\"task\": \"edit\", \"video\": \"https://media.example/{i}.mp4\", \"prompt\": \"Make it snow\"}}"
         );
     }
-    std::fs::write(&file, lines).map_err(|e| e.to_string())?;
+    std::fs::write(file, lines).map_err(|e| e.to_string())
+}
+
+fn scale(dir: &Path) -> Result<Row, String> {
+    let (mut sandbox, base) = start_sandbox(&[])?;
+    let file = dir.join("scale.jsonl");
+    write_edits(&file, 1000)?;
     let start = Instant::now();
     let result = run_measured(
         Command::new(kling_binary())

@@ -7,15 +7,13 @@
 //! journal holds as possibly sent; no process may panic or outlive its
 //! deadline. It prints a table of outcomes per fault.
 
-use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::bench::{http_get, kling_binary};
+use crate::bench::{http_get, kling_binary, start_sandbox, write_edits};
 
 /// A fault to inject, and what it may leave unfinished.
 struct Fault {
@@ -126,33 +124,6 @@ fn count(summary: &Value, key: &str) -> u64 {
     }
 }
 
-/// `kling sandbox` with `fault`'s specs; returns it and its base URL.
-fn start_sandbox(fault: &Fault, seed: u32) -> Result<(std::process::Child, String), String> {
-    let mut sandbox = Command::new(kling_binary());
-    sandbox.args([
-        "sandbox",
-        "--listen",
-        "127.0.0.1:0",
-        "--job-seconds",
-        "1",
-        "--seed",
-    ]);
-    sandbox.arg(seed.to_string());
-    for spec in fault.specs {
-        sandbox.args(["--fault", spec]);
-    }
-    let mut sandbox = sandbox
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut base = String::new();
-    BufReader::new(sandbox.stdout.take().ok_or("no stdout")?)
-        .read_line(&mut base)
-        .map_err(|e| e.to_string())?;
-    Ok((sandbox, base.trim().to_owned()))
-}
-
 /// Each line of the batch summary that is not a result, unless `fault`
 /// explains it.
 fn unexplained(summary: &Value, fault: &Fault) -> Vec<String> {
@@ -197,18 +168,15 @@ fn run_one(
     jobs: u32,
     seed: u32,
 ) -> Result<Outcome, String> {
-    let (mut sandbox, base) = start_sandbox(fault, seed)?;
+    let mut args = vec!["--seed".to_owned(), seed.to_string()];
+    for spec in fault.specs {
+        args.extend(["--fault".to_owned(), (*spec).to_owned()]);
+    }
+    let (mut sandbox, base) = start_sandbox(&args)?;
     let tag = format!("{provider}-{seed}");
     let file = dir.join(format!("{tag}.jsonl"));
     let journal = dir.join(format!("{tag}.sqlite3"));
-    let mut lines = String::new();
-    for i in 0..jobs {
-        let _ = writeln!(
-            lines,
-            "{{\"task\": \"edit\", \"video\": \"https://media.example/{i}.mp4\", \"prompt\": \"Make it snow\"}}"
-        );
-    }
-    std::fs::write(&file, lines).map_err(|e| e.to_string())?;
+    write_edits(&file, jobs)?;
     let key = match provider {
         "shortapi" => "SHORTAPI_KEY",
         "aimlapi" => "AIMLAPI_KEY",

@@ -363,27 +363,25 @@ fn summarize(results: &[(i64, Outcome, Option<f64>)], json: bool) -> Exit {
     let count = |f: fn(&Outcome) -> bool| results.iter().filter(|(_, o, _)| f(o)).count();
     let done = count(|o| matches!(o, Outcome::Done));
     let skipped = count(|o| matches!(o, Outcome::Skipped));
-    let failed: Vec<_> = results
-        .iter()
-        .filter_map(|(n, o, _)| match o {
-            Outcome::Failed(reason) => Some((n, reason)),
-            _ => None,
-        })
-        .collect();
-    let may_exist: Vec<_> = results
-        .iter()
-        .filter_map(|(n, o, _)| match o {
-            Outcome::MayExist(reason) => Some((n, reason)),
-            _ => None,
-        })
-        .collect();
-    let unfinished: Vec<_> = results
-        .iter()
-        .filter_map(|(n, o, _)| match o {
-            Outcome::Unfinished(reason) => Some((n, reason)),
-            _ => None,
-        })
-        .collect();
+    // The lines that ended one way, with their reasons.
+    let reasons = |pick: fn(&Outcome) -> Option<&String>| -> Vec<(&i64, &String)> {
+        results
+            .iter()
+            .filter_map(|(n, o, _)| pick(o).map(|reason| (n, reason)))
+            .collect()
+    };
+    let failed = reasons(|o| match o {
+        Outcome::Failed(reason) => Some(reason),
+        _ => None,
+    });
+    let may_exist = reasons(|o| match o {
+        Outcome::MayExist(reason) => Some(reason),
+        _ => None,
+    });
+    let unfinished = reasons(|o| match o {
+        Outcome::Unfinished(reason) => Some(reason),
+        _ => None,
+    });
     let known: Vec<f64> = results.iter().filter_map(|(_, _, c)| *c).collect();
     let unknown_costs = results
         .iter()
