@@ -30,13 +30,11 @@
 
 pub mod wire;
 
-use std::time::SystemTime;
-
 use async_trait::async_trait;
 use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Provider};
 use kling_core::{
-    AspectRatio, Delivery, Error, JobHandle, JobState, JobStatus, Media, Mode, Model, Request, Task,
+    AspectRatio, Error, JobHandle, JobState, JobStatus, Media, Mode, Model, Request, Task,
 };
 use kling_http::inline::Inliner;
 use kling_http::{ApiClient, SecretString};
@@ -347,13 +345,7 @@ impl Provider for AimlApi {
                 local => inliner.place(field, local),
             },
         )?;
-        let at = SystemTime::now();
-        let attempt = format!(
-            "POST {} for {} at {}",
-            self.api.url(GENERATIONS),
-            offering.wire_model,
-            kling_core::job::rfc3339(at)
-        );
+        let attempt = self.api.attempt(GENERATIONS, offering.wire_model);
         let raw = self
             .api
             .create_inline(GENERATIONS, inliner.finish(&body), &attempt)
@@ -363,15 +355,12 @@ impl Provider for AimlApi {
             .get("id")
             .and_then(Value::as_str)
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| Error::Transport {
-                provider: NAME.to_owned(),
-                delivery: Delivery::MaybeSent,
-                attempt: Some(attempt.clone()),
-                source: format!("the create answer has no generation id: {raw}").into(),
+            .ok_or_else(|| {
+                attempt.unreadable(format!("the create answer has no generation id: {raw}"))
             })?;
         Ok(JobHandle::new(NAME, id)
             .with_model(offering.wire_model)
-            .with_created_at(at))
+            .with_created_at(attempt.at()))
     }
 
     async fn status(&self, job: &JobHandle) -> Result<JobStatus, Error> {

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use kling_core::{Delivery, Error};
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -151,6 +151,29 @@ impl ApiClient {
         Ok(builder)
     }
 
+    /// Starts a create of `model` at `path`, now.
+    ///
+    /// ```
+    /// use kling_http::ApiClient;
+    ///
+    /// let api = ApiClient::new("oxen", "https://hub.oxen.ai", None)?;
+    /// let attempt = api.attempt("/api/ai/queue", "kling-video-o3-omni");
+    /// assert!(attempt.as_str().starts_with("POST https://hub.oxen.ai/api/ai/queue for kling-video-o3-omni at "));
+    /// # Ok::<(), kling_core::Error>(())
+    /// ```
+    pub fn attempt(&self, path: &str, model: &str) -> Attempt {
+        let at = SystemTime::now();
+        Attempt {
+            provider: self.provider,
+            at,
+            text: format!(
+                "POST {} for {model} at {}",
+                self.url(path),
+                kling_core::job::rfc3339(at)
+            ),
+        }
+    }
+
     /// Sends a create. It is never retried: when it fails after it may have
     /// reached the provider (a timeout, a connection closed after the body
     /// was written, a 5xx answer), the error is a
@@ -161,7 +184,12 @@ impl ApiClient {
     ///
     /// Transport errors as above; the provider's refusals as
     /// [`Error::Auth`], [`Error::RateLimited`] or [`Error::Rejected`].
-    pub async fn create(&self, path: &str, body: &Value, attempt: &str) -> Result<Value, Error> {
+    pub async fn create(
+        &self,
+        path: &str,
+        body: &Value,
+        attempt: &Attempt,
+    ) -> Result<Value, Error> {
         let request = self.request(Method::POST, path)?.json(body);
         self.send_create(request, attempt, None).await
     }
@@ -179,7 +207,7 @@ impl ApiClient {
         &self,
         path: &str,
         body: InlineBody,
-        attempt: &str,
+        attempt: &Attempt,
     ) -> Result<Value, Error> {
         let failed = Arc::new(AtomicBool::new(false));
         let length = body.len();
@@ -196,9 +224,10 @@ impl ApiClient {
     async fn send_create(
         &self,
         request: RequestBuilder,
-        attempt: &str,
+        attempt: &Attempt,
         body_failed: Option<Arc<AtomicBool>>,
     ) -> Result<Value, Error> {
+        let attempt = attempt.as_str();
         let maybe_sent = |source: kling_core::BoxError| Error::Transport {
             provider: self.provider.to_owned(),
             delivery: Delivery::MaybeSent,
@@ -397,6 +426,39 @@ impl ApiClient {
                 message,
                 body: excerpt(body),
             },
+        }
+    }
+}
+
+/// One try at creating a job: when it was made and what identifies it, so
+/// that an error after the request may have left can say which job may
+/// exist. Made by [`ApiClient::attempt`].
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    provider: &'static str,
+    at: SystemTime,
+    text: String,
+}
+
+impl Attempt {
+    /// When the create was sent: the job's creation time.
+    pub fn at(&self) -> SystemTime {
+        self.at
+    }
+
+    /// `POST URL for MODEL at TIME`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The error for a create answered in a way that cannot be read (no job
+    /// id, not the provider's shape): the job may exist.
+    pub fn unreadable(&self, message: String) -> Error {
+        Error::Transport {
+            provider: self.provider.to_owned(),
+            delivery: Delivery::MaybeSent,
+            attempt: Some(self.text.clone()),
+            source: message.into(),
         }
     }
 }

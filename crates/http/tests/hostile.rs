@@ -72,7 +72,11 @@ async fn a_redirect_to_another_host_carries_no_key_and_is_not_followed() {
         .await
         .unwrap_err();
     let create = api
-        .create("/api/v1/job/create", &json!({}), "test")
+        .create(
+            "/api/v1/job/create",
+            &json!({}),
+            &api.attempt("/api/v1/job/create", "m"),
+        )
         .await
         .unwrap_err();
     for err in [&read, &create] {
@@ -119,7 +123,11 @@ async fn huge_and_garbled_answers_give_typed_errors() {
     let chain = format!("{huge:?}");
     assert!(chain.contains("larger than 1024 KiB"), "{chain}");
     let create = api
-        .create("/huge-create", &json!({}), "test")
+        .create(
+            "/huge-create",
+            &json!({}),
+            &api.attempt("/huge-create", "m"),
+        )
         .await
         .unwrap_err();
     assert!(create.may_have_been_sent(), "{create}");

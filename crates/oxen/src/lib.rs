@@ -37,7 +37,7 @@ mod events;
 pub mod wire;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use kling_core::probe::ImageFormat;
@@ -45,7 +45,7 @@ use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{
     Capabilities, Feature, Offering, PreparedCall, Provider, PushFuture, require_url,
 };
-use kling_core::{Delivery, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task};
+use kling_core::{Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task};
 use kling_http::{ApiClient, SecretString};
 use serde_json::Value;
 
@@ -333,27 +333,19 @@ impl Oxen {
         if let Some(events) = &self.events {
             events.subscribe().await;
         }
-        let at = SystemTime::now();
-        let attempt = format!(
-            "POST {} for {model} at {}",
-            self.api.url(QUEUE),
-            kling_core::job::rfc3339(at)
-        );
+        let attempt = self.api.attempt(QUEUE, model);
         let raw = self.api.create(QUEUE, body, &attempt).await?;
         let id = serde_json::from_value::<Enqueued>(raw.clone())
             .ok()
             .and_then(|answer| answer.generations.into_iter().next())
             .map(|queued| queued.generation_id)
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| Error::Transport {
-                provider: NAME.to_owned(),
-                delivery: Delivery::MaybeSent,
-                attempt: Some(attempt.clone()),
-                source: format!("the queue's answer has no generation id: {raw}").into(),
+            .ok_or_else(|| {
+                attempt.unreadable(format!("the queue's answer has no generation id: {raw}"))
             })?;
         Ok(JobHandle::new(NAME, id)
             .with_model(model)
-            .with_created_at(at))
+            .with_created_at(attempt.at()))
     }
 
     fn entry(id: &str) -> String {

@@ -24,8 +24,6 @@
 
 pub mod wire;
 
-use std::time::SystemTime;
-
 use async_trait::async_trait;
 use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{
@@ -155,30 +153,18 @@ impl ShortApi {
     /// [`Error::Rejected`] when ShortAPI answers `code != 0`; a transport
     /// error saying whether the job may exist.
     pub async fn send(&self, call: &PreparedCall) -> Result<JobHandle, Error> {
-        let at = SystemTime::now();
-        let attempt = format!(
-            "POST {} for {} at {}",
-            call.url,
-            call.model,
-            kling_core::job::rfc3339(at)
-        );
+        let attempt = self.api.attempt(CREATE, &call.model);
         let raw = self.api.create(CREATE, &call.body, &attempt).await?;
-        let maybe_sent = |message: String| Error::Transport {
-            provider: NAME.to_owned(),
-            delivery: kling_core::Delivery::MaybeSent,
-            attempt: Some(attempt.clone()),
-            source: message.into(),
-        };
         let answer: CreateAnswer = serde_json::from_value(raw.clone()).map_err(|e| {
-            maybe_sent(format!(
+            attempt.unreadable(format!(
                 "the create answer is not ShortAPI's shape ({e}): {raw}"
             ))
         })?;
         match (answer.code, answer.data) {
             (0, Some(data)) => Ok(JobHandle::new(NAME, data.job_id)
                 .with_model(call.model.clone())
-                .with_created_at(at)),
-            (0, None) => Err(maybe_sent(format!("code 0 without a job id: {raw}"))),
+                .with_created_at(attempt.at())),
+            (0, None) => Err(attempt.unreadable(format!("code 0 without a job id: {raw}"))),
             (code, _) => Err(Error::Rejected {
                 provider: NAME.to_owned(),
                 status: None,
