@@ -607,16 +607,21 @@ pub(crate) fn run_job(
     };
     // A job this journal recorded is followed where it was created, unless
     // --base-url says otherwise.
+    // Its row is kept up to date by `wait`. A journal that does not exist
+    // yet cannot know the job, and is not created for it.
     let recorded = journal
         .path
         .clone()
         .or_else(crate::journal::default_path)
         .filter(|path| path.exists())
-        .and_then(|path| crate::journal::Journal::open(&path).ok())
-        .and_then(|journal| journal.find_job(&job).ok().flatten());
-    let choice = match recorded {
-        Some(entry) if choice.base_url.is_none() => {
-            ProviderChoice::hosted(&entry.provider, entry.base_url).ok_or(Exit::Usage)
+        .and_then(|path| Journal::open(&path).ok())
+        .and_then(|journal| {
+            let entry = journal.find_job(&job).ok().flatten()?;
+            Some((journal, entry))
+        });
+    let choice = match &recorded {
+        Some((_, entry)) if choice.base_url.is_none() => {
+            ProviderChoice::hosted(&entry.provider, entry.base_url.clone()).ok_or(Exit::Usage)
         }
         _ => choice.for_job(&job),
     };
@@ -643,17 +648,12 @@ pub(crate) fn run_job(
                 Err(e) => fail(&e),
             },
             JobCommand::Wait { job, out, timeout } => {
-                // A job this journal knows keeps its row up to date.
-                let journal = journal.open().ok();
-                let known = journal
-                    .as_ref()
-                    .and_then(|j| j.find_job(&job).ok().flatten().map(|e| (j, e)));
-                let track = known.as_ref().map(|(journal, entry)| Track {
+                let track = recorded.as_ref().map(|(journal, entry)| Track {
                     journal,
                     intent: entry.intent,
                 });
                 let out = out
-                    .or_else(|| known.as_ref().and_then(|(_, e)| e.output.clone()))
+                    .or_else(|| recorded.as_ref().and_then(|(_, e)| e.output.clone()))
                     .unwrap_or_else(|| default_output(&job));
                 finish(
                     client,

@@ -131,11 +131,7 @@ impl ProviderChoice {
             return Some(url.clone());
         }
         let base = url::Url::parse(self.base_url.as_deref()?).ok()?;
-        let loopback = match base.host()? {
-            url::Host::Domain(name) => name == "localhost",
-            url::Host::Ipv4(ip) => ip.is_loopback(),
-            url::Host::Ipv6(ip) => ip.is_loopback(),
-        };
+        let loopback = kling_http::is_loopback(&base);
         let prefix = HOSTED
             .iter()
             .map(|h| format!("/{}", h.id))

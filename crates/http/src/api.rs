@@ -463,6 +463,23 @@ impl Attempt {
     }
 }
 
+/// Whether `url`'s host is this machine: `localhost` or a loopback
+/// address, where plain `http` never leaves the machine.
+///
+/// ```
+/// let local = url::Url::parse("http://[::1]:8787/oxen").unwrap();
+/// assert!(kling_http::is_loopback(&local));
+/// assert!(!kling_http::is_loopback(&url::Url::parse("http://10.0.0.1").unwrap()));
+/// ```
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Refuses a base URL the key must not be sent to: anything but `https`,
 /// except `http` on a loopback address.
 fn check_base_url(provider: &str, base_url: &str) -> Result<(), Error> {
@@ -473,15 +490,9 @@ fn check_base_url(provider: &str, base_url: &str) -> Result<(), Error> {
         feature: format!("the base URL {base_url:?}: {why}"),
     };
     let url = url::Url::parse(base_url).map_err(|e| refuse(format!("not a URL ({e})")))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
     match url.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if is_loopback(&url) => Ok(()),
         "http" => Err(refuse(
             "the API key would travel unencrypted; use https (plain http is allowed for \
              loopback addresses only)"

@@ -26,7 +26,7 @@ pub mod inline;
 mod retry;
 pub mod sse;
 
-pub use api::{ApiClient, Attempt};
+pub use api::{ApiClient, Attempt, is_loopback};
 pub use clock::{Clock, TokioClock};
 pub use download::{DownloadError, Progress, download, download_with_progress, part_path};
 pub use retry::RetryPolicy;
