@@ -312,6 +312,10 @@ fn explain(error: Error) -> Error {
 
 #[async_trait]
 impl Provider for AimlApi {
+    fn base_url(&self) -> Option<&str> {
+        Some(self.api.base_url())
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &CAPABILITIES
     }

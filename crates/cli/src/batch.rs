@@ -1,6 +1,6 @@
 //! `kling batch FILE.jsonl`: many requests, a bounded number at a time,
-//! through the journal, so that running the same file again skips what is
-//! done and resumes what is not.
+//! through the ledger, so that running the same file again (from any
+//! number of processes at once) pays for nothing twice.
 //!
 //! Each line is one request in the core's serialized form, for example:
 //!
@@ -8,19 +8,32 @@
 //! {"task": "edit", "video": "clips/street.mp4", "prompt": "Make it snow on @Video1"}
 //! {"task": "animate", "images": ["https://example.com/bud.png"], "prompt": "@Image1 opens", "duration": 10}
 //! ```
+//!
+//! A line is identified by what it asks for, not where it stands: the
+//! batch file's name, the line's canonical request and, for identical
+//! lines, which occurrence it is. Reordering lines, adding comments or
+//! blank lines changes nothing; its result's file name
+//! (`STEM-HASH.mp4`) is stable too.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kling::{Client, Error, Request, RequestSpec, Usd};
+use kling::{Client, Request, RequestSpec, Usd};
+use kling_ledger::{Error, Intent, Ledger, Record, RunOptions, State};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::Exit;
-use crate::jobs::{Track, follow, submit};
-use crate::journal::{Intent, Journal, JournalChoice, Stage, fingerprint};
+use crate::jobs::View;
+use crate::ledger::LedgerChoice;
 use crate::providers::{ProviderChoice, Session};
+
+/// The largest batch file read: a million lines of requests fit well
+/// within it.
+const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// `kling batch`'s flags.
 #[derive(Debug, clap::Args)]
@@ -32,27 +45,37 @@ pub(crate) struct Args {
     /// How many jobs run at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
-    /// Where results go, as FILE-LINE.mp4.
+    /// Where results go, as STEM-HASH.mp4 (HASH names the line's request).
     #[arg(long, value_name = "DIR", default_value = ".")]
     out_dir: PathBuf,
+    /// Replace a result file that exists but that the ledger did not write.
+    #[arg(long)]
+    overwrite: bool,
     /// Create again the jobs that failed in an earlier run.
     #[arg(long)]
     retry_failed: bool,
     /// Give up waiting for a job after this many seconds (it stays in the
-    /// journal for `kling resume`).
+    /// ledger for `kling resume`).
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     timeout: u64,
 }
 
-/// How one line ended.
+/// How one line ended, for this process's summary.
 #[derive(Debug)]
 enum Outcome {
-    Done,
+    /// Run to its result here.
+    Done {
+        estimate: Option<Usd>,
+        charged: Option<Usd>,
+    },
+    /// Done in an earlier run.
     Skipped,
+    /// Done meanwhile by another process.
+    Elsewhere,
     Failed(String),
     MayExist(String),
     /// Created, not finished here (a timeout, a lost connection): the
-    /// journal has it for `kling resume` or the next run.
+    /// ledger has it for `kling resume` or the next run.
     Unfinished(String),
 }
 
@@ -91,19 +114,53 @@ impl Gate {
 struct Line {
     number: i64,
     request: Request,
+    /// What identifies it: file name, canonical request, occurrence.
+    key: String,
     out: PathBuf,
+}
+
+/// Reads the file, bounded: a batch is text, not a stream without end.
+fn read_file(args: &Args) -> Result<String, Exit> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: cannot read {}: {e}", args.file.display());
+        Exit::Usage
+    };
+    let file = std::fs::File::open(&args.file).map_err(|e| fail(&e))?;
+    let meta = file.metadata().map_err(|e| fail(&e))?;
+    if !meta.is_file() {
+        eprintln!(
+            "error: {} is not a regular file; a batch is a JSON Lines file",
+            args.file.display()
+        );
+        return Err(Exit::Usage);
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(&e))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        eprintln!(
+            "error: {} is larger than {} MiB; split it into several batches",
+            args.file.display(),
+            MAX_FILE_BYTES / 1024 / 1024
+        );
+        return Err(Exit::Usage);
+    }
+    Ok(text)
 }
 
 /// Reads and checks every line before anything is sent.
 fn read_lines(args: &Args, client: &Client) -> Result<Vec<Line>, Exit> {
-    let text = std::fs::read_to_string(&args.file).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", args.file.display());
-        Exit::Usage
-    })?;
+    let text = read_file(args)?;
     let stem = args
         .file
         .file_stem()
         .map_or_else(|| "batch".to_owned(), |s| s.to_string_lossy().into_owned());
+    let name = args
+        .file
+        .file_name()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let mut seen: HashMap<String, u32> = HashMap::new();
     let mut lines = Vec::new();
     let mut worst = None;
     for (index, raw) in text.lines().enumerate() {
@@ -126,11 +183,19 @@ fn read_lines(args: &Args, client: &Client) -> Result<Vec<Line>, Exit> {
         };
         let checked = Request::try_from(spec).and_then(|r| client.validate(&r).map(|_| r));
         match checked {
-            Ok(request) => lines.push(Line {
-                number,
-                request,
-                out: args.out_dir.join(format!("{stem}-{number}.mp4")),
-            }),
+            Ok(request) => {
+                let canonical = kling_ledger::canonical(&request);
+                let occurrence = seen.entry(canonical.clone()).or_default();
+                *occurrence += 1;
+                let key = format!("batch\n{name}\n{canonical}\n{occurrence}");
+                let hash = kling_ledger::fingerprint(&key);
+                lines.push(Line {
+                    number,
+                    out: args.out_dir.join(format!("{stem}-{}.mp4", &hash[..12])),
+                    request,
+                    key,
+                });
+            }
             Err(e) => {
                 eprintln!("error: {}:{number}: {e}", args.file.display());
                 worst = worst.or(Some(crate::jobs::exit_for(&e)));
@@ -146,191 +211,184 @@ fn read_lines(args: &Args, client: &Client) -> Result<Vec<Line>, Exit> {
     }
 }
 
-pub(crate) fn run(
-    args: &Args,
-    choice: &ProviderChoice,
-    journal: &JournalChoice,
-    json: bool,
-) -> Exit {
-    let journal = match journal.open() {
-        Ok(journal) => Arc::new(journal),
-        Err(exit) => return exit,
-    };
+pub(crate) fn run(args: &Args, choice: &ProviderChoice, ledger: &LedgerChoice, json: bool) -> Exit {
     crate::providers::block_on(async move {
         let session = match Session::open(choice, false).await {
             Ok(session) => Arc::new(session),
             Err(exit) => return exit,
         };
-        let Some((provider, base_url)) = session.target() else {
-            eprintln!(
-                "error: a batch runs through the journal, which the in-process sandbox cannot use \
-                 (its jobs end with the command); run `kling sandbox` and pass --provider and \
-                 --base-url, or a real provider"
-            );
-            return Exit::Usage;
-        };
-        let (provider, base_url) = (provider, base_url.map(str::to_owned));
-        let lines = match read_lines(args, &session.client) {
-            Ok(lines) => lines,
-            Err(exit) => return exit,
-        };
-        if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
-            eprintln!("error: cannot create {}: {e}", args.out_dir.display());
-            return Exit::Usage;
+        let exit = run_session(args, &session, ledger, json).await;
+        if let Ok(session) = Arc::try_unwrap(session) {
+            session.close().await;
         }
-        let batch = std::path::absolute(&args.file)
-            .unwrap_or_else(|_| args.file.clone())
-            .display()
-            .to_string();
-        let total = lines.len();
-        eprintln!(
-            "batch: {total} requests from {}, {} at a time, journal {}",
-            args.file.display(),
-            args.concurrency,
-            journal.path().display()
-        );
-        let slots = Arc::new(Semaphore::new(args.concurrency as usize));
-        let gate = Arc::new(Gate::default());
-        let timeout = Duration::from_secs(args.timeout);
-        let mut tasks = tokio::task::JoinSet::new();
-        for line in lines {
-            let (slots, gate, journal, session) = (
-                Arc::clone(&slots),
-                Arc::clone(&gate),
-                Arc::clone(&journal),
-                Arc::clone(&session),
-            );
-            let (batch, base_url, retry_failed) =
-                (batch.clone(), base_url.clone(), args.retry_failed);
-            tasks.spawn(async move {
-                let Ok(_slot) = slots.acquire_owned().await else {
-                    return (
-                        line.number,
-                        Outcome::Failed("the batch was stopped".to_owned()),
-                        None,
-                    );
-                };
-                let job = Job {
-                    journal: &journal,
-                    client: &session.client,
-                    gate: &gate,
-                    provider,
-                    base_url: base_url.as_deref(),
-                    batch: &batch,
-                    timeout,
-                    retry_failed,
-                };
-                let (outcome, cost) = job.run(&line).await;
-                (line.number, outcome, cost)
-            });
-        }
-        let mut results = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(result) = joined {
-                results.push(result);
-            }
-        }
-        results.sort_by_key(|(number, _, _)| *number);
-        summarize(&results, json)
+        exit
     })
 }
 
-/// What one line needs to run.
-struct Job<'a> {
-    journal: &'a Journal,
-    client: &'a Client,
-    gate: &'a Gate,
-    provider: &'static str,
-    base_url: Option<&'a str>,
-    batch: &'a str,
-    timeout: Duration,
-    retry_failed: bool,
+async fn run_session(
+    args: &Args,
+    session: &Arc<Session>,
+    choice: &LedgerChoice,
+    json: bool,
+) -> Exit {
+    if session.target().is_none() {
+        eprintln!(
+            "error: a batch runs through the ledger, which the in-process sandbox cannot use \
+             (its jobs end with the command); run `kling sandbox` and pass --provider and \
+             --base-url, or a real provider"
+        );
+        return Exit::Usage;
+    }
+    let ledger = match choice.open() {
+        Ok(ledger) => ledger,
+        Err(exit) => return exit,
+    };
+    let lines = match read_lines(args, &session.client) {
+        Ok(lines) => lines,
+        Err(exit) => return exit,
+    };
+    if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
+        eprintln!("error: cannot create {}: {e}", args.out_dir.display());
+        return Exit::Usage;
+    }
+    let total = lines.len();
+    eprintln!(
+        "batch: {total} requests from {}, {} at a time, ledger {}",
+        args.file.display(),
+        args.concurrency,
+        ledger.location()
+    );
+    let slots = Arc::new(Semaphore::new(args.concurrency as usize));
+    let gate = Arc::new(Gate::default());
+    let batch = Arc::new(kling_ledger::absolute(&args.file).display().to_string());
+    let mut tasks = tokio::task::JoinSet::new();
+    for line in lines {
+        let (slots, gate, ledger, session, batch) = (
+            Arc::clone(&slots),
+            Arc::clone(&gate),
+            ledger.clone(),
+            Arc::clone(session),
+            Arc::clone(&batch),
+        );
+        let settings = Settings {
+            timeout: Duration::from_secs(args.timeout),
+            retry_failed: args.retry_failed,
+            overwrite: args.overwrite,
+        };
+        tasks.spawn(async move {
+            let line_job = LineJob {
+                ledger: &ledger,
+                client: &session.client,
+                gate: &gate,
+                slots: &slots,
+                batch: &batch,
+                settings,
+            };
+            let outcome = line_job.run(&line).await;
+            (line.number, outcome)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(result) = joined {
+            results.push(result);
+        }
+    }
+    results.sort_by_key(|(number, _)| *number);
+    summarize(&results, json)
 }
 
-impl Job<'_> {
-    async fn run(&self, line: &Line) -> (Outcome, Option<f64>) {
+#[derive(Clone, Copy)]
+struct Settings {
+    timeout: Duration,
+    retry_failed: bool,
+    overwrite: bool,
+}
+
+/// What one line needs to run.
+struct LineJob<'a> {
+    ledger: &'a Ledger,
+    client: &'a Client,
+    gate: &'a Gate,
+    slots: &'a Semaphore,
+    batch: &'a str,
+    settings: Settings,
+}
+
+impl LineJob<'_> {
+    async fn run(&self, line: &Line) -> Outcome {
         let label = format!("line {}", line.number);
-        let known = match self.journal.batch_line(self.batch, line.number) {
-            Ok(known) => known,
-            Err(e) => return (Outcome::Failed(e.to_string()), None),
+        let started = Instant::now();
+        let intent = Intent::new(line.request.clone(), &line.out)
+            .key(line.key.clone())
+            .overwrite(self.settings.overwrite)
+            .batch(self.batch, line.number);
+        let mut row = match self.ledger.record(self.client, &intent).await {
+            Ok(row) => row,
+            Err(e) => return Outcome::Failed(e.to_string()),
         };
-        let same = known
-            .filter(|k| k.fingerprint == fingerprint(self.provider, self.base_url, &line.request));
-        if let Some(entry) = &same {
-            let cost = entry.estimate_usd;
-            match entry.stage {
-                Stage::Downloaded => return (Outcome::Skipped, None),
-                stage if stage.id_unknown() => {
-                    return (
-                        Outcome::MayExist(format!(
-                            "intent #{} may exist at the provider; check there (not sent again)",
-                            entry.intent
-                        )),
-                        None,
-                    );
+        match row.state {
+            State::Downloaded => return Outcome::Skipped,
+            State::Failed | State::Cancelled if self.settings.retry_failed => {
+                match self.ledger.retry(&row).await {
+                    Ok(next) => row = next,
+                    Err(e) => return Outcome::Failed(e.to_string()),
                 }
-                stage if stage.resumable() => {
-                    if let Some(job) = entry.job() {
-                        eprintln!("{label}: resuming {job}");
-                        let track = Track {
-                            journal: self.journal,
-                            intent: entry.intent,
-                        };
-                        let out = entry.output.clone().unwrap_or_else(|| line.out.clone());
-                        return (self.wait(&job, &out, track).await, cost);
+            }
+            State::Failed | State::Cancelled => {
+                return Outcome::Failed(format!(
+                    "{} earlier: {} (--retry-failed creates it again)",
+                    row.state,
+                    row.detail.as_deref().unwrap_or("no reason given")
+                ));
+            }
+            _ => {}
+        }
+        let view = Arc::new(View::labelled(label.clone()));
+        let options = RunOptions::default()
+            .timeout(self.settings.timeout)
+            .wait_for_others(false)
+            .observer(view.observer());
+        let mut busy_since = None;
+        loop {
+            let result = {
+                let Ok(_slot) = self.slots.acquire().await else {
+                    return Outcome::Failed("the batch was stopped".to_owned());
+                };
+                self.gate.pass().await;
+                self.ledger.work(self.client, row.intent, &options).await
+            };
+            match result {
+                // The row was done when this process got to it.
+                Ok(done) if done.status.is_none() => return Outcome::Elsewhere,
+                Ok(done) => {
+                    return Outcome::Done {
+                        estimate: done.record.estimate,
+                        charged: done.record.charged_usd,
+                    };
+                }
+                // Another process works the line: come back when its lease
+                // may have lapsed; if it finishes, the line is done there.
+                Err(Error::Busy { .. }) => {
+                    let since = *busy_since.get_or_insert(Instant::now());
+                    if since.elapsed() > self.settings.timeout {
+                        return Outcome::Unfinished(format!(
+                            "intent #{} is still worked by another process",
+                            row.intent
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if let Ok(Some(now)) = self.ledger.get(row.intent).await
+                        && now.state == State::Downloaded
+                    {
+                        return Outcome::Elsewhere;
                     }
                 }
-                Stage::Failed | Stage::Cancelled if !self.retry_failed => {
-                    return (
-                        Outcome::Failed(format!(
-                            "{} earlier: {} (--retry-failed creates it again)",
-                            entry.stage.as_str(),
-                            entry.detail.as_deref().unwrap_or("no reason given")
-                        )),
-                        None,
-                    );
-                }
-                _ => {}
-            }
-        }
-        self.create(line, &label).await
-    }
-
-    async fn create(&self, line: &Line, label: &str) -> (Outcome, Option<f64>) {
-        let estimate = self.client.estimate(&line.request).ok().and_then(|e| e.usd);
-        let model = self
-            .client
-            .validate(&line.request)
-            .map(|o| o.wire_model)
-            .unwrap_or_default();
-        loop {
-            self.gate.pass().await;
-            let intent = self.journal.intent(&Intent {
-                provider: self.provider,
-                base_url: self.base_url,
-                model,
-                request: &line.request,
-                estimate_usd: estimate.map(Usd::as_f64),
-                output: Some(&line.out),
-                batch: Some((self.batch, line.number)),
-            });
-            let track = match intent {
-                Ok(intent) => Track {
-                    journal: self.journal,
-                    intent,
-                },
-                Err(e) => return (Outcome::Failed(format!("{e}; not sent")), None),
-            };
-            match submit(self.client, &line.request, Some(track)).await {
-                Ok(job) => {
-                    track.note(|j, i| j.submitted(i, &job, &line.out));
-                    eprintln!("{label}: {job} submitted");
-                    let cost = estimate.map(Usd::as_f64);
-                    return (self.wait(&job, &line.out, track).await, cost);
-                }
                 // Refused before creating anything: slow the whole batch
-                // down and try again.
-                Err(Error::RateLimited { retry_after, .. }) => {
+                // down and send it again.
+                Err(Error::Kling(kling::Error::RateLimited { retry_after, .. }))
+                    if started.elapsed() < self.settings.timeout =>
+                {
                     let pause = retry_after.unwrap_or(Duration::from_secs(5));
                     eprintln!(
                         "{label}: rate limited; the batch pauses {}s",
@@ -338,36 +396,38 @@ impl Job<'_> {
                     );
                     self.gate.close_for(pause);
                 }
-                Err(e) if e.may_have_been_sent() => {
-                    return (Outcome::MayExist(e.to_string()), None);
-                }
-                Err(e) => return (Outcome::Failed(e.to_string()), None),
+                Err(e) => return outcome_of(&row, &e),
             }
-        }
-    }
-
-    async fn wait(&self, job: &kling::JobHandle, out: &Path, track: Track<'_>) -> Outcome {
-        match follow(self.client, job, out, self.timeout, Some(track)).await {
-            Ok(_) => Outcome::Done,
-            Err(e) if e.is_timeout() || matches!(e, Error::Transport { .. }) => {
-                Outcome::Unfinished(format!(
-                    "{job}: {e}; `kling resume` or running the batch again finishes it"
-                ))
-            }
-            Err(e) => Outcome::Failed(format!("{job}: {e}")),
         }
     }
 }
 
-fn summarize(results: &[(i64, Outcome, Option<f64>)], json: bool) -> Exit {
-    let count = |f: fn(&Outcome) -> bool| results.iter().filter(|(_, o, _)| f(o)).count();
-    let done = count(|o| matches!(o, Outcome::Done));
+fn outcome_of(row: &Record, error: &Error) -> Outcome {
+    let name = crate::text::escaped(&row.name());
+    if error.may_exist() {
+        return Outcome::MayExist(format!("{name}: {error}"));
+    }
+    match error {
+        Error::Kling(e) if e.is_timeout() || matches!(e, kling::Error::Transport { .. }) => {
+            Outcome::Unfinished(format!(
+                "{name}: {e}; `kling resume` or running the batch again finishes it"
+            ))
+        }
+        Error::Unrecorded { .. } => Outcome::Unfinished(error.to_string()),
+        _ => Outcome::Failed(format!("{name}: {error}")),
+    }
+}
+
+fn summarize(results: &[(i64, Outcome)], json: bool) -> Exit {
+    let count = |f: fn(&Outcome) -> bool| results.iter().filter(|(_, o)| f(o)).count();
+    let done = count(|o| matches!(o, Outcome::Done { .. }));
     let skipped = count(|o| matches!(o, Outcome::Skipped));
+    let elsewhere = count(|o| matches!(o, Outcome::Elsewhere));
     // The lines that ended one way, with their reasons.
     let reasons = |pick: fn(&Outcome) -> Option<&String>| -> Vec<(&i64, &String)> {
         results
             .iter()
-            .filter_map(|(n, o, _)| pick(o).map(|reason| (n, reason)))
+            .filter_map(|(n, o)| pick(o).map(|reason| (n, reason)))
             .collect()
     };
     let failed = reasons(|o| match o {
@@ -382,23 +442,41 @@ fn summarize(results: &[(i64, Outcome, Option<f64>)], json: bool) -> Exit {
         Outcome::Unfinished(reason) => Some(reason),
         _ => None,
     });
-    let known: Vec<f64> = results.iter().filter_map(|(_, _, c)| *c).collect();
-    let unknown_costs = results
-        .iter()
-        .filter(|(_, o, c)| matches!(o, Outcome::Done) && c.is_none())
-        .count();
-    let cost: f64 = known.iter().sum();
+    let (mut estimated, mut charged, mut unpriced) = (Usd::ZERO, Usd::ZERO, 0);
+    for (_, outcome) in results {
+        if let Outcome::Done {
+            estimate,
+            charged: c,
+        } = outcome
+        {
+            match estimate {
+                Some(usd) => estimated = estimated + *usd,
+                None => unpriced += 1,
+            }
+            if let Some(usd) = c {
+                charged = charged + *usd;
+            }
+        }
+    }
     if json {
+        let list = |items: &[(&i64, &String)]| -> Vec<serde_json::Value> {
+            items
+                .iter()
+                .map(|(n, r)| json!({"line": n, "reason": r}))
+                .collect()
+        };
         println!(
             "{}",
             json!({
                 "done": done,
                 "skipped": skipped,
-                "failed": failed.iter().map(|(n, r)| json!({"line": n, "reason": r})).collect::<Vec<_>>(),
-                "may_exist": may_exist.iter().map(|(n, r)| json!({"line": n, "reason": r})).collect::<Vec<_>>(),
-                "unfinished": unfinished.iter().map(|(n, r)| json!({"line": n, "reason": r})).collect::<Vec<_>>(),
-                "estimated_cost_usd": cost,
-                "jobs_with_unknown_cost": unknown_costs,
+                "done_elsewhere": elsewhere,
+                "failed": list(&failed),
+                "may_exist": list(&may_exist),
+                "unfinished": list(&unfinished),
+                "estimated_cost_usd": estimated.as_f64(),
+                "charged_usd": charged.as_f64(),
+                "jobs_with_unknown_cost": unpriced,
             })
         );
     }
@@ -412,13 +490,13 @@ fn summarize(results: &[(i64, Outcome, Option<f64>)], json: bool) -> Exit {
         eprintln!("line {line}: unfinished: {reason}");
     }
     eprintln!(
-        "batch: {done} done, {skipped} already done, {} failed, {} may exist, {} unfinished; \
-         estimated cost ${cost:.2}{}",
+        "batch: {done} done, {skipped} already done, {elsewhere} done by another process, {} \
+         failed, {} may exist, {} unfinished; estimated {estimated}, charged {charged}{}",
         failed.len(),
         may_exist.len(),
         unfinished.len(),
-        if unknown_costs > 0 {
-            format!(" plus {unknown_costs} jobs at unknown prices")
+        if unpriced > 0 {
+            format!(" plus {unpriced} jobs at unknown prices")
         } else {
             String::new()
         }

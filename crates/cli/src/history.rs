@@ -1,21 +1,81 @@
-//! `kling jobs` and `kling resume`: what the journal holds, and finishing
-//! what it left unfinished.
+//! `kling jobs` (list, summary, attach, forget) and `kling resume`: what
+//! the ledger holds, and finishing what it left unfinished.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kling::{JobHandle, Usd};
+use kling_ledger::{Filter, Ledger, Record, RunOptions, State};
 use serde_json::json;
 
 use crate::Exit;
-use crate::jobs::{Output, Track, finish};
-use crate::journal::{Entry, Journal, JournalChoice};
+use crate::jobs::{Output, View, report};
+use crate::ledger::LedgerChoice;
 use crate::providers::{ProviderChoice, Session};
+use crate::text::escaped;
 
-fn age(created_at: u64) -> String {
+/// `kling jobs`' flags and actions.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct JobsArgs {
+    #[command(subcommand)]
+    action: Option<JobsAction>,
+    /// Totals of estimates and charges by provider and model instead of
+    /// the rows.
+    #[arg(long)]
+    summary: bool,
+    /// Only jobs recorded since then: a duration ago (7d, 12h) or an RFC
+    /// 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+    since: Option<i64>,
+    /// Only jobs recorded before then: a duration ago or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+    until: Option<i64>,
+}
+
+/// What `kling jobs` can do to a row.
+#[derive(Debug, clap::Subcommand)]
+enum JobsAction {
+    /// Adopt a job found in the provider's dashboard for an intent that may
+    /// exist (its create's answer was lost); `kling resume` then waits for
+    /// it and downloads its result.
+    Attach {
+        /// The intent number, as `kling jobs` shows it.
+        intent: i64,
+        /// PROVIDER:ID.
+        job: JobHandle,
+    },
+    /// Release an intent that may exist, once you have checked that the
+    /// provider has no job for it: it is no longer reported, and never
+    /// sent again.
+    Forget {
+        /// The intent number.
+        intent: i64,
+    },
+}
+
+/// `7d`, `12h` (that long ago) or an RFC 3339 time, as seconds since the
+/// epoch.
+fn parse_when(text: &str) -> Result<i64, String> {
+    let at = if let Ok(ago) = humantime::parse_duration(text) {
+        SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("{text} ago is before the epoch"))?
+    } else {
+        humantime::parse_rfc3339_weak(text).map_err(|_| {
+            format!("{text:?} is neither a duration (7d, 12h) nor a time (2026-11-01T00:00:00Z)")
+        })?
+    };
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Ok(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
+fn age(created_at: i64) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let seconds = now.saturating_sub(created_at);
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let seconds = now.saturating_sub(created_at).max(0);
     match seconds {
         0..60 => format!("{seconds}s"),
         60..3600 => format!("{}m", seconds / 60),
@@ -24,170 +84,310 @@ fn age(created_at: u64) -> String {
     }
 }
 
-fn entry_json(entry: &Entry) -> serde_json::Value {
-    json!({
-        "job": entry.job().map(|j| j.to_string()),
-        "intent": entry.intent,
-        "provider": entry.provider,
-        "model": entry.model,
-        "task": entry.task,
-        "state": entry.stage.as_str(),
-        "created_at": entry.created_at,
-        "estimate_usd": entry.estimate_usd,
-        "output": entry.output,
-        "detail": entry.detail,
-        "fingerprint": entry.fingerprint,
-        "base_url": entry.base_url,
-        "batch_line": entry.batch_line,
+/// Millionths as an exact decimal number for JSON.
+fn micros_json(micros: Option<u64>) -> serde_json::Value {
+    micros.map_or(serde_json::Value::Null, |m| {
+        let text = format!("{}.{:06}", m / 1_000_000, m % 1_000_000);
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     })
 }
 
-/// `kling jobs`: every recorded job, newest first.
-pub(crate) fn list(journal: &JournalChoice, json: bool) -> Exit {
-    let journal = match journal.open() {
-        Ok(journal) => journal,
+/// What to do about a row, when something is to be done.
+fn next_step(row: &Record) -> Option<String> {
+    match row.state {
+        State::MayExist => Some(format!(
+            "may exist at {}: `kling resume` looks for it where the provider allows it; else \
+             find it in the provider's dashboard and run `kling jobs attach {} {}:ID`, or \
+             `kling jobs forget {}` if there is none",
+            row.provider, row.intent, row.provider, row.intent
+        )),
+        State::NotSent if row.resend => Some("not sent yet: `kling resume` sends it".to_owned()),
+        state if state.has_job() => Some("`kling resume` finishes it".to_owned()),
+        State::Intent | State::Sending => {
+            Some("being sent, or interrupted: `kling resume`".to_owned())
+        }
+        _ => None,
+    }
+}
+
+pub(crate) fn row_json(row: &Record) -> serde_json::Value {
+    json!({
+        "intent": row.intent,
+        "job": row.job().map(|j| j.to_string()),
+        "provider": row.provider,
+        "model": row.model,
+        "task": row.task,
+        "state": row.state,
+        "estimate_usd": micros_json(row.estimate.map(Usd::micros)),
+        "charged_usd": micros_json(row.charged_usd.map(Usd::micros)),
+        "charged_credits": micros_json(row.charged_credits_micros),
+        "output": row.output,
+        "host": row.host,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "detail": row.detail,
+        "base_url": row.base_url,
+        "batch": row.batch,
+        "batch_line": row.batch_line,
+        "attempt": row.attempt,
+        "next": next_step(row),
+    })
+}
+
+/// `kling jobs`, its summary, attach and forget.
+pub(crate) fn jobs(args: &JobsArgs, choice: &LedgerChoice, json: bool) -> Exit {
+    let ledger = match choice.open() {
+        Ok(ledger) => ledger,
         Err(exit) => return exit,
     };
-    let entries = match journal.all() {
-        Ok(entries) => entries,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Usage;
+    crate::providers::block_on(async move {
+        match &args.action {
+            Some(JobsAction::Attach { intent, job }) => {
+                change(ledger.attach(*intent, job).await, json)
+            }
+            Some(JobsAction::Forget { intent }) => change(ledger.forget(*intent).await, json),
+            None => {
+                let filter = Filter::all().created(args.since, args.until);
+                match ledger.jobs(&filter).await {
+                    Ok(rows) if args.summary => summary(&ledger, &rows, json),
+                    Ok(rows) => list(&ledger, &rows, json),
+                    Err(e) => crate::ledger::fail(&e, json),
+                }
+            }
         }
-    };
+    })
+}
+
+fn change(result: Result<Record, kling_ledger::Error>, json: bool) -> Exit {
+    match result {
+        Ok(row) => {
+            if json {
+                println!("{}", json!({ "job": row_json(&row) }));
+            } else {
+                println!(
+                    "intent #{}: {} {}",
+                    row.intent,
+                    row.state,
+                    escaped(&row.name())
+                );
+            }
+            Exit::Success
+        }
+        Err(e) => crate::ledger::fail(&e, json),
+    }
+}
+
+fn list(ledger: &Ledger, rows: &[Record], json: bool) -> Exit {
     if json {
-        let rows: Vec<_> = entries.iter().map(entry_json).collect();
-        println!("{}", json!({ "journal": journal.path(), "jobs": rows }));
+        let rows: Vec<_> = rows.iter().rev().map(row_json).collect();
+        println!("{}", json!({ "journal": ledger.location(), "jobs": rows }));
         return Exit::Success;
     }
-    if entries.is_empty() {
-        eprintln!("no jobs in {}", journal.path().display());
+    if rows.is_empty() {
+        eprintln!("no jobs in {}", ledger.location());
         return Exit::Success;
     }
     println!(
-        "{:<48} {:<8} {:<8} {:<10} {:>5} {:>8}  OUTPUT",
-        "JOB", "PROVIDER", "TASK", "STATE", "AGE", "COST"
+        "{:>6} {:<44} {:<8} {:<8} {:<10} {:>5} {:>9} {:>9}  OUTPUT",
+        "INTENT", "JOB", "PROVIDER", "TASK", "STATE", "AGE", "ESTIMATE", "CHARGED"
     );
-    for entry in &entries {
-        let cost = entry
-            .estimate_usd
-            .map_or_else(|| "unknown".to_owned(), |usd| format!("${usd:.2}"));
-        let output = match (&entry.output, entry.stage.id_unknown()) {
-            (_, true) => "may exist: check with the provider (kling resume)".to_owned(),
-            (Some(path), false) => path.display().to_string(),
-            (None, false) => String::new(),
+    let money = |usd: Option<Usd>| usd.map_or_else(|| "-".to_owned(), |u| u.to_string());
+    for row in rows.iter().rev() {
+        let charged = match (row.charged_usd, row.charged_credits_micros) {
+            (Some(usd), _) => usd.to_string(),
+            (None, Some(credits)) => format!("{}cr", micros_json(Some(credits))),
+            (None, None) => "-".to_owned(),
+        };
+        let output = match next_step(row) {
+            Some(step) if row.state.may_exist() => step,
+            _ => row
+                .output
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         };
         println!(
-            "{:<48} {:<8} {:<8} {:<10} {:>5} {:>8}  {output}",
-            entry.name(),
-            entry.provider,
-            entry.task,
-            entry.stage.as_str(),
-            age(entry.created_at),
-            cost
+            "{:>6} {:<44} {:<8} {:<8} {:<10} {:>5} {:>9} {:>9}  {}",
+            row.intent,
+            escaped(&row.job().map_or_else(|| "-".into(), |j| j.to_string())),
+            row.provider,
+            row.task,
+            row.state.as_str(),
+            age(row.created_at),
+            money(row.estimate),
+            charged,
+            escaped(&output)
         );
     }
-    eprintln!("journal: {}", journal.path().display());
+    eprintln!("ledger: {}", ledger.location());
     Exit::Success
 }
 
-/// `kling resume`: waits for and downloads every recorded job whose result
-/// is not on disk; reports the intents that may have reached a provider
-/// without an answer, and never sends them again.
-pub(crate) fn resume(journal: &JournalChoice, timeout: Duration, json: bool) -> Exit {
-    let journal = match journal.open() {
-        Ok(journal) => journal,
-        Err(exit) => return exit,
-    };
-    let entries = match journal.unfinished() {
-        Ok(entries) => entries,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Usage;
+/// Totals by provider and model.
+fn summary(ledger: &Ledger, rows: &[Record], json: bool) -> Exit {
+    #[derive(Default)]
+    struct Total {
+        jobs: u64,
+        estimate: u64,
+        charged_usd: u64,
+        charged_credits: u64,
+        uncharged: u64,
+    }
+    let mut totals: BTreeMap<(String, String), Total> = BTreeMap::new();
+    for row in rows {
+        let total = totals
+            .entry((row.provider.clone(), row.model.clone()))
+            .or_default();
+        total.jobs += 1;
+        total.estimate = total
+            .estimate
+            .saturating_add(row.estimate.map_or(0, Usd::micros));
+        total.charged_usd = total
+            .charged_usd
+            .saturating_add(row.charged_usd.map_or(0, Usd::micros));
+        total.charged_credits = total
+            .charged_credits
+            .saturating_add(row.charged_credits_micros.unwrap_or(0));
+        if row.charged_usd.is_none() && row.charged_credits_micros.is_none() && row.job_id.is_some()
+        {
+            total.uncharged += 1;
         }
-    };
-    if entries.is_empty() {
-        eprintln!("nothing to resume in {}", journal.path().display());
-        if json {
-            println!("{}", json!({ "resumed": [], "may_exist": [] }));
-        }
+    }
+    if json {
+        let rows: Vec<_> = totals
+            .iter()
+            .map(|((provider, model), t)| {
+                json!({
+                    "provider": provider,
+                    "model": model,
+                    "jobs": t.jobs,
+                    "estimate_usd": micros_json(Some(t.estimate)),
+                    "charged_usd": micros_json(Some(t.charged_usd)),
+                    "charged_credits": micros_json(Some(t.charged_credits)),
+                    "jobs_without_charge": t.uncharged,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "journal": ledger.location(), "summary": rows })
+        );
         return Exit::Success;
     }
-    crate::providers::block_on(resume_all(&journal, entries, timeout, json))
+    println!(
+        "{:<9} {:<44} {:>5} {:>10} {:>10} {:>10}",
+        "PROVIDER", "MODEL", "JOBS", "ESTIMATE", "CHARGED", "CREDITS"
+    );
+    for ((provider, model), t) in &totals {
+        println!(
+            "{:<9} {:<44} {:>5} {:>10} {:>10} {:>10}",
+            provider,
+            model,
+            t.jobs,
+            Usd::from_micros(t.estimate).to_string(),
+            Usd::from_micros(t.charged_usd).to_string(),
+            micros_json(Some(t.charged_credits)).to_string(),
+        );
+    }
+    Exit::Success
 }
 
-async fn resume_all(journal: &Journal, entries: Vec<Entry>, timeout: Duration, json: bool) -> Exit {
-    let mut sessions: HashMap<(String, Option<String>), Session> = HashMap::new();
-    let mut worst = Exit::Success;
-    let mut resumed = Vec::new();
-    let mut may_exist = Vec::new();
-    for entry in entries {
-        if entry.stage.id_unknown() {
-            eprintln!(
-                "may exist, check with the provider: intent #{} on {} ({}, {}), recorded {} ago, \
-                 request fingerprint {}{}; it is not sent again",
-                entry.intent,
-                entry.provider,
-                entry.model,
-                entry.task,
-                age(entry.created_at),
-                entry.fingerprint,
-                entry
-                    .detail
-                    .as_deref()
-                    .map(|d| format!(" (last error: {d})"))
-                    .unwrap_or_default()
-            );
-            may_exist.push(entry_json(&entry));
-            worst = Exit::Transport;
-            continue;
+/// `kling resume`: works every unfinished row of the ledger, a few at a
+/// time: sends what never left, looks up what may exist, waits for and
+/// downloads what has a job. Opens only the providers that have such rows.
+pub(crate) fn resume(
+    choice: &LedgerChoice,
+    timeout: Duration,
+    concurrency: usize,
+    json: bool,
+) -> Exit {
+    let ledger = match choice.open() {
+        Ok(ledger) => ledger,
+        Err(exit) => return exit,
+    };
+    crate::providers::block_on(async move {
+        let rows = match ledger.jobs(&Filter::unfinished()).await {
+            Ok(rows) => rows,
+            Err(e) => return crate::ledger::fail(&e, json),
+        };
+        if rows.is_empty() {
+            eprintln!("nothing to resume in {}", ledger.location());
+            if json {
+                println!("{}", json!({ "resumed": [], "may_exist": [] }));
+            }
+            return Exit::Success;
         }
-        let Some(job) = entry.job() else { continue };
-        let key = (entry.provider.clone(), entry.base_url.clone());
-        if !sessions.contains_key(&key) {
-            let Some(choice) = ProviderChoice::hosted(&entry.provider, entry.base_url.clone())
-            else {
-                eprintln!(
-                    "error: {job}: this build does not know the provider {}",
-                    entry.provider
-                );
+        let mut targets: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
+        for row in &rows {
+            *targets
+                .entry((row.provider.clone(), row.base_url.clone()))
+                .or_default() += 1;
+        }
+        let mut worst = Exit::Success;
+        let mut resumed = Vec::new();
+        let mut may_exist = Vec::new();
+        let view = Arc::new(View::labelled("resume".to_owned()));
+        let options = RunOptions::default()
+            .timeout(timeout)
+            .observer(view.observer());
+        for ((provider, base_url), count) in targets {
+            let Some(choice) = ProviderChoice::hosted(&provider, base_url.clone()) else {
+                eprintln!("error: {count} jobs are on {provider}, which this build does not know");
                 worst = Exit::Usage;
                 continue;
             };
-            match Session::open(&choice, false).await {
-                Ok(session) => {
-                    sessions.insert(key.clone(), session);
-                }
+            let session = match Session::open(&choice, false).await {
+                Ok(session) => session,
                 Err(exit) => {
                     worst = exit;
                     continue;
                 }
+            };
+            eprintln!("resuming {count} jobs on {provider}");
+            let results = ledger.resume(&session.client, concurrency, &options).await;
+            session.close().await;
+            let results = match results {
+                Ok(results) => results,
+                Err(e) => {
+                    worst = crate::ledger::fail(&e, json);
+                    continue;
+                }
+            };
+            for (row, result) in results {
+                let exit = match &result {
+                    Ok(done) => {
+                        report(done, if json { Output::Quiet } else { Output::Text });
+                        Exit::Success
+                    }
+                    Err(e) if e.may_exist() => {
+                        eprintln!("{}: {e}", escaped(&row.name()));
+                        may_exist.push(row_json(&row));
+                        Exit::Transport
+                    }
+                    Err(e) => {
+                        eprintln!("{}: {e}", escaped(&row.name()));
+                        crate::ledger::exit_for(e)
+                    }
+                };
+                let job = match &result {
+                    Ok(done) => done.record.job(),
+                    Err(_) => row.job(),
+                };
+                resumed.push(json!({
+                    "intent": row.intent,
+                    "job": job.map(|j| j.to_string()),
+                    "output": result.as_ref().ok().map(|d| &d.output),
+                    "exit": exit.code(),
+                }));
+                if exit != Exit::Success && worst == Exit::Success {
+                    worst = exit;
+                }
             }
         }
-        let Some(session) = sessions.get(&key) else {
-            continue;
-        };
-        let out = entry
-            .output
-            .clone()
-            .unwrap_or_else(|| crate::jobs::default_output(&job));
-        eprintln!("resuming {job}");
-        let track = Track {
-            journal,
-            intent: entry.intent,
-        };
-        let output = if json { Output::Quiet } else { Output::Text };
-        let exit = finish(&session.client, &job, &out, timeout, output, Some(track)).await;
-        resumed.push(json!({ "job": job.to_string(), "output": out, "exit": exit.code() }));
-        if exit != Exit::Success && worst == Exit::Success {
-            worst = exit;
+        view.finish();
+        if json {
+            println!("{}", json!({ "resumed": resumed, "may_exist": may_exist }));
         }
-    }
-    for (_, session) in sessions {
-        session.close().await;
-    }
-    if json {
-        println!("{}", json!({ "resumed": resumed, "may_exist": may_exist }));
-    }
-    worst
+        worst
+    })
 }

@@ -1,17 +1,19 @@
 //! `edit`, `refer`, `animate`, `compose`, and `status`, `wait`, `cancel`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kling::{
-    AnimateRequest, AspectRatio, Client, ComposeRequest, EditRequest, Element, Error, Estimate,
-    JobHandle, JobState, JobStatus, Media, Mode, Model, ReferRequest, Request, Usd, WaitOptions,
+    AnimateRequest, AspectRatio, Client, ComposeRequest, EditRequest, Element, Error, JobHandle,
+    JobState, Media, Mode, Model, ReferRequest, Request, Usd,
 };
+use kling_ledger::{Done, Event, Intent, Ledger, Priced, RunOptions, State};
 use serde_json::json;
 
 use crate::Exit;
-use crate::journal::{Intent, Journal, JournalChoice, Stage};
+use crate::ledger::LedgerChoice;
 use crate::progress::Progress;
 use crate::providers::{ProviderChoice, Session};
 
@@ -27,6 +29,10 @@ pub(crate) struct JobFlags {
     /// Where to write the result (default: JOB-ID.mp4 in the current directory).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Replace the --out file when it exists (by default it is refused
+    /// before anything is sent).
+    #[arg(long)]
+    overwrite: bool,
     /// Print the job and exit without waiting for it.
     #[arg(long)]
     no_wait: bool,
@@ -234,29 +240,86 @@ pub(crate) fn exit_for(error: &Error) -> Exit {
     }
 }
 
-/// Reports an error on stderr with what to do about it, and its exit code.
-pub(crate) fn fail(error: &Error) -> Exit {
+/// Reports an error: on stderr with its causes, and with `--json` as one
+/// document on stdout.
+pub(crate) fn report_error(
+    message: &str,
+    kind: &str,
+    may_exist: bool,
+    job: Option<&JobHandle>,
+    json: bool,
+) {
+    eprintln!("error: {message}");
+    if json {
+        println!(
+            "{}",
+            json!({ "error": {
+                "kind": kind,
+                "message": message,
+                "may_exist": may_exist,
+                "job": job.map(ToString::to_string),
+            }})
+        );
+    }
+}
+
+/// Reports a provider, transport or rule error with what to do about it;
+/// returns its exit code.
+pub(crate) fn fail(error: &Error, json: bool) -> Exit {
+    let kind = match exit_for(error) {
+        Exit::Rejected => "rejected",
+        Exit::Transport if error.is_timeout() => "timeout",
+        Exit::Transport => "transport",
+        _ => "provider",
+    };
+    let may_exist = error.may_have_been_sent() && error.job().is_none();
+    if json {
+        let violations: Vec<_> = error
+            .violations()
+            .iter()
+            .map(|v| json!({ "rule": v.rule(), "message": v.to_string() }))
+            .collect();
+        println!(
+            "{}",
+            json!({ "error": {
+                "kind": kind,
+                "message": error.to_string(),
+                "violations": (!violations.is_empty()).then_some(violations),
+                "may_exist": may_exist,
+                "job": error.job().map(ToString::to_string),
+            }})
+        );
+    }
     eprintln!("error: {error}");
     let mut cause = std::error::Error::source(error);
     while let Some(inner) = cause {
         eprintln!("  caused by: {inner}");
         cause = inner.source();
     }
-    if error.may_have_been_sent() {
+    if may_exist {
         eprintln!(
-            "hint: the job may exist at the provider; check there before sending the request again"
+            "hint: the job may exist at the provider; it is in the ledger (`kling jobs`), and \
+             `kling resume` looks for it where the provider allows it; it is never sent again"
         );
     }
     if let Some(job) = error.job() {
-        eprintln!("hint: follow the job with `kling wait {job}`");
+        eprintln!("hint: follow the job with `kling wait {job}` or `kling resume`");
     }
     exit_for(error)
+}
+
+/// A key that makes each run of a task command its own job.
+fn fresh_key() -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("run {at:x} {:016x}", fastrand::u64(..))
 }
 
 pub(crate) fn run(
     command: TaskCommand,
     choice: &ProviderChoice,
-    journal: &JournalChoice,
+    ledger: &LedgerChoice,
     json: bool,
 ) -> Exit {
     let (request, flags) = command.into_request();
@@ -265,16 +328,10 @@ pub(crate) fn run(
             Ok(session) => session,
             Err(exit) => return exit,
         };
-        // The in-process sandbox forgets its jobs when this command ends:
-        // they cost nothing and cannot be resumed, so they go unrecorded.
-        let journal = match session.target() {
-            Some(_) if !flags.dry_run => match journal.open() {
-                Ok(journal) => Some(journal),
-                Err(exit) => return exit,
-            },
-            _ => None,
+        let exit = match session.ledger(ledger) {
+            Ok(ledger) => run_request(&session, &ledger, request, &flags, json).await,
+            Err(exit) => exit,
         };
-        let exit = run_request(&session, journal.as_ref(), &request, &flags, json).await;
         session.close().await;
         exit
     })
@@ -282,91 +339,67 @@ pub(crate) fn run(
 
 async fn run_request(
     session: &Session,
-    journal: Option<&Journal>,
-    request: &Request,
+    ledger: &Ledger,
+    request: Request,
     flags: &JobFlags,
     json: bool,
 ) -> Exit {
     let client = &session.client;
-    let estimate = match client.estimate(request) {
-        Ok(estimate) => estimate,
-        Err(e) => return fail(&e),
+    let priced = match ledger.estimate(client, &request).await {
+        Ok(priced) => priced,
+        Err(e) => return crate::ledger::fail(&e, json),
     };
     if flags.dry_run {
-        return dry_run(client, request, &estimate, json);
-    }
-    if let Some(max) = flags.max_cost
-        && let Err(exit) = within_budget(&estimate, max)
-    {
-        return exit;
+        return dry_run(client, &request, &priced, json);
     }
     if !json {
-        eprintln!("estimate: {estimate}");
+        eprintln!("estimate: {priced}");
     }
-    let out = flags.out.clone();
-    let track = match (journal, session.target()) {
-        (Some(journal), Some((provider, base_url))) => {
-            let offering = match client.validate(request) {
-                Ok(offering) => offering,
-                Err(e) => return fail(&e),
-            };
-            let intent = journal.intent(&Intent {
-                provider,
-                base_url,
-                model: offering.wire_model,
-                request,
-                estimate_usd: estimate.usd.map(Usd::as_f64),
-                output: out.as_deref(),
-                batch: None,
-            });
-            match intent {
-                Ok(intent) => Some(Track { journal, intent }),
-                Err(e) => {
-                    eprintln!(
-                        "error: {e}; nothing was sent (a job is sent only once it is recorded)"
-                    );
-                    return Exit::Usage;
-                }
+    let intent = match &flags.out {
+        Some(out) => Intent::new(request, out),
+        None => Intent::named_by_job(request, "."),
+    }
+    .key(fresh_key())
+    .overwrite(flags.overwrite);
+    let intent = match flags.max_cost {
+        Some(max) => intent.max_cost(max),
+        None => intent,
+    };
+    let view = Arc::new(View::default());
+    let options = RunOptions::default()
+        .timeout(Duration::from_secs(flags.timeout))
+        .observer(view.observer());
+    let result = if flags.no_wait {
+        ledger.send(client, intent, &options).await.map(|row| {
+            let job = row.job().map(|j| j.to_string()).unwrap_or_default();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "job": job, "intent": row.intent, "state": row.state,
+                            "estimate_usd": priced.usd.map(Usd::as_f64) })
+                );
+            } else {
+                println!("{}", crate::text::escaped(&job));
             }
-        }
-        _ => None,
+        })
+    } else {
+        ledger
+            .run(client, intent, &options)
+            .await
+            .map(|done| report(&done, Output::from_json(json)))
     };
-    let job = match submit(client, request, track).await {
-        Ok(job) => job,
-        Err(e) => return fail(&e),
-    };
-    let out = out.unwrap_or_else(|| default_output(&job));
-    if let Some(track) = track {
-        track.note(|j, i| j.submitted(i, &job, &out));
+    view.finish();
+    match result {
+        Ok(()) => Exit::Success,
+        Err(e) => crate::ledger::fail(&e, json),
     }
-    if flags.no_wait {
-        if json {
-            println!(
-                "{}",
-                json!({ "job": job.to_string(), "state": "submitted", "estimate_usd": estimate.usd.map(Usd::as_f64) })
-            );
-        } else {
-            println!("{job}");
-        }
-        return Exit::Success;
-    }
-    eprintln!("job {job} submitted");
-    finish(
-        client,
-        &job,
-        &out,
-        Duration::from_secs(flags.timeout),
-        Output::from_json(json),
-        track,
-    )
-    .await
 }
 
 /// `--dry-run`: the call that would be sent and its estimate.
-fn dry_run(client: &Client, request: &Request, estimate: &Estimate, json: bool) -> Exit {
+fn dry_run(client: &Client, request: &Request, priced: &Priced, json: bool) -> Exit {
     let call = match client.prepare(request) {
         Ok(call) => call,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, json),
     };
     let provider = client.provider().name();
     if json {
@@ -377,7 +410,7 @@ fn dry_run(client: &Client, request: &Request, estimate: &Estimate, json: bool) 
                 "method": call.method,
                 "url": call.url,
                 "body": call.body,
-                "estimate_usd": estimate.usd.map(Usd::as_f64),
+                "estimate_usd": priced.usd.map(Usd::as_f64),
             })
         );
     } else {
@@ -386,73 +419,98 @@ fn dry_run(client: &Client, request: &Request, estimate: &Estimate, json: bool) 
             "{}",
             serde_json::to_string_pretty(&call.body).unwrap_or_default()
         );
-        println!("estimate: {estimate}");
+        println!("estimate: {priced}");
         eprintln!("dry run: nothing was sent");
     }
     Exit::Success
 }
 
-/// `--max-cost`: refuses an estimate above `max`, or an unknown one.
-fn within_budget(estimate: &Estimate, max: Usd) -> Result<(), Exit> {
-    match estimate.usd {
-        Some(usd) if usd > max => {
-            eprintln!(
-                "error: the estimate {usd} is above --max-cost {max}; nothing was sent ({estimate})"
-            );
-            Err(Exit::Rejected)
-        }
-        None => {
-            eprintln!(
-                "error: --max-cost {max} is set but the cost is not known before sending: {estimate}; nothing was sent"
-            );
-            Err(Exit::Rejected)
-        }
-        Some(_) => Ok(()),
-    }
+/// What a running job shows on stderr: its submission, then a progress
+/// line (a bar on a terminal).
+#[derive(Default)]
+pub(crate) struct View {
+    progress: Mutex<Option<Progress>>,
+    /// A label before each line (a batch's line number).
+    label: Option<String>,
 }
 
-/// A journal row kept up to date while a job runs.
-#[derive(Clone, Copy)]
-pub(crate) struct Track<'a> {
-    pub(crate) journal: &'a Journal,
-    pub(crate) intent: i64,
-}
-
-impl Track<'_> {
-    /// Applies `write`; a failure is reported and the job goes on: it is
-    /// paid for, and its result matters more than its record.
-    pub(crate) fn note(
-        self,
-        write: impl FnOnce(&Journal, i64) -> Result<(), crate::journal::JournalError>,
-    ) {
-        if let Err(e) = write(self.journal, self.intent) {
-            eprintln!("warning: {e}");
+impl View {
+    pub(crate) fn labelled(label: String) -> Self {
+        View {
+            progress: Mutex::new(None),
+            label: Some(label),
         }
     }
-}
 
-/// Creates the job once, recording in the journal what became of the
-/// intent when the create failed.
-pub(crate) async fn submit(
-    client: &Client,
-    request: &Request,
-    track: Option<Track<'_>>,
-) -> Result<JobHandle, Error> {
-    let submitted = client.submit(request).await;
-    if let (Err(e), Some(track)) = (&submitted, track) {
-        let stage = if e.may_have_been_sent() {
-            Stage::MayExist
-        } else {
-            Stage::NotSent
-        };
-        track.note(|j, i| j.stage(i, stage, Some(&e.to_string())));
+    pub(crate) fn observer(self: &Arc<Self>) -> kling_ledger::Observer {
+        let view = Arc::clone(self);
+        Arc::new(move |event: &Event| view.show(event))
     }
-    submitted
-}
 
-/// Where a job's result goes by default: `JOB-ID.mp4` here.
-pub(crate) fn default_output(job: &JobHandle) -> PathBuf {
-    PathBuf::from(format!("{}.mp4", safe_name(&job.id)))
+    fn start(&self, name: &str) {
+        // A labelled view shows many jobs at once: lines, no bar.
+        if self.label.is_some() {
+            return;
+        }
+        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        if progress.is_none() {
+            *progress = Some(Progress::new(&crate::text::escaped(name)));
+        }
+    }
+
+    fn show(&self, event: &Event) {
+        let label = self
+            .label
+            .as_deref()
+            .map(|l| format!("{l}: "))
+            .unwrap_or_default();
+        match event {
+            Event::Submitted { job, .. } => {
+                eprintln!(
+                    "{label}job {} submitted",
+                    crate::text::escaped(&job.to_string())
+                );
+                self.start(&job.to_string());
+            }
+            Event::Reconciled { job, .. } => {
+                eprintln!(
+                    "{label}found {} at the provider (its create's answer was lost)",
+                    crate::text::escaped(&job.to_string())
+                );
+                self.start(&job.to_string());
+            }
+            Event::WaitingForOther { intent, owner } => {
+                eprintln!(
+                    "{label}intent #{intent} is being worked by another process ({}); waiting",
+                    crate::text::escaped(owner)
+                );
+            }
+            Event::Status { status, .. } => {
+                if let Some(progress) =
+                    &*self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+                {
+                    progress.state(status.state.name());
+                }
+            }
+            Event::Downloading { written, total, .. } => {
+                if let Some(progress) =
+                    &*self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+                {
+                    progress.bytes(*written, *total);
+                }
+            }
+            Event::Started { state, intent } if state.has_job() => {
+                self.start(&format!("intent #{intent}"));
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Some(progress) = &*self.progress.lock().unwrap_or_else(PoisonError::into_inner) {
+            progress.finish();
+        }
+    }
 }
 
 /// Where a command's result goes.
@@ -472,100 +530,30 @@ impl Output {
     }
 }
 
-/// Waits for `job`, downloads its result to `out` and reports it, keeping
-/// its journal row, if any, up to date.
-pub(crate) async fn finish(
-    client: &Client,
-    job: &JobHandle,
-    out: &Path,
-    timeout: Duration,
-    output: Output,
-    track: Option<Track<'_>>,
-) -> Exit {
-    match follow(client, job, out, timeout, track).await {
-        Ok((status, size)) => {
-            report(job, &status, out, size, output);
-            Exit::Success
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-/// Waits for `job` and downloads its result to `out`, showing progress and
-/// recording each change in the journal. Returns the final status and the
-/// result's size.
-pub(crate) async fn follow(
-    client: &Client,
-    job: &JobHandle,
-    out: &Path,
-    timeout: Duration,
-    track: Option<Track<'_>>,
-) -> Result<(JobStatus, u64), Error> {
-    let options = WaitOptions::default().deadline(timeout);
-    let progress = Progress::new(&job.to_string());
-    let mut last = None;
-    let waited = client
-        .wait_with(job, &options, |status| {
-            let name = status.state.name();
-            progress.state(name);
-            if let Some(track) = track
-                && last != Some(name)
-            {
-                track.note(|j, i| j.status(i, &status.state));
-            }
-            last = Some(name);
-        })
-        .await;
-    let status = match waited {
-        Ok(status) => status,
-        Err(e) => {
-            progress.finish();
-            return Err(e);
-        }
-    };
-    let downloaded = client
-        .download_with(job, &status, out, &|written, total| {
-            progress.bytes(written, total);
-        })
-        .await;
-    progress.finish();
-    let size = downloaded?;
-    if let Some(track) = track {
-        track.note(|j, i| j.downloaded(i, out));
-    }
-    Ok((status, size))
-}
-
-fn report(job: &JobHandle, status: &JobStatus, out: &Path, size: u64, output: Output) {
-    eprintln!("wrote {} ({size} bytes)", out.display());
+/// Reports a job run to its result.
+pub(crate) fn report(done: &Done, output: Output) {
+    let out = &done.output;
+    eprintln!("wrote {} ({} bytes)", out.display(), done.size);
+    let row = &done.record;
+    let job = row.job().map(|j| j.to_string());
     let mut stdout = std::io::stdout().lock();
-    let cost = match &status.state {
-        JobState::Succeeded { cost, .. } => cost.map(Usd::as_f64),
-        _ => None,
-    };
     let _ = match output {
         Output::Json => writeln!(
             stdout,
             "{}",
-            json!({ "job": job.to_string(), "state": status.state.name(), "output": out, "size_bytes": size, "cost_usd": cost })
+            json!({
+                "job": job,
+                "intent": row.intent,
+                "state": row.state,
+                "output": out,
+                "size_bytes": done.size,
+                "estimate_usd": row.estimate.map(Usd::as_f64),
+                "charged_usd": row.charged_usd.map(Usd::as_f64),
+            })
         ),
         Output::Text => writeln!(stdout, "{}", out.display()),
         Output::Quiet => Ok(()),
     };
-}
-
-/// A job id as a file name: anything but letters, digits, `-` and `_`
-/// becomes `_` (AI/ML API ids carry `:` and `/`).
-fn safe_name(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// `status JOB`, `wait JOB`, `cancel JOB`.
@@ -580,9 +568,13 @@ pub(crate) enum JobCommand {
     Wait {
         /// PROVIDER:ID.
         job: JobHandle,
-        /// Where to write the result (default: JOB-ID.mp4).
+        /// Where to write the result (default: where the ledger says, or
+        /// JOB-ID.mp4).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Replace the --out file when it exists.
+        #[arg(long)]
+        overwrite: bool,
         /// Give up after this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 1800)]
         timeout: u64,
@@ -597,7 +589,7 @@ pub(crate) enum JobCommand {
 pub(crate) fn run_job(
     command: JobCommand,
     choice: &ProviderChoice,
-    journal: &JournalChoice,
+    ledger: &LedgerChoice,
     json: bool,
 ) -> Exit {
     let job = match &command {
@@ -605,81 +597,139 @@ pub(crate) fn run_job(
             job.clone()
         }
     };
-    // A job this journal recorded is followed where it was created, unless
-    // --base-url says otherwise.
-    // Its row is kept up to date by `wait`. A journal that does not exist
-    // yet cannot know the job, and is not created for it.
-    let recorded = journal
-        .path
-        .clone()
-        .or_else(crate::journal::default_path)
-        .filter(|path| path.exists())
-        .and_then(|path| Journal::open(&path).ok())
-        .and_then(|journal| {
-            let entry = journal.find_job(&job).ok().flatten()?;
-            Some((journal, entry))
-        });
-    let choice = match &recorded {
-        Some((_, entry)) if choice.base_url.is_none() => {
-            ProviderChoice::hosted(&entry.provider, entry.base_url.clone()).ok_or(Exit::Usage)
-        }
-        _ => choice.for_job(&job),
-    };
-    let choice = match choice {
-        Ok(choice) => choice,
-        Err(exit) => return exit,
-    };
     crate::providers::block_on(async move {
+        // A job this ledger recorded is followed where it was created,
+        // unless --base-url says otherwise. A lookup never creates a
+        // ledger.
+        let recorded = match ledger.open_existing() {
+            Some(open) => match open.find_job(&job).await {
+                Ok(Some(row)) => Some((open, row)),
+                _ => None,
+            },
+            None => None,
+        };
+        let choice = match &recorded {
+            Some((_, row)) if choice.base_url.is_none() => {
+                ProviderChoice::hosted(&row.provider, row.base_url.clone()).ok_or(Exit::Usage)
+            }
+            _ => choice.for_job(&job),
+        };
+        let choice = match choice {
+            Ok(choice) => choice,
+            Err(exit) => return exit,
+        };
         let session = match Session::open(&choice, false).await {
             Ok(session) => session,
             Err(exit) => return exit,
         };
         let client = &session.client;
+        let observe = |state: State, detail: Option<String>| {
+            let job = &job;
+            let recorded = &recorded;
+            async move {
+                if let Some((ledger, _)) = recorded
+                    && let Err(e) = ledger.observe(job, state, detail).await
+                {
+                    eprintln!("warning: {e}");
+                }
+            }
+        };
         let exit = match command {
             JobCommand::Status { job } => match client.status(&job).await {
                 Ok(status) => {
+                    let detail = match &status.state {
+                        JobState::Failed { reason, .. } => Some(reason.clone()),
+                        _ => None,
+                    };
+                    observe(State::of(&status.state), detail).await;
                     if json {
                         println!("{}", json!({ "job": job.to_string(), "status": status }));
                     } else {
-                        println!("{job}: {}", describe(&status.state));
+                        println!(
+                            "{}: {}",
+                            crate::text::escaped(&job.to_string()),
+                            crate::text::escaped(&describe(&status.state))
+                        );
                     }
                     Exit::Success
                 }
-                Err(e) => fail(&e),
+                Err(e) => fail(&e, json),
             },
-            JobCommand::Wait { job, out, timeout } => {
-                let track = recorded.as_ref().map(|(journal, entry)| Track {
-                    journal,
-                    intent: entry.intent,
-                });
-                let out = out
-                    .or_else(|| recorded.as_ref().and_then(|(_, e)| e.output.clone()))
-                    .unwrap_or_else(|| default_output(&job));
-                finish(
-                    client,
-                    &job,
-                    &out,
-                    Duration::from_secs(timeout),
-                    Output::from_json(json),
-                    track,
-                )
-                .await
+            JobCommand::Wait {
+                job,
+                out,
+                overwrite,
+                timeout,
+            } => {
+                let ledger = match recorded {
+                    Some((ledger, _)) => Ok(ledger),
+                    None => session.ledger(ledger),
+                };
+                match ledger {
+                    Ok(ledger) => wait(&ledger, client, &job, out, overwrite, timeout, json).await,
+                    Err(exit) => exit,
+                }
             }
             JobCommand::Cancel { job } => match client.cancel(&job).await {
                 Ok(()) => {
+                    observe(
+                        State::Cancelled,
+                        Some("cancelled by `kling cancel`".to_owned()),
+                    )
+                    .await;
                     if json {
                         println!("{}", json!({ "job": job.to_string(), "cancelled": true }));
                     } else {
-                        println!("{job}: cancelled");
+                        println!("{}: cancelled", crate::text::escaped(&job.to_string()));
                     }
                     Exit::Success
                 }
-                Err(e) => fail(&e),
+                Err(e) => fail(&e, json),
             },
         };
         session.close().await;
         exit
     })
+}
+
+/// `wait JOB`: the job's row (recorded now when it was created elsewhere)
+/// worked to its result.
+async fn wait(
+    ledger: &Ledger,
+    client: &Client,
+    job: &JobHandle,
+    out: Option<PathBuf>,
+    overwrite: bool,
+    timeout: u64,
+    json: bool,
+) -> Exit {
+    let output = out.clone().map_or_else(
+        || kling_ledger::Output::NamedByJob(".".into()),
+        kling_ledger::Output::File,
+    );
+    let row = match ledger.adopt(client, job, output, overwrite).await {
+        Ok(row) => row,
+        Err(e) => return crate::ledger::fail(&e, json),
+    };
+    if let Some(out) = out
+        && row.output.as_deref() != Some(kling_ledger::absolute(&out).as_path())
+        && let Err(e) = ledger.redirect(row.intent, &out, overwrite).await
+    {
+        return crate::ledger::fail(&e, json);
+    }
+    let view = Arc::new(View::default());
+    let options = RunOptions::default()
+        .timeout(Duration::from_secs(timeout))
+        .observer(view.observer());
+    let result = ledger.work(client, row.intent, &options).await;
+    view.finish();
+    match result {
+        Ok(done) => {
+            report(&done, Output::from_json(json));
+            Exit::Success
+        }
+        Err(e) => crate::ledger::fail(&e, json),
+    }
 }
 
 fn describe(state: &JobState) -> String {

@@ -7,10 +7,11 @@
 mod batch;
 mod history;
 mod jobs;
-mod journal;
+mod ledger;
 mod progress;
 mod providers;
 mod sandbox;
+mod text;
 mod validate;
 
 use std::path::PathBuf;
@@ -37,9 +38,9 @@ struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     base_url: Option<String>,
 
-    /// The job journal (SQLite): every job is recorded there before it is
-    /// sent [default: kling/journal.sqlite3 in the platform's data
-    /// directory].
+    /// The job ledger (SQLite): every job is recorded there before it is
+    /// sent, and any number of kling processes may share it [default:
+    /// kling/journal.sqlite3 in the platform's data directory].
     #[arg(long, global = true, env = "KLING_JOURNAL", value_name = "PATH")]
     journal: Option<PathBuf>,
 
@@ -68,17 +69,22 @@ enum Command {
     #[command(flatten)]
     Job(jobs::JobCommand),
 
-    /// List the jobs in the journal: id, provider, task, state, age, cost,
-    /// output.
-    Jobs,
+    /// List the jobs in the ledger: intent, job, provider, task, state, age,
+    /// estimate, charge, output; or their totals (--summary); or attach a
+    /// job to, or forget, an intent that may exist.
+    Jobs(history::JobsArgs),
 
-    /// Finish every job the journal holds unfinished: wait, download what
-    /// is not on disk. Intents that may have reached a provider without an
-    /// answer are reported, never sent again.
+    /// Finish every job the ledger holds unfinished, a few at a time: send
+    /// what was interrupted before it left, wait for and download what has
+    /// a job, look up what may exist where the provider allows it (never
+    /// creating it again).
     Resume {
         /// Give up waiting for a job after this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 1800)]
         timeout: u64,
+        /// How many jobs are worked at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        concurrency: u32,
     },
 
     /// Run many requests from a JSON Lines file, a few at a time, through
@@ -164,7 +170,7 @@ fn main() -> ExitCode {
         base_url: cli.base_url,
         upload_url: cli.upload_url,
     };
-    let journal = journal::JournalChoice { path: cli.journal };
+    let journal = ledger::LedgerChoice { path: cli.journal };
     if cli.verbose {
         eprintln!(
             "provider: {}{}; journal: {}",
@@ -174,23 +180,25 @@ fn main() -> ExitCode {
                 .as_deref()
                 .map(|url| format!(" at {url}"))
                 .unwrap_or_default(),
-            journal
-                .path
-                .clone()
-                .or_else(journal::default_path)
-                .map_or_else(
-                    || "none (no data directory)".to_owned(),
-                    |p| p.display().to_string()
-                )
+            journal.path().map_or_else(
+                || "none (no data directory)".to_owned(),
+                |p| p.display().to_string()
+            )
         );
     }
     let exit = match cli.command {
         Command::Task(task) => jobs::run(task, &choice, &journal, cli.json),
         Command::Job(job) => jobs::run_job(job, &choice, &journal, cli.json),
-        Command::Jobs => history::list(&journal, cli.json),
-        Command::Resume { timeout } => {
-            history::resume(&journal, std::time::Duration::from_secs(timeout), cli.json)
-        }
+        Command::Jobs(args) => history::jobs(&args, &journal, cli.json),
+        Command::Resume {
+            timeout,
+            concurrency,
+        } => history::resume(
+            &journal,
+            std::time::Duration::from_secs(timeout),
+            concurrency as usize,
+            cli.json,
+        ),
         Command::Batch(args) => batch::run(&args, &choice, &journal, cli.json),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;

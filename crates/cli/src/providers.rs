@@ -148,6 +148,8 @@ pub(crate) struct Session {
     /// The provider and the base URL it was reached at, for the journal;
     /// `None` for the in-process sandbox, whose jobs die with the process.
     target: Option<(&'static str, Option<String>)>,
+    /// The in-process sandbox's temporary ledger.
+    scratch: Option<tempfile::TempDir>,
 }
 
 impl Session {
@@ -170,7 +172,7 @@ impl Session {
             }
         };
         let base = choice.base_url.as_deref().unwrap_or(hosted.base_url);
-        let adapter = (hosted.adapter)(base, key).map_err(|e| crate::jobs::fail(&e))?;
+        let adapter = (hosted.adapter)(base, key).map_err(|e| crate::jobs::fail(&e, false))?;
         let mut client = Client::from_arc(adapter);
         if let Some(uploads) = choice.uploads() {
             client = client.with_uploader(Arc::new(PostUploader::new(uploads)));
@@ -179,6 +181,7 @@ impl Session {
             client,
             sandbox: None,
             target: Some((hosted.id, choice.base_url.clone())),
+            scratch: None,
         })
     }
 
@@ -204,7 +207,7 @@ impl Session {
             &sandbox.url(kling_sandbox::Provider::ShortApi),
             SecretString::from("sandbox"),
         )
-        .map_err(|e| crate::jobs::fail(&e))?;
+        .map_err(|e| crate::jobs::fail(&e, false))?;
         let client = Client::new(shortapi).with_uploader(Arc::new(PostUploader::new(format!(
             "{}/uploads",
             sandbox.base_url()
@@ -213,7 +216,29 @@ impl Session {
             client,
             sandbox: Some(sandbox),
             target: None,
+            scratch: Some(tempfile::tempdir().map_err(|e| {
+                eprintln!("error: cannot make a temporary ledger for the sandbox: {e}");
+                Exit::Usage
+            })?),
         })
+    }
+
+    /// The ledger jobs are recorded in: the chosen one, or for the
+    /// in-process sandbox, whose jobs end with the command, a temporary one
+    /// that goes with it.
+    pub(crate) fn ledger(
+        &self,
+        choice: &crate::ledger::LedgerChoice,
+    ) -> Result<kling_ledger::Ledger, Exit> {
+        match &self.scratch {
+            Some(dir) => {
+                kling_ledger::Ledger::open(dir.path().join("ledger.sqlite3")).map_err(|e| {
+                    eprintln!("error: {e}");
+                    Exit::Usage
+                })
+            }
+            None => choice.open(),
+        }
     }
 
     pub(crate) async fn close(self) {

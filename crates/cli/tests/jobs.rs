@@ -50,7 +50,11 @@ fn the_readme_main_command_writes_a_real_mp4() {
     // The sandbox echoes the uploaded input as the result.
     let video = &args[args.iter().position(|w| w == "--video").unwrap() + 1];
     assert_eq!(bytes, std::fs::read(root().join(video)).unwrap());
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), out);
+    // stdout names the result, as the ledger records it: absolute.
+    assert_eq!(
+        std::path::Path::new(String::from_utf8_lossy(&output.stdout).trim()),
+        written
+    );
 }
 
 #[test]
@@ -113,7 +117,9 @@ fn max_cost_refuses_before_sending() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("the estimate $0.715 is above --max-cost $0.50; nothing was sent"),
+        stderr.contains(
+            "the estimate $0.715 is above the budget $0.50 (--max-cost); nothing was sent"
+        ),
         "{stderr}"
     );
 
@@ -135,7 +141,9 @@ fn max_cost_refuses_before_sending() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("--max-cost $5.00 is set but the cost is not known before sending"),
+        stderr.contains(
+            "a budget of $5.00 (--max-cost) is set but the cost is not known before sending"
+        ),
         "{stderr}"
     );
 }

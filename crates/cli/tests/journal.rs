@@ -27,6 +27,17 @@ fn jobs(journal: &Path) -> Vec<Value> {
     doc["jobs"].as_array().cloned().unwrap_or_default()
 }
 
+/// The results a batch wrote in `dir`: `STEM-HASH.mp4` files.
+fn results_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .collect();
+    found.sort();
+    found
+}
+
 /// Polls every 50 ms, for at most 20 s, until `ready`.
 fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
     for _ in 0..400 {
@@ -149,10 +160,10 @@ fn an_intent_without_an_answer_is_reported_never_sent_again() {
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(4), "{stderr}");
     assert!(
-        stderr.contains("may exist, check with the provider: intent #1 on shortapi"),
+        stderr.contains("intent #1 may exist at shortapi"),
         "{stderr}"
     );
-    assert!(stderr.contains("it is not sent again"), "{stderr}");
+    assert!(stderr.contains("kling jobs attach 1 shortapi:"), "{stderr}");
     assert_eq!(sandbox.stats()["shortapi"]["creates"], 1);
 }
 
@@ -193,12 +204,12 @@ fn jobs_lists_what_the_journal_holds() {
         .unwrap();
     assert_eq!(run.status.code(), Some(0));
     let doc: Value = serde_json::from_slice(&run.stdout).unwrap();
-    assert_eq!(doc["state"], "succeeded");
+    assert_eq!(doc["state"], "downloaded");
     assert_eq!(jobs(&journal).len(), 2);
 
     let text = kling_with_journal(&journal).arg("jobs").output().unwrap();
     let table = String::from_utf8_lossy(&text.stdout);
-    assert!(table.starts_with("JOB"), "{table}");
+    assert!(table.trim_start().starts_with("INTENT"), "{table}");
     assert!(table.contains("downloaded"), "{table}");
 }
 
@@ -244,15 +255,12 @@ fn a_batch_runs_each_line_once_and_a_second_run_skips_them() {
         stderr.contains("rate limited; the batch pauses"),
         "{stderr}"
     );
-    for line in [2, 3, 5, 6] {
-        assert!(
-            out_dir.join(format!("night-{line}.mp4")).exists(),
-            "line {line}"
-        );
-    }
-    assert_eq!(
-        std::fs::read(out_dir.join("night-5.mp4")).unwrap(),
-        std::fs::read(&video).unwrap(),
+    let results = results_in(&out_dir);
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| std::fs::read(r).unwrap() == std::fs::read(&video).unwrap()),
         "the local video was uploaded and echoed"
     );
     let stats = sandbox.stats();
@@ -274,6 +282,143 @@ fn a_batch_runs_each_line_once_and_a_second_run_skips_them() {
         sandbox.stats()["shortapi"]["creates"].as_u64().unwrap(),
         creates
     );
+
+    // Lines are known by what they ask for: reordered, with a comment
+    // prepended and blank lines, the file pays for nothing again.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    lines.reverse();
+    std::fs::write(&file, format!("# reordered\n\n{}\n", lines.join("\n\n"))).unwrap();
+    let third = run();
+    assert_eq!(third.status.code(), Some(0));
+    let summary: Value = serde_json::from_slice(&third.stdout).unwrap();
+    assert_eq!(summary["skipped"], 4, "{summary}");
+    assert_eq!(results_in(&out_dir), results, "the same result names");
+    assert_eq!(
+        sandbox.stats()["shortapi"]["creates"].as_u64().unwrap(),
+        creates
+    );
+}
+
+#[test]
+fn four_batches_at_once_create_each_line_once() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0.3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let file = dir.path().join("crowd.jsonl");
+    let lines: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"task\": \"edit\", \"video\": \"https://media.example/{}.mp4\", \"prompt\": \"take {i}\"}}",
+                i % 5
+            )
+        })
+        // Two identical lines: two jobs, told apart by their occurrence.
+        .chain(std::iter::once(
+            "{\"task\": \"edit\", \"video\": \"https://media.example/0.mp4\", \"prompt\": \"take 0\"}".to_owned(),
+        ))
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out_dir = dir.path().join("out");
+    let batches: Vec<_> = (0..4)
+        .map(|_| {
+            kling_with_journal(&journal)
+                .args(["--provider", "shortapi", "--base-url"])
+                .arg(format!("{}/shortapi", sandbox.base))
+                .args(["--json", "batch"])
+                .arg(&file)
+                .args(["--concurrency", "3", "--out-dir"])
+                .arg(&out_dir)
+                .env("SHORTAPI_KEY", "k")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut done = 0;
+    for batch in batches {
+        let output = batch.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        done += summary["done"].as_u64().unwrap();
+    }
+    assert_eq!(done, 13, "each process counts its own work");
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 13);
+    assert!(sandbox.stats()["shortapi"]["downloads"].as_u64().unwrap() >= 13);
+    let results = results_in(&out_dir);
+    assert_eq!(results.len(), 13);
+    for result in &results {
+        assert!(
+            kling_core::probe::probe_file(result).is_ok(),
+            "{}",
+            result.display()
+        );
+    }
+    assert!(jobs(&journal).iter().all(|j| j["state"] == "downloaded"));
+}
+
+#[test]
+fn two_resumes_after_a_killed_download_write_one_intact_file() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0", "--fault", "trickle/download"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let out = dir.path().join("out.mp4");
+    let part = dir.path().join("out.mp4.part");
+    let mut edit = start_edit(&sandbox, &journal, &out);
+    eventually("a partial download", || {
+        std::fs::metadata(&part).is_ok_and(|m| m.len() >= 2048)
+    });
+    edit.kill().unwrap();
+    edit.wait().unwrap();
+    let resumes: Vec<_> = (0..2)
+        .map(|_| {
+            kling_with_journal(&journal)
+                .arg("resume")
+                .env("SHORTAPI_KEY", "k")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for resume in resumes {
+        let output = resume.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 1);
+    let sample = kling_core::probe::probe_file(&out);
+    assert!(sample.is_ok(), "{sample:?}");
+    assert!(!part.exists());
+    assert_eq!(jobs(&journal)[0]["state"], "downloaded");
+}
+
+#[test]
+fn unusable_out_paths_are_refused_before_anything_is_sent() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let taken = dir.path().join("taken.mp4");
+    std::fs::write(&taken, b"mine").unwrap();
+    for out in [
+        dir.path().to_path_buf(),
+        dir.path().join("missing/out.mp4"),
+        std::path::PathBuf::from("/"),
+        std::path::PathBuf::from("/dev/null"),
+        taken.clone(),
+    ] {
+        let mut edit = start_edit(&sandbox, &journal, &out);
+        assert_eq!(edit.wait().unwrap().code(), Some(2), "{}", out.display());
+    }
+    assert_eq!(std::fs::read(&taken).unwrap(), b"mine");
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 0);
+    assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
 }
 
 #[test]

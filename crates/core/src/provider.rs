@@ -522,6 +522,12 @@ pub trait Provider: Send + Sync + fmt::Debug {
         self.capabilities().provider
     }
 
+    /// Where this provider is reached, when it is reached over HTTP: a
+    /// job is found again at the same address, so the ledger records it.
+    fn base_url(&self) -> Option<&str> {
+        None
+    }
+
     /// Creates a job. Implementations check every local rule and
     /// [`Capabilities::check`] before sending anything, and never retry a
     /// create that may have reached the provider.

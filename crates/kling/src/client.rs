@@ -178,14 +178,38 @@ impl Client {
     /// Local refusals before anything is sent; the provider's refusals; a
     /// transport error that says whether the create may have been sent.
     pub async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
+        let request = self.upload_inputs(request).await?;
+        self.create(&request).await
+    }
+
+    /// Validates `request` and uploads its local inputs when the provider
+    /// fetches URLs and an uploader is set: the request as it will be sent.
+    /// Nothing is created, so a failure here never leaves a paid job.
+    ///
+    /// This and [`Client::create`] are [`Client::submit`] in two steps, for
+    /// a caller that records the moment the create leaves (the ledger).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::validate`], and the uploader's.
+    pub async fn upload_inputs(&self, request: &Request) -> Result<Request, Error> {
         self.validate(request)?;
-        let request = match &self.uploader {
+        match &self.uploader {
             Some(uploader) if !self.provider.capabilities().local_files => {
-                upload_all(&**uploader, request).await?
+                upload_all(&**uploader, request).await
             }
-            _ => request.clone(),
-        };
-        self.provider.submit(&request).await
+            _ => Ok(request.clone()),
+        }
+    }
+
+    /// Creates the job for a request whose inputs are ready (see
+    /// [`Client::upload_inputs`]), once: a create is never retried.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::submit`], less the uploader's.
+    pub async fn create(&self, request: &Request) -> Result<JobHandle, Error> {
+        self.provider.submit(request).await
     }
 
     /// Asks where a job is.

@@ -355,6 +355,10 @@ impl Oxen {
 
 #[async_trait]
 impl Provider for Oxen {
+    fn base_url(&self) -> Option<&str> {
+        Some(self.api.base_url())
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &CAPABILITIES
     }

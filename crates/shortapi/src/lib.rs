@@ -354,6 +354,10 @@ pub fn parse_callback(body: &[u8]) -> Result<JobStatus, Error> {
 
 #[async_trait]
 impl Provider for ShortApi {
+    fn base_url(&self) -> Option<&str> {
+        Some(self.api.base_url())
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &CAPABILITIES
     }

@@ -1,0 +1,434 @@
+//! The ledger: the durable account of every job kling-rs runs, and the
+//! pipeline that runs a job through it, so that a paid job is never lost
+//! and never created twice.
+//!
+//! Every job is recorded before anything leaves: the intent, then the
+//! moment its create is about to leave (`sending`), then the provider's job
+//! id, each status, what the provider charged, and the verified result on
+//! disk. A process that dies at any point leaves a row that says exactly
+//! what is safe: an intent that never left is sent, a job with an id is
+//! waited for and downloaded, a create that may have reached the provider
+//! without an answer is looked up (where the provider allows it), never
+//! created again.
+//!
+//! Any number of processes may share a ledger. A row is worked by one
+//! process at a time: the process claims it with a lease that it renews
+//! while it lives and that expires when it dies. A request has one
+//! identity, enforced by the database, so two processes recording the same
+//! intent get the same row.
+//!
+//! ```no_run
+//! use kling::{Client, EditRequest, Media, Request};
+//! use kling_ledger::{Intent, Ledger, RunOptions};
+//!
+//! # async fn run(client: Client) -> Result<(), kling_ledger::Error> {
+//! let ledger = Ledger::open("jobs.sqlite3")?;
+//! let request = Request::from(EditRequest::new(
+//!     Media::url("https://example.com/street.mp4"),
+//!     "Make it snow on @Video1",
+//! ));
+//! // Run again after a crash: the same intent finds the same row.
+//! let done = ledger.run(&client, Intent::new(request, "snowy.mp4"), &RunOptions::default()).await?;
+//! println!("{} bytes in {}", done.size, done.output.display());
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+// The error carries the job and the ledger's cause whole: a caller that
+// lost a paid job's id needs every field, and errors are rare.
+#![allow(clippy::result_large_err)]
+
+mod error;
+mod output;
+mod pipeline;
+mod record;
+mod sqlite;
+mod state;
+mod store;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use error::Error;
+pub use output::check_output;
+pub use pipeline::{Done, Event, Observer, PriceSource, Priced, RunOptions};
+pub use record::{Intent, Output, Record, canonical};
+
+/// The SHA-256 of `text`, in hex: what names a batch line's result file.
+///
+/// ```
+/// assert_eq!(
+///     kling_ledger::fingerprint("abc"),
+///     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+/// );
+/// ```
+pub fn fingerprint(text: &str) -> String {
+    use sha2::Digest as _;
+    record::hex(&sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// A path as the ledger records it: absolute, so that it means the same
+/// from any directory.
+///
+/// ```
+/// assert!(kling_ledger::absolute("out.mp4".as_ref()).is_absolute());
+/// ```
+pub fn absolute(path: &Path) -> std::path::PathBuf {
+    record::absolute(path)
+}
+pub use state::{State, UnknownState};
+pub use store::{Filter, StoreError};
+
+use crate::store::{Change, Guard, Store};
+
+/// How long a claim lasts unless renewed. A worker renews its claims every
+/// third of it, so a live worker never loses one; a dead worker's claims
+/// are free again this long after it died.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// A ledger: a store of job rows shared by any number of processes.
+///
+/// Cloning is cheap and shares the process's claims.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    owner: String,
+    host: String,
+    lease: Duration,
+    heartbeat: OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(heartbeat) = self.heartbeat.get() {
+            heartbeat.abort();
+        }
+    }
+}
+
+impl Ledger {
+    /// Opens the ledger at `location`: a SQLite file (created when needed,
+    /// an older schema migrated).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let ledger = kling_ledger::Ledger::open(dir.path().join("jobs.sqlite3"))?;
+    /// assert!(ledger.location().ends_with("jobs.sqlite3"));
+    /// # Ok::<(), kling_ledger::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the file cannot be opened or migrated.
+    pub fn open(location: impl AsRef<Path>) -> Result<Ledger, Error> {
+        let store = sqlite::Sqlite::open(location.as_ref())?;
+        Ok(Ledger::with_store(Arc::new(store), DEFAULT_LEASE))
+    }
+
+    fn with_store(store: Arc<dyn Store>, lease: Duration) -> Ledger {
+        let host = host_name();
+        let owner = format!(
+            "{host}/{}/{}/{:08x}",
+            std::process::id(),
+            process_start(std::process::id()).unwrap_or(0),
+            fastrand::u32(..)
+        );
+        Ledger {
+            inner: Arc::new(Inner {
+                store,
+                owner,
+                host,
+                lease,
+                heartbeat: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Sets how long a claim lasts unless renewed (default
+    /// [`DEFAULT_LEASE`]); at least one second.
+    #[must_use]
+    pub fn with_lease(self, lease: Duration) -> Ledger {
+        Ledger::with_store(
+            Arc::clone(&self.inner.store),
+            lease.max(Duration::from_secs(1)),
+        )
+    }
+
+    /// Where the ledger is.
+    pub fn location(&self) -> String {
+        self.inner.store.location()
+    }
+
+    /// Who this process is in claims: `HOST/PID/START/RANDOM` (START: when
+    /// the process started, in clock ticks since boot, where known).
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// The rows `filter` selects, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    pub async fn jobs(&self, filter: &Filter) -> Result<Vec<Record>, Error> {
+        Ok(self.inner.store.list(filter).await?)
+    }
+
+    /// The row numbered `intent`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    pub async fn get(&self, intent: i64) -> Result<Option<Record>, Error> {
+        Ok(self.inner.store.get(intent).await?)
+    }
+
+    /// The row that holds `job`, when this ledger recorded it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    pub async fn find_job(&self, job: &kling::JobHandle) -> Result<Option<Record>, Error> {
+        Ok(self.inner.store.by_job(&job.provider, &job.id).await?)
+    }
+
+    /// Adopts `job` for an intent whose create may have reached the
+    /// provider without an answer: the user found it in the provider's
+    /// dashboard. The row is then followed and downloaded like any other.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when the row is not one whose job is unknown,
+    /// names another provider, is being worked, or `job` is recorded on
+    /// another row.
+    pub async fn attach(&self, intent: i64, job: &kling::JobHandle) -> Result<Record, Error> {
+        let row = self.require(intent).await?;
+        if row.provider != job.provider {
+            return Err(Error::Conflict(format!(
+                "intent #{intent} was sent to {}, not {}",
+                row.provider, job.provider
+            )));
+        }
+        if let Some(other) = self.find_job(job).await? {
+            return Err(Error::Conflict(format!(
+                "{job} is already recorded on intent #{}",
+                other.intent
+            )));
+        }
+        let change = Change {
+            job_id: Some(job.id.clone()),
+            ..Change::state(State::Submitted).detail(format!("attached by hand: {job}"))
+        };
+        self.change_unclaimed(
+            &row,
+            &[State::MayExist, State::Sending],
+            &change,
+            "only an intent whose job is unknown (may_exist) can be attached",
+        )
+        .await
+    }
+
+    /// Releases an intent whose create may have reached the provider: the
+    /// user checked that no job exists, or accepts the loss. It becomes
+    /// `not_sent` and is not sent again by [`Ledger::resume`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when the row is not `may_exist`, or is being
+    /// worked.
+    pub async fn forget(&self, intent: i64) -> Result<Record, Error> {
+        let row = self.require(intent).await?;
+        let change = Change {
+            resend: Some(false),
+            ..Change::state(State::NotSent).detail("forgotten: released by hand")
+        };
+        self.change_unclaimed(
+            &row,
+            &[State::MayExist],
+            &change,
+            "only an intent that may exist can be forgotten",
+        )
+        .await
+    }
+
+    /// Records what a status query outside a run saw (`kling status`,
+    /// `kling cancel`), when the row is not being worked and has not moved
+    /// past it. Returns the row when it changed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    pub async fn observe(
+        &self,
+        job: &kling::JobHandle,
+        state: State,
+        detail: Option<String>,
+    ) -> Result<Option<Record>, Error> {
+        let Some(row) = self.find_job(job).await? else {
+            return Ok(None);
+        };
+        let from: &[State] = match state {
+            State::Queued => &[State::Submitted],
+            State::Running => &[State::Submitted, State::Queued],
+            State::Succeeded | State::Failed => &[State::Submitted, State::Queued, State::Running],
+            State::Cancelled => &[
+                State::Submitted,
+                State::Queued,
+                State::Running,
+                State::Succeeded,
+            ],
+            _ => return Ok(None),
+        };
+        let mut change = Change::state(state);
+        change.detail = detail;
+        Ok(self
+            .inner
+            .store
+            .update(row.intent, Guard::Unclaimed(from), &change, now_ms())
+            .await?)
+    }
+
+    /// Sends the result of a row whose job is known to `output` instead
+    /// (`kling wait JOB --out FILE`), when no process is working it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Output`] for an unusable path; [`Error::Conflict`] when the
+    /// row has no job yet, is done, or is being worked.
+    pub async fn redirect(
+        &self,
+        intent: i64,
+        output: &Path,
+        overwrite: bool,
+    ) -> Result<Record, Error> {
+        check_output(output, overwrite)?;
+        let row = self.require(intent).await?;
+        let change = Change {
+            output: Some(absolute(output).display().to_string()),
+            ..Change::default()
+        };
+        self.change_unclaimed(
+            &row,
+            &[
+                State::Submitted,
+                State::Queued,
+                State::Running,
+                State::Succeeded,
+            ],
+            &change,
+            "only a job whose result is not on disk yet can be sent elsewhere",
+        )
+        .await
+    }
+
+    async fn require(&self, intent: i64) -> Result<Record, Error> {
+        self.get(intent)
+            .await?
+            .ok_or_else(|| Error::Conflict(format!("no intent #{intent} in {}", self.location())))
+    }
+
+    async fn change_unclaimed(
+        &self,
+        row: &Record,
+        from: &[State],
+        change: &Change,
+        rule: &str,
+    ) -> Result<Record, Error> {
+        match self
+            .inner
+            .store
+            .update(row.intent, Guard::Unclaimed(from), change, now_ms())
+            .await
+        {
+            Ok(Some(row)) => Ok(row),
+            Ok(None) => Err(Error::Conflict(format!(
+                "intent #{} is {}{}; {rule}",
+                row.intent,
+                row.state,
+                if row.claim_until.is_some_and(|until| until > now_ms()) {
+                    " and being worked by another process"
+                } else {
+                    ""
+                }
+            ))),
+            Err(e) if e.conflict => Err(Error::Conflict(format!(
+                "that job is already recorded on another row ({e})"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts renewing this process's claims, once.
+    fn heartbeat(&self) {
+        self.inner.heartbeat.get_or_init(|| {
+            let store = Arc::clone(&self.inner.store);
+            let owner = self.inner.owner.clone();
+            let lease = self.inner.lease;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    // A failed renewal is tried again at the next beat; the
+                    // lease leaves two more before it lapses.
+                    let _ = store.renew(&owner, now_ms() + millis(lease)).await;
+                }
+            })
+            .abort_handle()
+        });
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// When process `pid` started, in clock ticks since boot (Linux), so that a
+/// reused pid is not taken for the process that held a claim.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it do not.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `owner` names a process of this machine that has ended: its
+/// claims can be taken at once instead of when their lease lapses.
+pub(crate) fn owner_is_dead(owner: &str) -> bool {
+    let mut parts = owner.rsplitn(4, '/');
+    let (Some(_), Some(start), Some(pid), Some(host)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
+        return false;
+    };
+    if host != host_name() || start == 0 || process_start(std::process::id()).is_none() {
+        return false;
+    }
+    process_start(pid) != Some(start)
+}
+
+/// This machine's name, for the record of who wrote which file.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

@@ -1,0 +1,917 @@
+//! The pipeline a job runs through the ledger: record the intent, upload,
+//! mark `sending`, create once, follow, download and verify; resume and
+//! reconcile what a crash left.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kling::{Client, Estimate, JobHandle, JobStatus, Price, Request, Usd, WaitOptions};
+use tokio::sync::mpsc;
+
+use crate::record::{Output, absolute, identity, recorded};
+use crate::store::{Change, Claim, Filter, Guard, NewRecord, StoreError};
+use crate::{Error, Intent, Ledger, Record, State, millis, now_ms};
+
+/// What happens to a job as it runs, for a progress display.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The row is claimed and worked from this state.
+    Started {
+        /// The row.
+        intent: i64,
+        /// Its state when claimed.
+        state: State,
+    },
+    /// Another process works the row; this one waits for it.
+    WaitingForOther {
+        /// The row.
+        intent: i64,
+        /// Who holds it.
+        owner: String,
+    },
+    /// The create was answered.
+    Submitted {
+        /// The row.
+        intent: i64,
+        /// The job.
+        job: JobHandle,
+    },
+    /// A create whose answer was lost was found again at the provider.
+    Reconciled {
+        /// The row.
+        intent: i64,
+        /// The job found.
+        job: JobHandle,
+    },
+    /// A status was seen.
+    Status {
+        /// The row.
+        intent: i64,
+        /// The status.
+        status: JobStatus,
+    },
+    /// Result bytes arrived.
+    Downloading {
+        /// The row.
+        intent: i64,
+        /// Bytes on disk.
+        written: u64,
+        /// The total, when announced.
+        total: Option<u64>,
+    },
+}
+
+/// Receives [`Event`]s.
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// How a run goes.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RunOptions {
+    /// The longest a run waits for its job, its download included, and for
+    /// another process that holds the row.
+    pub timeout: Duration,
+    /// Whether to wait while another process works the row (resume), or to
+    /// return [`Error::Busy`] at once (a batch, which comes back later).
+    pub wait_for_others: bool,
+    /// Who hears about progress.
+    pub observer: Option<Observer>,
+}
+
+impl Default for RunOptions {
+    /// 30 minutes, waiting for other processes, no observer.
+    fn default() -> Self {
+        RunOptions {
+            timeout: Duration::from_secs(30 * 60),
+            wait_for_others: true,
+            observer: None,
+        }
+    }
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("timeout", &self.timeout)
+            .field("wait_for_others", &self.wait_for_others)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunOptions {
+    /// Sets the timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets whether to wait for a row another process works.
+    #[must_use]
+    pub fn wait_for_others(mut self, wait: bool) -> Self {
+        self.wait_for_others = wait;
+        self
+    }
+
+    /// Sets the observer.
+    #[must_use]
+    pub fn observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    #[allow(clippy::needless_pass_by_value)] // events are built at the call
+    fn emit(&self, event: Event) {
+        if let Some(observer) = &self.observer {
+            observer(&event);
+        }
+    }
+}
+
+/// A job run to a verified result on disk.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Done {
+    /// Its row, as it ended.
+    pub record: Record,
+    /// The result file.
+    pub output: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The final status, when this run saw it (not when another process
+    /// finished the job).
+    pub status: Option<JobStatus>,
+}
+
+/// Where an estimate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PriceSource {
+    /// The provider's published price.
+    Published,
+    /// The ledger's own past charges for the model, per second billed.
+    PastCharges {
+        /// How many charged jobs it averages.
+        jobs: usize,
+    },
+    /// Not known.
+    Unknown,
+}
+
+/// An estimate, from the published price or, where none is published,
+/// from what the provider charged for the same model before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Priced {
+    /// The published-price estimate.
+    pub published: Estimate,
+    /// The estimate in dollars, when known either way.
+    pub usd: Option<Usd>,
+    /// Where `usd` comes from.
+    pub source: PriceSource,
+}
+
+impl fmt::Display for Priced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.source, self.usd, self.published.seconds) {
+            (PriceSource::PastCharges { jobs }, Some(usd), Some(seconds)) => write!(
+                f,
+                "{usd} ({seconds} s, from the ledger's {jobs} past charge{} for this model; no \
+                 price is published)",
+                if jobs == 1 { "" } else { "s" }
+            ),
+            _ => self.published.fmt(f),
+        }
+    }
+}
+
+impl Ledger {
+    /// Prices `request` on `client`'s provider: the published price, or,
+    /// where none is published, the average per second of what the
+    /// provider charged for the same model in this ledger.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::validate`].
+    pub async fn estimate(&self, client: &Client, request: &Request) -> Result<Priced, Error> {
+        let published = client.estimate(request)?;
+        if published.usd.is_some() || matches!(published.price, Price::PerRequest(_)) {
+            return Ok(Priced {
+                usd: published.usd,
+                published,
+                source: PriceSource::Published,
+            });
+        }
+        let (usd, source) = match published.seconds {
+            Some(seconds) => {
+                let model = client.validate(request)?.wire_model;
+                let past = self
+                    .jobs(&Filter::all().provider(client.provider().name()))
+                    .await?;
+                let charged: Vec<(u64, u64)> = past
+                    .iter()
+                    .filter(|r| r.model == model)
+                    .filter_map(|r| Some((r.charged_usd?.micros(), u64::from(r.seconds?))))
+                    .filter(|(_, s)| *s > 0)
+                    .collect();
+                let (micros, billed) = charged.iter().fold((0u64, 0u64), |(m, s), (cm, cs)| {
+                    (m.saturating_add(*cm), s.saturating_add(*cs))
+                });
+                if billed == 0 {
+                    (None, PriceSource::Unknown)
+                } else {
+                    let usd = Usd::from_micros(
+                        micros.saturating_mul(u64::from(seconds)).div_ceil(billed),
+                    );
+                    (
+                        Some(usd),
+                        PriceSource::PastCharges {
+                            jobs: charged.len(),
+                        },
+                    )
+                }
+            }
+            None => (None, PriceSource::Unknown),
+        };
+        Ok(Priced {
+            published,
+            usd,
+            source,
+        })
+    }
+
+    /// Records `intent` for `client`'s provider, or finds the row that
+    /// already records it. A new row is written only after every check
+    /// that can refuse it: the rules, the output path, the budget.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Kling`] for a broken rule, [`Error::Output`],
+    /// [`Error::Budget`], [`Error::Store`]; nothing was sent.
+    pub async fn record(&self, client: &Client, intent: &Intent) -> Result<Record, Error> {
+        let request = &intent.request;
+        let offering = client.validate(request)?;
+        let provider = client.provider();
+        let base_url = provider.base_url().map(str::to_owned);
+        let (output, output_dir) = match &intent.output {
+            Output::File(path) => (Some(absolute(path)), None),
+            Output::NamedByJob(dir) => (None, Some(absolute(dir))),
+        };
+        let name = match &intent.key {
+            Some(key) => format!("key\n{key}"),
+            None => format!(
+                "request\n{}\n{}",
+                recorded(request),
+                output
+                    .as_ref()
+                    .or(output_dir.as_ref())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
+        };
+        let identity = identity(provider.name(), base_url.as_deref(), &name);
+        if let Some(row) = self.inner.store.latest(&identity).await? {
+            return Ok(row);
+        }
+        match &intent.output {
+            Output::File(path) => crate::check_output(path, intent.overwrite)?,
+            Output::NamedByJob(dir) => {
+                crate::output::check_dir(dir).map_err(|problem| Error::Output {
+                    path: dir.clone(),
+                    problem,
+                })?;
+            }
+        }
+        let priced = self.estimate(client, request).await?;
+        if let Some(max) = intent.max_cost
+            && priced.usd.is_none_or(|usd| usd > max)
+        {
+            return Err(Error::Budget {
+                estimate: priced.usd,
+                max,
+            });
+        }
+        let (batch, batch_line) = intent.batch.clone().unzip();
+        let new = NewRecord {
+            identity,
+            attempt: 1,
+            provider: provider.name().to_owned(),
+            base_url,
+            model: offering.wire_model.to_owned(),
+            task: request.task().as_str().to_owned(),
+            request: recorded(request),
+            seconds: priced.published.seconds,
+            batch,
+            batch_line,
+            output: output.map(|p| p.display().to_string()),
+            output_dir: output_dir.map(|p| p.display().to_string()),
+            estimate_micros: priced.usd.map(Usd::micros),
+            state: State::Intent,
+            job_id: None,
+        };
+        let (row, _) = self.inner.store.insert(new, now_ms() / 1000).await?;
+        Ok(row)
+    }
+
+    /// Records `job`, created elsewhere (another tool, the provider's
+    /// dashboard), so that it is followed and downloaded like any other:
+    /// its result goes to `output`. A job already recorded keeps its row.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Output`] for an unusable output; [`Error::Store`].
+    pub async fn adopt(
+        &self,
+        client: &Client,
+        job: &JobHandle,
+        output: Output,
+        overwrite: bool,
+    ) -> Result<Record, Error> {
+        if let Some(row) = self.find_job(job).await? {
+            return Ok(row);
+        }
+        let (output, output_dir) = match &output {
+            Output::File(path) => {
+                crate::check_output(path, overwrite)?;
+                (Some(absolute(path)), None)
+            }
+            Output::NamedByJob(dir) => {
+                crate::output::check_dir(dir).map_err(|problem| Error::Output {
+                    path: dir.clone(),
+                    problem,
+                })?;
+                (None, Some(absolute(dir)))
+            }
+        };
+        let provider = client.provider();
+        let base_url = provider.base_url().map(str::to_owned);
+        let new = NewRecord {
+            identity: identity(
+                provider.name(),
+                base_url.as_deref(),
+                &format!("job\n{}", job.id),
+            ),
+            attempt: 1,
+            provider: provider.name().to_owned(),
+            base_url,
+            model: job.model.clone().unwrap_or_default(),
+            task: String::new(),
+            request: String::new(),
+            seconds: None,
+            batch: None,
+            batch_line: None,
+            output: output.map(|p| p.display().to_string()),
+            output_dir: output_dir.map(|p| p.display().to_string()),
+            estimate_micros: None,
+            state: State::Submitted,
+            job_id: Some(job.id.clone()),
+        };
+        Ok(self.inner.store.insert(new, now_ms() / 1000).await?.0)
+    }
+
+    /// Records a new attempt of a row that failed or was cancelled, so
+    /// that the same request is created again on purpose (a batch's
+    /// `--retry-failed`). Two processes doing it at once get one row.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when the row has not failed; [`Error::Store`].
+    pub async fn retry(&self, row: &Record) -> Result<Record, Error> {
+        if !matches!(row.state, State::Failed | State::Cancelled) {
+            return Err(Error::Conflict(format!(
+                "intent #{} is {}; only a failed or cancelled job is created again",
+                row.intent, row.state
+            )));
+        }
+        let new = NewRecord {
+            identity: row.identity.clone(),
+            attempt: row.attempt.saturating_add(1),
+            provider: row.provider.clone(),
+            base_url: row.base_url.clone(),
+            model: row.model.clone(),
+            task: row.task.clone(),
+            request: row.request.clone(),
+            seconds: row.seconds,
+            batch: row.batch.clone(),
+            batch_line: row.batch_line,
+            output: row.output.as_ref().map(|p| p.display().to_string()),
+            output_dir: row.output_dir.as_ref().map(|p| p.display().to_string()),
+            estimate_micros: row.estimate.map(Usd::micros),
+            state: State::Intent,
+            job_id: None,
+        };
+        Ok(self.inner.store.insert(new, now_ms() / 1000).await?.0)
+    }
+
+    /// Runs `intent` to a verified result: records it (or finds its row),
+    /// claims the row and works it from wherever it stands.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::record`] and [`Ledger::work`].
+    pub async fn run(
+        &self,
+        client: &Client,
+        intent: Intent,
+        options: &RunOptions,
+    ) -> Result<Done, Error> {
+        let row = self.record(client, &intent).await?;
+        self.work(client, row.intent, options).await
+    }
+
+    /// Works the unfinished rows of `client`'s provider (at its address)
+    /// to the end, at most `concurrency` at a time, and returns each row
+    /// with how it ended. Rows another process works are waited for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the rows cannot be listed; each row's own
+    /// error is in its result.
+    pub async fn resume(
+        &self,
+        client: &Client,
+        concurrency: usize,
+        options: &RunOptions,
+    ) -> Result<Vec<(Record, Result<Done, Error>)>, Error> {
+        let provider = client.provider();
+        let base_url = provider.base_url().map(str::to_owned);
+        let rows: Vec<Record> = self
+            .jobs(&Filter::unfinished().provider(provider.name()))
+            .await?
+            .into_iter()
+            .filter(|row| row.base_url.is_none() || row.base_url == base_url)
+            .collect();
+        let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut runs = Vec::new();
+        for row in rows {
+            let slots = Arc::clone(&slots);
+            runs.push(async move {
+                let _slot = slots.acquire().await;
+                let result = self.work(client, row.intent, options).await;
+                (row, result)
+            });
+        }
+        Ok(futures_util::future::join_all(runs).await)
+    }
+
+    /// Claims row `intent` and works it from wherever it stands: sends an
+    /// intent that never left, looks up a create that may have reached the
+    /// provider, follows a job and downloads its result. Returns at once
+    /// for a row that is done.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] when another process holds the row and
+    /// `options.wait_for_others` is off (or the timeout passes);
+    /// [`Error::MayExist`] when a lost create cannot be found;
+    /// [`Error::Refused`] for a row refused earlier; the provider's and
+    /// transport's errors.
+    pub async fn work(
+        &self,
+        client: &Client,
+        intent: i64,
+        options: &RunOptions,
+    ) -> Result<Done, Error> {
+        match self
+            .claim_and(client, intent, options, Goal::Result)
+            .await?
+        {
+            Reached::Done(done) => Ok(done),
+            Reached::Job(row) => Err(Error::Conflict(format!(
+                "intent #{} stopped at {}",
+                row.intent, row.state
+            ))),
+        }
+    }
+
+    /// Records `intent` and works its row only until the provider has
+    /// answered with a job id (`--no-wait`): the row is left for
+    /// [`Ledger::work`] or [`Ledger::resume`] to finish.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::run`].
+    pub async fn send(
+        &self,
+        client: &Client,
+        intent: Intent,
+        options: &RunOptions,
+    ) -> Result<Record, Error> {
+        let row = self.record(client, &intent).await?;
+        match self
+            .claim_and(client, row.intent, options, Goal::Job)
+            .await?
+        {
+            Reached::Job(row) => Ok(row),
+            Reached::Done(done) => Ok(done.record),
+        }
+    }
+
+    async fn claim_and(
+        &self,
+        client: &Client,
+        intent: i64,
+        options: &RunOptions,
+        goal: Goal,
+    ) -> Result<Reached, Error> {
+        let started = Instant::now();
+        let mut announced = false;
+        let mut dead: Option<String> = None;
+        loop {
+            let now = now_ms();
+            let claim = self
+                .inner
+                .store
+                .claim(
+                    intent,
+                    &self.inner.owner,
+                    dead.as_deref(),
+                    now,
+                    now + millis(self.inner.lease),
+                )
+                .await?;
+            match claim {
+                None => return Err(Error::Conflict(format!("no intent #{intent}"))),
+                Some(Claim::Taken(row)) => {
+                    self.heartbeat();
+                    let worker = Worker {
+                        ledger: self,
+                        client,
+                        options,
+                        started,
+                        pending: None,
+                        created_now: false,
+                    };
+                    let result = worker.work(row, goal).await;
+                    // A failed release only delays another process until
+                    // the lease lapses.
+                    let _ = self.inner.store.release(intent, &self.inner.owner).await;
+                    return result;
+                }
+                Some(Claim::Held(row)) => {
+                    let owner = row.claim_owner.clone().unwrap_or_default();
+                    // A process of this machine that is gone holds nothing:
+                    // no need to wait for its lease to lapse.
+                    if dead.as_deref() != Some(owner.as_str()) && crate::owner_is_dead(&owner) {
+                        dead = Some(owner);
+                        continue;
+                    }
+                    if !options.wait_for_others || started.elapsed() >= options.timeout {
+                        return Err(Error::Busy { intent, owner });
+                    }
+                    if !announced {
+                        options.emit(Event::WaitingForOther { intent, owner });
+                        announced = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+}
+
+/// How far a claimed row is worked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Goal {
+    /// To its verified result.
+    Result,
+    /// Until its job id is known.
+    Job,
+}
+
+/// Where a worked row got to.
+enum Reached {
+    Done(Done),
+    Job(Record),
+}
+
+/// One claimed row being worked.
+struct Worker<'a> {
+    ledger: &'a Ledger,
+    client: &'a Client,
+    options: &'a RunOptions,
+    started: Instant,
+    /// A job id the ledger could not write yet (a full disk): written with
+    /// the next change that gets through.
+    pending: Option<(JobHandle, StoreError)>,
+    /// Whether this run created the job (its first status check comes
+    /// after the usual delay, not at once).
+    created_now: bool,
+}
+
+impl Worker<'_> {
+    fn owner(&self) -> &str {
+        &self.ledger.inner.owner
+    }
+
+    fn remaining(&self) -> Duration {
+        self.options.timeout.saturating_sub(self.started.elapsed())
+    }
+
+    /// Writes `change` as the claim holder.
+    async fn write(&mut self, row: &Record, change: Change) -> Result<Record, Error> {
+        let mut change = change;
+        if let Some((job, _)) = &self.pending {
+            change.job_id = Some(job.id.clone());
+        }
+        match self
+            .ledger
+            .inner
+            .store
+            .update(row.intent, Guard::Owner(self.owner()), &change, now_ms())
+            .await
+        {
+            Ok(Some(written)) => {
+                self.pending = None;
+                Ok(written)
+            }
+            Ok(None) => Err(Error::Conflict(format!(
+                "intent #{}: this process's claim lapsed and another process took the row over",
+                row.intent
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn work(mut self, row: Record, goal: Goal) -> Result<Reached, Error> {
+        self.options.emit(Event::Started {
+            intent: row.intent,
+            state: row.state,
+        });
+        let mut row = row;
+        loop {
+            row = match row.state {
+                State::Intent => self.send(row).await?,
+                State::NotSent if row.resend => self.send(row).await?,
+                State::NotSent => {
+                    return Err(Error::Refused {
+                        intent: row.intent,
+                        reason: row.detail.clone().unwrap_or_default(),
+                    });
+                }
+                // The process that was sending it died before the answer
+                // was recorded: the create may have left.
+                State::Sending => {
+                    let change = Change::state(State::MayExist).detail(
+                        "the process sending it stopped before the provider's answer was recorded",
+                    );
+                    self.write(&row, change).await?
+                }
+                State::MayExist => self.reconcile(row).await?,
+                State::Submitted | State::Queued | State::Running | State::Succeeded => {
+                    if goal == Goal::Job {
+                        return Ok(Reached::Job(row));
+                    }
+                    return self.follow(row).await.map(Reached::Done);
+                }
+                State::Downloaded => return Ok(Reached::Done(done(row, None))),
+                State::Failed => {
+                    return Err(kling::Error::JobFailed {
+                        job: job_of(&row)?,
+                        reason: row.detail.clone().unwrap_or_default(),
+                        refunded: None,
+                    }
+                    .into());
+                }
+                State::Cancelled => {
+                    return Err(kling::Error::JobCancelled { job: job_of(&row)? }.into());
+                }
+            };
+        }
+    }
+
+    /// Uploads, marks `sending`, creates once, records the answer.
+    async fn send(&mut self, row: Record) -> Result<Record, Error> {
+        let request = row.request()?;
+        let sent = match self.client.upload_inputs(&request).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                // An upload creates no job: this is never `may_exist`.
+                let resend =
+                    !e.is_invalid_request() && !matches!(e, kling::Error::Unsupported { .. });
+                let change = Change {
+                    resend: Some(resend),
+                    ..Change::state(State::NotSent).detail(e.to_string())
+                };
+                self.write(&row, change).await?;
+                return Err(e.into());
+            }
+        };
+        // The line between "safe to send again" and "may be paid for".
+        let change = Change {
+            sent_request: Some(crate::canonical(&sent)),
+            sending_at: Some(now_ms()),
+            ..Change::state(State::Sending)
+        };
+        let row = self.write(&row, change).await?;
+        match self.client.create(&sent).await {
+            Ok(job) => {
+                self.options.emit(Event::Submitted {
+                    intent: row.intent,
+                    job: job.clone(),
+                });
+                self.submitted(&row, &job).await
+            }
+            Err(e) if e.may_have_been_sent() => {
+                let change = Change::state(State::MayExist).detail(e.to_string());
+                let row = self.write(&row, change).await?;
+                // Where the provider keeps a record, look at once.
+                match self.reconcile(row).await {
+                    Ok(found) => Ok(found),
+                    Err(Error::MayExist { .. }) => Err(e.into()),
+                    Err(other) => Err(other),
+                }
+            }
+            Err(e) => {
+                // Refused before any job existed. A refusal of the request
+                // itself is final; an unusable key, a rate limit or a
+                // connection that never opened may be sent again.
+                let resend = matches!(
+                    e,
+                    kling::Error::Auth { .. }
+                        | kling::Error::RateLimited { .. }
+                        | kling::Error::Transport { .. }
+                        | kling::Error::Timeout { .. }
+                );
+                let change = Change {
+                    resend: Some(resend),
+                    ..Change::state(State::NotSent).detail(e.to_string())
+                };
+                self.write(&row, change).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Records the job id, or keeps it to record later when the ledger
+    /// cannot be written.
+    async fn submitted(&mut self, row: &Record, job: &JobHandle) -> Result<Record, Error> {
+        self.created_now = true;
+        let change = Change {
+            job_id: Some(job.id.clone()),
+            ..Change::state(State::Submitted)
+        };
+        match self.write(row, change).await {
+            Ok(row) => Ok(row),
+            Err(Error::Store(e)) => {
+                self.pending = Some((job.clone(), e));
+                let mut row = row.clone();
+                row.job_id = Some(job.id.clone());
+                row.state = State::Submitted;
+                Ok(row)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Looks a lost create up at the provider, and adopts what it finds.
+    #[allow(clippy::unused_async)] // providers' lookups are awaited here
+    async fn reconcile(&mut self, row: Record) -> Result<Record, Error> {
+        let may_exist = |reason: String| Error::MayExist {
+            intent: row.intent,
+            provider: row.provider.clone(),
+            reason,
+        };
+        Err(may_exist(format!(
+            "its create may have reached {} without an answer; {} publishes no way to look it \
+             up: find the job in its dashboard and run `kling jobs attach {} {}:JOB-ID`, or \
+             `kling jobs forget {}` if it has none",
+            row.provider, row.provider, row.intent, row.provider, row.intent
+        )))
+    }
+
+    /// Waits for the job, records each status, downloads and verifies the
+    /// result.
+    async fn follow(&mut self, row: Record) -> Result<Done, Error> {
+        let job = job_of(&row)?;
+        let client = self.client;
+        let mut options = WaitOptions::default().deadline(self.remaining());
+        if !self.created_now {
+            // A job from an earlier run may have ended long ago: look now.
+            let mut policy = options.policy;
+            policy.first_check = Duration::ZERO;
+            options = options.policy(policy);
+        }
+        let (sender, mut receiver) = mpsc::unbounded_channel::<JobStatus>();
+        let wait = client.wait_with(&job, &options, move |status| {
+            let _ = sender.send(status.clone());
+        });
+        let intent = row.intent;
+        let observer = self.options.clone();
+        let mut last = row.state;
+        let mut current = row;
+        let mut write_error = None;
+        let record = async {
+            while let Some(status) = receiver.recv().await {
+                let state = State::of(&status.state);
+                observer.emit(Event::Status {
+                    intent,
+                    status: status.clone(),
+                });
+                if state != last || self.pending.is_some() {
+                    let mut change = Change::state(state);
+                    if let kling::JobState::Failed { reason, .. } = &status.state {
+                        change.detail = Some(reason.clone());
+                    }
+                    match self.write(&current, change).await {
+                        Ok(row) => current = row,
+                        Err(e) => write_error = Some(e),
+                    }
+                    last = state;
+                }
+            }
+        };
+        let (waited, ()) = tokio::join!(wait, record);
+        if let Some(e) = write_error.filter(|e| matches!(e, Error::Conflict(_))) {
+            return Err(e);
+        }
+        let status = waited?;
+        let dest = match (&current.output, &current.output_dir) {
+            (Some(path), _) => path.clone(),
+            (None, Some(dir)) => dir.join(format!("{}.mp4", file_name(&job.id))),
+            (None, None) => PathBuf::from(format!("{}.mp4", file_name(&job.id))),
+        };
+        let options = self.options;
+        let progress = |written, total| {
+            options.emit(Event::Downloading {
+                intent,
+                written,
+                total,
+            });
+        };
+        let downloaded = tokio::time::timeout(
+            self.remaining(),
+            client.download_with(&job, &status, &dest, &progress),
+        )
+        .await
+        .map_err(|_| kling::Error::Timeout {
+            job: Some(job.clone()),
+            after: self.options.timeout,
+            delivery: kling::Delivery::NotSent,
+        })?;
+        let size = downloaded?;
+        let change = Change {
+            output: Some(dest.display().to_string()),
+            host: Some(self.ledger.inner.host.clone()),
+            ..Change::state(State::Downloaded)
+        };
+        let row = self.write(&current, change).await?;
+        if let Some((job, source)) = self.pending.take() {
+            return Err(Error::Unrecorded {
+                job,
+                intent: row.intent,
+                source,
+            });
+        }
+        Ok(Done {
+            output: dest,
+            size,
+            status: Some(status),
+            record: row,
+        })
+    }
+}
+
+fn job_of(row: &Record) -> Result<JobHandle, Error> {
+    row.job().ok_or_else(|| {
+        Error::Conflict(format!(
+            "intent #{} is {} but records no job id",
+            row.intent, row.state
+        ))
+    })
+}
+
+fn done(row: Record, status: Option<JobStatus>) -> Done {
+    let output = row.output.clone().unwrap_or_default();
+    let size = std::fs::metadata(&output).map_or(0, |m| m.len());
+    Done {
+        record: row,
+        output,
+        size,
+        status,
+    }
+}
+
+/// A job id as a file name: letters, digits, `-` and `_` kept, anything
+/// else `_`, at most 64 characters (a longer id keeps its start and a hash
+/// of the whole).
+pub(crate) fn file_name(id: &str) -> String {
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.len() <= 64 {
+        return safe;
+    }
+    let hash = crate::record::identity("file", None, id);
+    format!("{}-{}", &safe[..47], &hash[..16])
+}

@@ -1,0 +1,195 @@
+//! What a ledger backend does: rows written atomically, claimed with a
+//! lease, changed only by their claim holder. SQLite (`sqlite.rs`) is the
+//! embedded backend; the conformance suite (`tests/conformance.rs`) runs
+//! the same checks on every backend through [`Ledger`](crate::Ledger).
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::{Record, State};
+
+/// A ledger backend failed (disk full, file locked, database gone).
+#[derive(Debug, thiserror::Error)]
+#[error("the ledger {location}: {message}")]
+pub struct StoreError {
+    pub(crate) location: String,
+    pub(crate) message: String,
+    /// A uniqueness constraint refused the write: the job id is already
+    /// recorded on another row.
+    pub(crate) conflict: bool,
+}
+
+impl StoreError {
+    /// Where the ledger is: a file, or a database URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+}
+
+pub(crate) type StoreResult<T> = Result<T, StoreError>;
+
+/// A row before it is written.
+#[derive(Clone, Debug)]
+pub(crate) struct NewRecord {
+    pub(crate) identity: String,
+    pub(crate) attempt: u32,
+    pub(crate) provider: String,
+    pub(crate) base_url: Option<String>,
+    pub(crate) model: String,
+    pub(crate) task: String,
+    pub(crate) request: String,
+    pub(crate) seconds: Option<u32>,
+    pub(crate) batch: Option<String>,
+    pub(crate) batch_line: Option<i64>,
+    pub(crate) output: Option<String>,
+    pub(crate) output_dir: Option<String>,
+    pub(crate) estimate_micros: Option<u64>,
+    /// `intent`, or `submitted` for a job created elsewhere and adopted.
+    pub(crate) state: State,
+    pub(crate) job_id: Option<String>,
+}
+
+/// What a write changes; `None` leaves a column as it is.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Change {
+    pub(crate) state: Option<State>,
+    pub(crate) resend: Option<bool>,
+    pub(crate) job_id: Option<String>,
+    pub(crate) sent_request: Option<String>,
+    pub(crate) sending_at: Option<i64>,
+    pub(crate) output: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) charged_usd_micros: Option<u64>,
+    pub(crate) charged_credits_micros: Option<u64>,
+    pub(crate) detail: Option<String>,
+    pub(crate) batch_line: Option<i64>,
+}
+
+impl Change {
+    pub(crate) fn state(state: State) -> Self {
+        Change {
+            state: Some(state),
+            ..Change::default()
+        }
+    }
+
+    pub(crate) fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// Who may make a change.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Guard<'a> {
+    /// The claim holder only.
+    Owner(&'a str),
+    /// Anyone, while the row is in one of these states and unclaimed (or
+    /// its lease has expired).
+    Unclaimed(&'a [State]),
+}
+
+/// The outcome of a claim.
+#[derive(Clone, Debug)]
+pub(crate) enum Claim {
+    /// The row is ours until the lease expires; as it was when claimed.
+    Taken(Record),
+    /// Another process holds it.
+    Held(Record),
+}
+
+/// Which rows a listing returns.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Filter {
+    /// Only rows with something left to do.
+    pub unfinished: bool,
+    /// Only this provider's.
+    pub provider: Option<String>,
+    /// Only rows created at or after this time (seconds since the epoch).
+    pub since: Option<i64>,
+    /// Only rows created before this time (seconds since the epoch).
+    pub until: Option<i64>,
+}
+
+impl Filter {
+    /// Every row.
+    pub fn all() -> Self {
+        Filter::default()
+    }
+
+    /// Rows with something left to do.
+    pub fn unfinished() -> Self {
+        Filter {
+            unfinished: true,
+            ..Filter::default()
+        }
+    }
+
+    /// Only `provider`'s rows.
+    #[must_use]
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+
+    /// Only rows created in `[since, until)`, in seconds since the epoch.
+    #[must_use]
+    pub fn created(mut self, since: Option<i64>, until: Option<i64>) -> Self {
+        self.since = since;
+        self.until = until;
+        self
+    }
+}
+
+/// A ledger backend. Every method is one atomic step.
+#[async_trait]
+pub(crate) trait Store: Send + Sync + fmt::Debug {
+    /// Where it is, for messages.
+    fn location(&self) -> String;
+
+    /// Writes `new` unless a row with its identity and attempt exists;
+    /// returns the row, and whether it was written now.
+    async fn insert(&self, new: NewRecord, now: i64) -> StoreResult<(Record, bool)>;
+
+    /// The row numbered `intent`.
+    async fn get(&self, intent: i64) -> StoreResult<Option<Record>>;
+
+    /// The latest attempt of `identity`.
+    async fn latest(&self, identity: &str) -> StoreResult<Option<Record>>;
+
+    /// The row holding `job_id` at `provider`.
+    async fn by_job(&self, provider: &str, job_id: &str) -> StoreResult<Option<Record>>;
+
+    /// Rows, oldest first.
+    async fn list(&self, filter: &Filter) -> StoreResult<Vec<Record>>;
+
+    /// Claims `intent` for `owner` until `until_ms`, unless another owner's
+    /// lease holds at `now_ms`; a lease held by `dead` (an owner known to
+    /// have died) does not hold.
+    async fn claim(
+        &self,
+        intent: i64,
+        owner: &str,
+        dead: Option<&str>,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<Option<Claim>>;
+
+    /// Extends every lease `owner` holds to `until_ms`; returns how many.
+    async fn renew(&self, owner: &str, until_ms: i64) -> StoreResult<u64>;
+
+    /// Gives `intent` up, when `owner` holds it.
+    async fn release(&self, intent: i64, owner: &str) -> StoreResult<()>;
+
+    /// Applies `change` to `intent` when `guard` allows; `None` when it
+    /// does not (the claim was lost, or the row is not in those states).
+    async fn update(
+        &self,
+        intent: i64,
+        guard: Guard<'_>,
+        change: &Change,
+        now_ms: i64,
+    ) -> StoreResult<Option<Record>>;
+}
