@@ -121,7 +121,7 @@ impl Ledger {
     /// let dir = tempfile::tempdir()?;
     /// let ledger = kling_ledger::Ledger::open(dir.path().join("jobs.sqlite3"))?;
     /// assert!(ledger.location().ends_with("jobs.sqlite3"));
-    /// # Ok::<(), kling_ledger::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors

@@ -1,0 +1,220 @@
+//! What every ledger backend must do, through the public API: one row per
+//! identity however many handles record it, one claim holder at a time,
+//! a dead holder's claim free once its lease lapses, transitions guarded,
+//! an older journal migrated. Against the sandbox, so the claims and
+//! writes are the pipeline's own.
+
+use std::time::Duration;
+
+use kling::shortapi::ShortApi;
+use kling::{Client, EditRequest, Media, Request, SecretString};
+use kling_ledger::{Error, Filter, Intent, Ledger, RunOptions, State};
+use kling_sandbox::{Config, Sandbox};
+
+async fn sandbox() -> (Sandbox, Client) {
+    let sandbox = Sandbox::start(Config::default().job_duration(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    let adapter = ShortApi::with_base_url(
+        &sandbox.url(kling_sandbox::Provider::ShortApi),
+        SecretString::from("k"),
+    )
+    .unwrap();
+    (sandbox, Client::new(adapter))
+}
+
+fn request(prompt: &str) -> Request {
+    EditRequest::new(Media::url("https://media.example/in.mp4"), prompt).into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identity_is_one_row_across_handles() {
+    let (sandbox, client) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    let out = dir.path().join("out.mp4");
+    let handles: Vec<Ledger> = (0..4).map(|_| Ledger::open(&path).unwrap()).collect();
+    let mut records = Vec::new();
+    for ledger in &handles {
+        let ledger = ledger.clone();
+        let client = client.clone();
+        let out = out.clone();
+        records.push(tokio::spawn(async move {
+            ledger
+                .record(&client, &Intent::new(request("snow"), out))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut intents = Vec::new();
+    for record in records {
+        intents.push(record.await.unwrap().intent);
+    }
+    intents.dedup();
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    // Another output, another key: other rows.
+    let other = handles[0]
+        .record(
+            &client,
+            &Intent::new(request("snow"), dir.path().join("b.mp4")),
+        )
+        .await
+        .unwrap();
+    let keyed = handles[0]
+        .record(&client, &Intent::new(request("snow"), &out).key("k1"))
+        .await
+        .unwrap();
+    assert_ne!(other.intent, intents[0]);
+    assert_ne!(keyed.intent, intents[0]);
+    assert_eq!(handles[1].jobs(&Filter::all()).await.unwrap().len(), 3);
+    assert_eq!(
+        sandbox.stats().shortapi.creates,
+        0,
+        "recording sends nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_of_one_intent_create_once() {
+    let (sandbox, client) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    let out = dir.path().join("out.mp4");
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let ledger = Ledger::open(&path).unwrap();
+        let (client, out) = (client.clone(), out.clone());
+        runs.push(tokio::spawn(async move {
+            ledger
+                .run(
+                    &client,
+                    Intent::new(request("fog"), out),
+                    &RunOptions::default(),
+                )
+                .await
+        }));
+    }
+    for run in runs {
+        let done = run.await.unwrap().unwrap();
+        assert_eq!(done.record.state, State::Downloaded);
+    }
+    assert_eq!(sandbox.stats().shortapi.creates, 1);
+    assert!(kling::probe::probe_file(&out).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_is_exclusive_until_its_holder_ends_or_its_lease_lapses() {
+    let (_sandbox, client) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    let holder = Ledger::open(&path)
+        .unwrap()
+        .with_lease(Duration::from_secs(1));
+    let other = Ledger::open(&path).unwrap();
+    let row = holder
+        .record(
+            &client,
+            &Intent::new(request("rain"), dir.path().join("o.mp4")),
+        )
+        .await
+        .unwrap();
+    // The holder's run is slow enough to be caught mid-way.
+    let run = {
+        let (holder, client) = (holder.clone(), client.clone());
+        tokio::spawn(async move {
+            holder
+                .work(&client, row.intent, &RunOptions::default())
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = other
+        .work(
+            &client,
+            row.intent,
+            &RunOptions::default().wait_for_others(false),
+        )
+        .await;
+    assert!(matches!(busy, Err(Error::Busy { .. })), "{busy:?}");
+    // attach, forget need an unclaimed row in the right state.
+    assert!(matches!(
+        other.forget(row.intent).await,
+        Err(Error::Conflict(_))
+    ));
+    run.await.unwrap().unwrap();
+    // Done: the other handle gets it at once, done.
+    let done = other
+        .work(&client, row.intent, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(done.record.state, State::Downloaded);
+    assert!(done.status.is_none(), "done earlier, not by this run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_and_forget_change_only_a_row_that_may_exist() {
+    let (_sandbox, client) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path().join("ledger.sqlite3")).unwrap();
+    let row = ledger
+        .record(
+            &client,
+            &Intent::new(request("hail"), dir.path().join("o.mp4")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.state, State::Intent);
+    let job = kling::JobHandle::new("shortapi", "j-1");
+    // An intent that never left has no job to attach.
+    assert!(matches!(
+        ledger.attach(row.intent, &job).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        ledger.forget(row.intent).await,
+        Err(Error::Conflict(_))
+    ));
+    let other = kling::JobHandle::new("oxen", "j-1");
+    assert!(matches!(
+        ledger.attach(row.intent, &other).await,
+        Err(Error::Conflict(_))
+    ));
+}
+
+#[test]
+fn a_version_1_journal_is_migrated_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite3");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE jobs (
+                    intent INTEGER PRIMARY KEY AUTOINCREMENT, created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL, provider TEXT NOT NULL, base_url TEXT,
+                    model TEXT NOT NULL, task TEXT NOT NULL, fingerprint TEXT NOT NULL,
+                    request TEXT NOT NULL, batch TEXT, batch_line INTEGER, job_id TEXT,
+                    state TEXT NOT NULL, output TEXT, estimate_usd REAL, detail TEXT);
+                 INSERT INTO jobs VALUES (1, 10, 10, 'shortapi', NULL, 'm', 'edit', 'f', '{}',
+                    NULL, NULL, 'j1', 'running', '/tmp/a.mp4', 0.715, NULL);
+                 INSERT INTO jobs VALUES (2, 11, 11, 'oxen', NULL, 'm', 'edit', 'f', '{}',
+                    NULL, NULL, NULL, 'intent', NULL, NULL, NULL);",
+            )
+            .unwrap();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ledger = Ledger::open(&path).unwrap();
+        let rows = ledger.jobs(&Filter::all()).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].state, State::Running);
+        assert_eq!(rows[0].job_id.as_deref(), Some("j1"));
+        assert_eq!(rows[0].estimate, Some(kling::Usd::from_micros(715_000)));
+        // An old intent without an id may have left: never sent again.
+        assert_eq!(rows[1].state, State::MayExist);
+        // Opening again changes nothing.
+        drop(ledger);
+        let again = Ledger::open(&path).unwrap();
+        assert_eq!(again.jobs(&Filter::all()).await.unwrap().len(), 2);
+    });
+}
