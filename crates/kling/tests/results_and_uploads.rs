@@ -1,6 +1,6 @@
-//! Results accepted only as intact videos, downloads that cannot hang or
-//! be written twice: the client against the sandbox's `html`, `stall` and
-//! `trickle` faults.
+//! Results accepted only as intact videos, downloads that cannot hang, and
+//! uploads that never claim a job may exist: the client against the
+//! sandbox's `html`, `stall` and `trickle` faults, and a closed port.
 
 #![cfg(feature = "shortapi")]
 
@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kling::shortapi::ShortApi;
+use kling::upload::{PostUploader, Uploader as _};
 use kling::{
     Delivery, DownloadError, DownloadOptions, EditRequest, Error, JobHandle, JobStatus, Media,
     WaitOptions,
@@ -272,4 +273,64 @@ async fn a_destination_that_is_a_directory_or_a_fifo_is_left_as_it_was() {
         );
     }
     assert_eq!(sandbox.stats().shortapi.downloads, 0, "nothing was fetched");
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn assert_upload_not_sent(err: &Error) {
+    assert!(!err.may_have_been_sent(), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                delivery: Delivery::NotSent,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no job was created"), "{err}");
+}
+
+#[tokio::test]
+async fn an_upload_that_cannot_connect_created_nothing() {
+    let port = closed_port();
+    let uploader = PostUploader::new(format!("http://127.0.0.1:{port}/uploads?token=hunter2"));
+    let err = uploader
+        .upload(&Media::bytes(&b"0123456789"[..], Some("video/mp4")))
+        .await
+        .unwrap_err();
+    assert_upload_not_sent(&err);
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("to http://127.0.0.1:{port}/uploads failed")),
+        "{message}"
+    );
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(cause.contains("could not connect"), "{cause}");
+    assert!(!format!("{message} {cause} {err:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn an_unreadable_file_or_a_refused_upload_created_nothing() {
+    let sandbox = Sandbox::start(Config::default()).await.unwrap();
+    let uploader = PostUploader::new(format!("{}/uploads", sandbox.base_url()));
+    let err = uploader
+        .upload(&Media::file("/nonexistent/in.mp4"))
+        .await
+        .unwrap_err();
+    assert_upload_not_sent(&err);
+    assert!(err.to_string().contains("/nonexistent/in.mp4"), "{err}");
+    // The sandbox refuses an empty upload with 400.
+    let err = uploader
+        .upload(&Media::bytes(&b""[..], None))
+        .await
+        .unwrap_err();
+    assert_upload_not_sent(&err);
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(cause.contains("refused it: HTTP 400"), "{cause}");
 }
