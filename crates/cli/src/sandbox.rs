@@ -20,7 +20,7 @@ pub(crate) struct Args {
     job_seconds: f64,
 
     /// Inject a fault: KIND[:PROBABILITY][*TIMES][@PROVIDER][/OPERATION], where
-    /// KIND is 429, 500, 502, 503, drop, slow[=MS], fail, expire or trickle; PROVIDER
+    /// KIND is 429, 500, 502, 503, drop, slow[=MS], fail, expire, trickle, stall or html; PROVIDER
     /// shortapi, aimlapi or oxen; OPERATION create, status, cancel, download
     /// or events. Repeat for several.
     #[arg(long = "fault", value_name = "SPEC")]

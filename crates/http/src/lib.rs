@@ -6,9 +6,12 @@
 //!   with jittered exponential backoff; a create is sent exactly once and,
 //!   when it may have reached the provider, fails with an error that says so
 //!   ([`Delivery::MaybeSent`](kling_core::Delivery::MaybeSent)).
-//! - [`download`]: streams a result to `FILE.part`, resumes with `Range`
-//!   after a drop, checks the length and renames into place. It never sends
-//!   the API key: result URLs belong to other hosts.
+//! - [`download_with_options`] (and [`download`]): streams a result to
+//!   `FILE.part` under an exclusive lock, resumes with `Range` after a
+//!   drop, ends a download that stalls or passes its deadline
+//!   ([`DownloadOptions`]), and renames into place only a result whose
+//!   length is the one announced and that the probe reads as a video. It
+//!   never sends the API key: result URLs belong to other hosts.
 //! - [`inline`]: JSON bodies that carry local files as `data:` URIs,
 //!   base64-encoded while they are sent, in constant memory.
 //! - [`sse`]: reads server-sent events.
@@ -28,7 +31,10 @@ pub mod sse;
 
 pub use api::{ApiClient, Attempt, is_loopback};
 pub use clock::{Clock, TokioClock};
-pub use download::{DownloadError, Progress, download, download_with_progress, part_path};
+pub use download::{
+    DownloadError, DownloadOptions, Progress, download, download_with_options,
+    download_with_progress, part_path,
+};
 pub use retry::RetryPolicy;
 pub use secrecy::{ExposeSecret, SecretString};
 

@@ -8,7 +8,7 @@ use kling_core::provider::{Offering, PreparedCall, Provider, Pushed};
 use kling_core::{
     Delivery, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Request, Task,
 };
-use kling_http::{Clock, DownloadError, RetryPolicy, TokioClock};
+use kling_http::{Clock, DownloadError, DownloadOptions, RetryPolicy, TokioClock};
 
 use crate::estimate::Estimate;
 use crate::upload::Uploader;
@@ -333,15 +333,12 @@ impl Client {
             .map_err(|_| timeout(options.deadline))?
     }
 
-    /// Downloads a succeeded job's first result to `dest`, resumably (see
-    /// [`kling_http::download`]). When the result URL has expired (403,
-    /// 404), asks the job's status once for a fresh URL and tries again.
-    /// The API key is never sent to the result's host.
+    /// Downloads a succeeded job's first result to `dest` with the default
+    /// [`DownloadOptions`]; see [`Client::download_with_options`].
     ///
     /// # Errors
     ///
-    /// A transport error once retries are spent (the partial file is kept
-    /// for the next try), or the refreshed status's error.
+    /// As [`Client::download_with_options`].
     pub async fn download(
         &self,
         job: &JobHandle,
@@ -356,7 +353,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// As [`Client::download`].
+    /// As [`Client::download_with_options`].
     pub async fn download_with(
         &self,
         job: &JobHandle,
@@ -364,21 +361,67 @@ impl Client {
         dest: &Path,
         progress: kling_http::Progress<'_>,
     ) -> Result<u64, Error> {
-        let fetch = |url: String| {
-            let clock = Arc::clone(&self.clock);
-            async move {
-                kling_http::download_with_progress(&url, dest, self.download_retry, clock, progress)
-                    .await
-            }
+        let options = DownloadOptions::default().retry(self.download_retry);
+        self.download_with_options(job, status, dest, &options, progress)
+            .await
+    }
+
+    /// Downloads a succeeded job's first result to `dest`, resumably, and
+    /// returns its size (see [`kling_http::download_with_options`]): through
+    /// `dest.part`, locked so that one process writes it, renamed into place
+    /// only once its length is the one announced and it reads as a video.
+    /// When the result URL has expired (403, 404) or served something that
+    /// is not a video (an HTML error page), asks the job's status once for
+    /// a fresh URL and tries again. The API key is never sent to the
+    /// result's host.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] carrying the job when `options.deadline` passes
+    /// (the partial file is kept for the next try); otherwise an
+    /// [`Error::Transport`] naming the job, whose source is the
+    /// [`DownloadError`]: retries spent or a stall (the partial file kept),
+    /// a result that is not a video twice, another download writing `dest`
+    /// ([`DownloadError::Busy`]), a `dest` that is not a regular file. None
+    /// of them may have created anything: [`Error::may_have_been_sent`] is
+    /// false. Or the refreshed status's error.
+    pub async fn download_with_options(
+        &self,
+        job: &JobHandle,
+        status: &JobStatus,
+        dest: &Path,
+        options: &DownloadOptions,
+        progress: kling_http::Progress<'_>,
+    ) -> Result<u64, Error> {
+        let started = self.clock.now();
+        let remaining = || {
+            options
+                .deadline
+                .saturating_sub(self.clock.now().saturating_sub(started))
         };
-        match fetch(first_output(job, status)?).await {
-            Err(DownloadError::Expired { .. }) => {
-                let fresh = self.provider.status(job).await?;
-                fetch(first_output(job, &fresh)?)
+        let timeout = || Error::Timeout {
+            job: Some(job.clone()),
+            after: options.deadline,
+            delivery: Delivery::NotSent,
+        };
+        let fetch = |url: String, options: DownloadOptions| {
+            let clock = Arc::clone(&self.clock);
+            async move { kling_http::download_with_options(&url, dest, &options, clock, progress).await }
+        };
+        match fetch(first_output(job, status)?, options.clone()).await {
+            Err(DownloadError::Expired { .. } | DownloadError::NotAVideo { .. }) => {
+                let fresh = tokio::time::timeout(remaining(), self.provider.status(job))
                     .await
-                    .map_err(|e| download_error(job, e))
+                    .map_err(|_| timeout())??;
+                let left = remaining();
+                if left.is_zero() {
+                    return Err(timeout());
+                }
+                fetch(first_output(job, &fresh)?, options.clone().deadline(left))
+                    .await
+                    .map_err(|e| download_error(job, e, options))
             }
-            other => other.map_err(|e| download_error(job, e)),
+            other => other.map_err(|e| download_error(job, e, options)),
         }
     }
 }
@@ -397,7 +440,17 @@ fn first_output(job: &JobHandle, status: &JobStatus) -> Result<String, Error> {
     }
 }
 
-fn download_error(job: &JobHandle, error: DownloadError) -> Error {
+/// A download's error as the facade's: the deadline as a timeout on the
+/// job, anything else as a transport error naming it. A download creates
+/// nothing, so none of them may have been sent.
+fn download_error(job: &JobHandle, error: DownloadError, options: &DownloadOptions) -> Error {
+    if let DownloadError::TimedOut { .. } = error {
+        return Error::Timeout {
+            job: Some(job.clone()),
+            after: options.deadline,
+            delivery: Delivery::NotSent,
+        };
+    }
     Error::Transport {
         provider: job.provider.clone(),
         delivery: Delivery::NotSent,

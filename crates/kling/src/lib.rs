@@ -48,7 +48,9 @@ pub use kling_core::{
     JobState, JobStatus, Media, MediaKind, Mode, Model, ReferRequest, Request, RequestSpec, Task,
     Usd, job, probe, prompt, rules,
 };
-pub use kling_http::{Clock, RetryPolicy, SecretString, TokioClock};
+pub use kling_http::{
+    Clock, DownloadError, DownloadOptions, RetryPolicy, SecretString, TokioClock,
+};
 /// The Oxen.ai adapter.
 #[cfg(feature = "oxen")]
 pub use kling_oxen as oxen;

@@ -41,34 +41,79 @@ impl PostUploader {
     }
 }
 
-fn upload_error(delivery: Delivery, message: String) -> Error {
+/// `endpoint` without its query string or fragment, which may hold a
+/// signature or a token.
+fn without_query(endpoint: &str) -> String {
+    match reqwest::Url::parse(endpoint) {
+        Ok(mut url) => {
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => endpoint
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+/// An upload's error. An upload creates no job, so whatever happened (no
+/// connection, an unreadable file, a refusal, an answer cut short) nothing
+/// paid may exist: it is never [`Delivery::MaybeSent`], and the message says
+/// so.
+fn upload_error(what: &str, endpoint: &str, cause: String) -> Error {
     Error::Transport {
         provider: "uploader".to_owned(),
-        delivery,
-        attempt: None,
-        source: message.into(),
+        delivery: Delivery::NotSent,
+        attempt: Some(format!(
+            "uploading {what} to {} failed; no job was created",
+            without_query(endpoint)
+        )),
+        source: cause.into(),
     }
+}
+
+/// A reqwest error with its causes, without the URL it names (its query may
+/// be a credential).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
 }
 
 #[async_trait]
 impl Uploader for PostUploader {
     async fn upload(&self, media: &Media) -> Result<String, Error> {
-        let bytes: Vec<u8> = match media {
-            Media::File(path) => tokio::fs::read(path).await.map_err(|e| {
-                upload_error(
-                    Delivery::NotSent,
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?,
-            Media::Bytes { data, .. } => data.to_vec(),
+        let (what, bytes): (String, Vec<u8>) = match media {
+            Media::File(path) => {
+                let what = path.display().to_string();
+                let bytes = tokio::fs::read(path).await.map_err(|e| {
+                    upload_error(
+                        &what,
+                        &self.endpoint,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                (what, bytes)
+            }
+            Media::Bytes { data, .. } => (format!("{} bytes", data.len()), data.to_vec()),
             Media::Url(url) => return Ok(url.clone()),
             _ => {
                 return Err(upload_error(
-                    Delivery::NotSent,
-                    "unsupported media".to_owned(),
+                    "the input",
+                    &self.endpoint,
+                    "this uploader takes files and bytes only".to_owned(),
                 ));
             }
         };
+        let failed = |cause: String| upload_error(&what, &self.endpoint, cause);
         let response = self
             .http
             .post(&self.endpoint)
@@ -76,22 +121,27 @@ impl Uploader for PostUploader {
             .send()
             .await
             .map_err(|e| {
-                upload_error(
-                    Delivery::MaybeSent,
-                    format!("upload to {} failed: {e}", self.endpoint),
-                )
+                failed(if e.is_connect() {
+                    format!("could not connect: {}", describe(e))
+                } else {
+                    describe(e)
+                })
             })?;
-        let answer: serde_json::Value = response.json().await.map_err(|e| {
-            upload_error(
-                Delivery::MaybeSent,
-                format!("upload answer unreadable: {e}"),
-            )
-        })?;
-        answer["url"].as_str().map(str::to_owned).ok_or_else(|| {
-            upload_error(
-                Delivery::MaybeSent,
-                format!("upload answer has no url: {answer}"),
-            )
-        })
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let excerpt: String = body.chars().take(200).collect();
+            return Err(failed(format!(
+                "the endpoint refused it: HTTP {status}: {excerpt}"
+            )));
+        }
+        let answer: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| failed(format!("its answer is unreadable: {}", describe(e))))?;
+        answer["url"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| failed(format!("its answer has no url: {answer}")))
     }
 }

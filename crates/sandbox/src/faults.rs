@@ -25,8 +25,22 @@ pub enum FaultKind {
     /// job's status is asked again, which hands out a fresh URL.
     ExpireUrl,
     /// A download's body comes 1 KiB every 100 ms, as over a bad link.
+    /// Acts on downloads only.
     Trickle,
+    /// A download answers with its headers (the whole length announced)
+    /// and the first 64 bytes of the body, then sends nothing more, holding
+    /// the connection open for 120 s before closing it: a result host that
+    /// hangs (for a while: no client can wait on it forever). Acts on
+    /// downloads only.
+    Stall,
+    /// A download answers `200 OK` with a small `text/html` error page in
+    /// place of the video, as a CDN or a proxy may. Acts on downloads only.
+    Html,
 }
+
+/// How long a [`FaultKind::Stall`] holds a connection open without
+/// sending, at most, so that no client can wait on it forever.
+pub(crate) const STALL_HOLD: Duration = Duration::from_secs(120);
 
 impl FaultKind {
     /// Whether this fault is decided when a job is created (and acts on the
@@ -46,6 +60,8 @@ impl fmt::Display for FaultKind {
             FaultKind::FailJob => f.write_str("fail"),
             FaultKind::ExpireUrl => f.write_str("expire"),
             FaultKind::Trickle => f.write_str("trickle"),
+            FaultKind::Stall => f.write_str("stall"),
+            FaultKind::Html => f.write_str("html"),
         }
     }
 }
@@ -158,7 +174,7 @@ impl Fault {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "bad fault {spec:?}: {reason}; expected KIND[:PROBABILITY][*TIMES][@PROVIDER][/OPERATION], \
-         KIND one of 429, 500, 502, 503, drop, slow[=MS], fail, expire"
+         KIND one of 429, 500, 502, 503, drop, slow[=MS], fail, expire, trickle, stall, html"
 )]
 pub struct ParseFaultError {
     spec: String,
@@ -226,6 +242,8 @@ impl FromStr for Fault {
             "fail" => FaultKind::FailJob,
             "expire" => FaultKind::ExpireUrl,
             "trickle" => FaultKind::Trickle,
+            "stall" => FaultKind::Stall,
+            "html" => FaultKind::Html,
             other => match other.strip_prefix("slow=") {
                 Some(ms) => {
                     FaultKind::Slow(Duration::from_millis(ms.parse().map_err(|_| {
@@ -265,6 +283,17 @@ mod tests {
             "trickle/download".parse::<Fault>().unwrap().kind,
             FaultKind::Trickle
         );
+        assert_eq!(
+            "stall/download".parse::<Fault>().unwrap(),
+            Fault::new(FaultKind::Stall).on(Operation::Download)
+        );
+        assert_eq!(
+            "html*1".parse::<Fault>().unwrap(),
+            Fault::new(FaultKind::Html).times(1)
+        );
+        for kind in [FaultKind::Trickle, FaultKind::Stall, FaultKind::Html] {
+            assert_eq!(kind.to_string().parse::<Fault>().unwrap().kind, kind);
+        }
         assert_eq!(
             "expire".parse::<Fault>().unwrap(),
             Fault::new(FaultKind::ExpireUrl)

@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use serde_json::json;
 
 use crate::Provider;
-use crate::faults::{FaultKind, Operation};
+use crate::faults::{FaultKind, Operation, STALL_HOLD};
 use crate::protocol::{apply_faults, dropped};
 use crate::state::{Count, ResultFile, State};
 
@@ -44,9 +44,9 @@ async fn download(
     if headers.contains_key(header::RANGE) {
         state.count(provider, Count::RangedDownload);
     }
-    let trickle = match apply_faults(&state, provider, Operation::Download, "/files").await {
+    let faults = match apply_faults(&state, provider, Operation::Download, "/files").await {
         Ok(faults) if faults.contains(&FaultKind::Drop) => return dropped(),
-        Ok(faults) => faults.contains(&FaultKind::Trickle),
+        Ok(faults) => faults,
         Err(answer) => return answer,
     };
     let bytes = match found {
@@ -63,25 +63,74 @@ async fn download(
                 .into_response();
         }
     };
-    serve(&headers, &bytes, "video/mp4", trickle)
+    if faults.contains(&FaultKind::Html) {
+        return html_page();
+    }
+    let pace = if faults.contains(&FaultKind::Stall) {
+        Pace::Stall
+    } else if faults.contains(&FaultKind::Trickle) {
+        Pace::Trickle
+    } else {
+        Pace::Whole
+    };
+    serve(&headers, &bytes, "video/mp4", pace)
 }
 
-/// A body of `bytes`, all at once or a trickle of 1 KiB every 100 ms.
-fn body(bytes: &[u8], trickle: bool) -> Body {
-    if !trickle {
-        return Body::from(Bytes::copy_from_slice(bytes));
+/// What a CDN or proxy in trouble answers in place of a file: `200 OK` and
+/// an HTML page (the `html` fault).
+fn html_page() -> Response {
+    const PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>\n\
+        <body><h1>Service Unavailable</h1><p>The file is temporarily unavailable; \
+        please try again later. (sandbox fault <code>html</code>)</p></body></html>\n";
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        Body::from(PAGE),
+    )
+        .into_response()
+}
+
+/// How a body is sent.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// All at once.
+    Whole,
+    /// 1 KiB every 100 ms (the `trickle` fault).
+    Trickle,
+    /// The first 64 bytes, then nothing until the connection is closed
+    /// after [`STALL_HOLD`] (the `stall` fault).
+    Stall,
+}
+
+/// A body of `bytes`, sent at `pace`.
+fn body(bytes: &[u8], pace: Pace) -> Body {
+    match pace {
+        Pace::Whole => Body::from(Bytes::copy_from_slice(bytes)),
+        Pace::Trickle => {
+            let chunks: Vec<Bytes> = bytes.chunks(1024).map(Bytes::copy_from_slice).collect();
+            let stream = futures_util::stream::iter(chunks).then(|chunk| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                Ok::<_, std::io::Error>(chunk)
+            });
+            Body::from_stream(stream)
+        }
+        Pace::Stall => {
+            let head = Bytes::copy_from_slice(&bytes[..bytes.len().min(64)]);
+            // The body never completes: after the hold, an error closes the
+            // connection, short of the length announced.
+            let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(head)]).chain(
+                futures_util::stream::once(async {
+                    tokio::time::sleep(STALL_HOLD).await;
+                    Err(std::io::Error::other("stalled (sandbox fault `stall`)"))
+                }),
+            );
+            Body::from_stream(stream)
+        }
     }
-    let chunks: Vec<Bytes> = bytes.chunks(1024).map(Bytes::copy_from_slice).collect();
-    let stream = futures_util::stream::iter(chunks).then(|chunk| async move {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        Ok::<_, std::convert::Infallible>(chunk)
-    });
-    Body::from_stream(stream)
 }
 
 /// Serves `bytes`, honouring a single `Range: bytes=START-[END]`, with its
 /// length announced however the body comes.
-fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str, trickle: bool) -> Response {
+fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str, pace: Pace) -> Response {
     let total = bytes.len();
     let range = headers
         .get(header::RANGE)
@@ -94,7 +143,7 @@ fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str, trickle:
                 (header::ACCEPT_RANGES, "bytes".to_owned()),
                 (header::CONTENT_LENGTH, total.to_string()),
             ],
-            body(bytes, trickle),
+            body(bytes, pace),
         )
             .into_response();
     };
@@ -124,7 +173,7 @@ fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str, trickle:
             ),
             (header::CONTENT_LENGTH, (end + 1 - start).to_string()),
         ],
-        body(&bytes[start..=end], trickle),
+        body(&bytes[start..=end], pace),
     )
         .into_response()
 }
@@ -147,7 +196,7 @@ async fn uploaded(
     Path(id): Path<String>,
 ) -> Response {
     match state.upload(&id) {
-        Some(bytes) => serve(&headers, &bytes, "application/octet-stream", false),
+        Some(bytes) => serve(&headers, &bytes, "application/octet-stream", Pace::Whole),
         None => (StatusCode::NOT_FOUND, "no such upload").into_response(),
     }
 }

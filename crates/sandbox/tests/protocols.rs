@@ -816,3 +816,55 @@ async fn stats_are_served_as_json() {
     }
     sandbox.stop().await;
 }
+
+/// A job's result URL on a sandbox with `fault` on downloads.
+async fn result_url_with(fault: FaultKind) -> (Sandbox, String) {
+    let sandbox = Sandbox::start(
+        Config::default()
+            .job_duration(Duration::ZERO)
+            .fault(Fault::new(fault).on(Operation::Download)),
+    )
+    .await
+    .unwrap();
+    let (_, body) = valid_bodies()
+        .into_iter()
+        .find(|(p, _)| *p == Provider::ShortApi)
+        .unwrap();
+    let id = create(&sandbox, Provider::ShortApi, &body).await;
+    let url = status(&sandbox, Provider::ShortApi, &id).await.1.unwrap();
+    (sandbox, url)
+}
+
+#[tokio::test]
+async fn an_html_fault_serves_an_error_page_as_the_result() {
+    let (sandbox, url) = result_url_with(FaultKind::Html).await;
+    let response = client().get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = response.text().await.unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.len() < 1024);
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn a_stall_fault_sends_a_few_bytes_of_the_announced_length_then_nothing() {
+    let (sandbox, url) = result_url_with(FaultKind::Stall).await;
+    let mut response = client().get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let announced = response.content_length().unwrap();
+    assert!(announced > 1000, "{announced}");
+    let mut got = 0;
+    while got < 64 {
+        got += response.chunk().await.unwrap().unwrap().len();
+    }
+    assert_eq!(got, 64);
+    let next = tokio::time::timeout(Duration::from_secs(1), response.chunk()).await;
+    assert!(next.is_err(), "nothing more comes: {next:?}");
+    drop(response);
+    sandbox.stop().await;
+}
