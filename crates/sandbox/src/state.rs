@@ -344,28 +344,28 @@ impl State {
         provider: Provider,
         operation: Operation,
     ) -> Vec<FaultKind> {
-        self.roll(provider, operation)
-            .into_iter()
-            .filter(|kind| !kind.is_job_fault())
-            .collect()
+        self.roll(provider, operation, false)
     }
 
     /// The job faults that hit a create.
     pub(crate) fn job_faults(&self, provider: Provider) -> Vec<FaultKind> {
-        self.roll(provider, Operation::Create)
-            .into_iter()
-            .filter(|kind| kind.is_job_fault())
-            .collect()
+        self.roll(provider, Operation::Create, true)
     }
 
-    fn roll(&self, provider: Provider, operation: Operation) -> Vec<FaultKind> {
+    /// Throws the dice for the job faults (`jobs`) or the request faults
+    /// that apply: each fault is rolled once per request, so that its
+    /// `times` counts the requests it hit.
+    fn roll(&self, provider: Provider, operation: Operation, jobs: bool) -> Vec<FaultKind> {
         let mut inner = self.lock();
         let Inner {
             rng, fault_hits, ..
         } = &mut *inner;
         let mut hits = Vec::new();
         for (fault, count) in self.config.faults.iter().zip(fault_hits.iter_mut()) {
-            if !fault.applies(provider, operation) || fault.times.is_some_and(|max| *count >= max) {
+            if fault.kind.is_job_fault() != jobs
+                || !fault.applies(provider, operation)
+                || fault.times.is_some_and(|max| *count >= max)
+            {
                 continue;
             }
             if rng.f64() < fault.probability {
