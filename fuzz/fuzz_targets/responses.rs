@@ -1,6 +1,6 @@
 //! Any bytes a provider sends (a status answer, a callback, an event, an
-//! event stream) give a status or a typed error: never a panic, never a
-//! success without a result URL.
+//! event stream, an amount) give a status, an amount or a typed error:
+//! never a panic, never a success without a result URL.
 //!
 //! `cargo +nightly fuzz run responses`. Its proptest twin runs in CI:
 //! `crates/kling/tests/hostile_answers.rs`.
@@ -28,6 +28,11 @@ fuzz_target!(|data: &[u8]| {
         check(kling_oxen::parse_generation(value));
     }
     let text = String::from_utf8_lossy(data);
+    // Amounts as providers write them: read exactly or refused.
+    if let Ok(credits) = text.parse::<kling_core::Credits>() {
+        assert_eq!(credits.decimal().parse::<kling_core::Credits>().ok(), Some(credits));
+    }
+    let _ = text.parse::<kling_core::Usd>();
     if let Ok((_, status)) = kling_oxen::parse_event(&text) {
         check(Ok(status));
     }

@@ -539,10 +539,11 @@ pub(crate) async fn follow(
 fn report(job: &JobHandle, status: &JobStatus, out: &Path, size: u64, output: Output) {
     eprintln!("wrote {} ({size} bytes)", out.display());
     let mut stdout = std::io::stdout().lock();
-    let cost = match &status.state {
-        JobState::Succeeded { cost, .. } => cost.map(Usd::as_f64),
-        _ => None,
-    };
+    let cost = status
+        .charge
+        .or(job.charge)
+        .and_then(kling::Charge::usd)
+        .map(Usd::as_f64);
     let _ = match output {
         Output::Json => writeln!(
             stdout,

@@ -499,7 +499,7 @@ pub type PushFuture<'a> = Pin<Box<dyn Future<Output = Pushed> + Send + 'a>>;
 ///         Ok(JobHandle::new("instant", "1"))
 ///     }
 ///     async fn status(&self, _job: &JobHandle) -> Result<JobStatus, Error> {
-///         let state = JobState::Succeeded { outputs: vec![], cost: None };
+///         let state = JobState::Succeeded { outputs: vec![] };
 ///         Ok(JobStatus::new(state, serde_json::Value::Null))
 ///     }
 /// }

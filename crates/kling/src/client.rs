@@ -230,7 +230,7 @@ impl Client {
     ) -> Result<JobStatus, Error> {
         let start = self.clock.now();
         let timeout = |after: Duration| Error::Timeout {
-            job: Some(job.clone()),
+            job: Some(Box::new(job.clone())),
             after,
             delivery: Delivery::MaybeSent,
         };
@@ -282,12 +282,16 @@ impl Client {
                 JobState::Succeeded { .. } => return Ok(status),
                 JobState::Failed { reason, refunded } => {
                     return Err(Error::JobFailed {
-                        job: job.clone(),
+                        job: Box::new(job.clone()),
                         reason: reason.clone(),
                         refunded: *refunded,
                     });
                 }
-                JobState::Cancelled => return Err(Error::JobCancelled { job: job.clone() }),
+                JobState::Cancelled => {
+                    return Err(Error::JobCancelled {
+                        job: Box::new(job.clone()),
+                    });
+                }
                 _ => {}
             }
         }

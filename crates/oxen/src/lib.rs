@@ -287,10 +287,7 @@ pub fn parse_generation(raw: Value) -> Result<JobStatus, Error> {
 
 fn succeeded(url: Option<String>) -> Result<JobState, String> {
     match url {
-        Some(url) if !url.is_empty() => Ok(JobState::Succeeded {
-            outputs: vec![url],
-            cost: None,
-        }),
+        Some(url) if !url.is_empty() => Ok(JobState::Succeeded { outputs: vec![url] }),
         _ => Err("succeeded without a result URL".to_owned()),
     }
 }
@@ -414,7 +411,6 @@ mod tests {
             done.state,
             JobState::Succeeded {
                 outputs: vec!["https://r.example/v.mp4".to_owned()],
-                cost: None
             }
         );
         for raw in [
