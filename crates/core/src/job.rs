@@ -181,7 +181,7 @@ pub struct JobStatus {
     /// What the provider says the job has been charged, when this answer
     /// says it (AI/ML API's `meta.usage.credits_used`). Providers that
     /// report a charge elsewhere leave it empty; see
-    /// the provider's own charge query.
+    /// [`Provider::charge`](crate::provider::Provider::charge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charge: Option<Charge>,
     /// The provider's status payload as received.

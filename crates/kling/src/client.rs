@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kling_core::provider::{Offering, PreparedCall, Provider, Pushed};
+use kling_core::provider::{Found, LostCreate, Offering, PreparedCall, Provider, Pushed};
 use kling_core::{
-    Delivery, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Request, Task,
+    Charge, Delivery, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Request, Task,
 };
 use kling_http::{Clock, DownloadError, RetryPolicy, TokioClock};
 
@@ -204,6 +204,30 @@ impl Client {
     /// [`Error::Unsupported`] where it does not.
     pub async fn cancel(&self, job: &JobHandle) -> Result<(), Error> {
         self.provider.cancel(job).await
+    }
+
+    /// Asks what the provider charged for a job, for providers that show it
+    /// apart from the create's answer and the status (Oxen); `None` when it
+    /// has not charged (yet) or does not say. See [`Provider::charge`].
+    ///
+    /// # Errors
+    ///
+    /// The provider's or the transport's.
+    pub async fn charge(&self, job: &JobHandle) -> Result<Option<Charge>, Error> {
+        self.provider.charge(job).await
+    }
+
+    /// Looks for the job a create whose answer was lost may have made,
+    /// where the provider allows it ([`Capabilities::lookup`](kling_core::provider::Capabilities::lookup)).
+    /// `lost.request` must be the request as sent: with an uploader, the
+    /// one whose local files were replaced by their URLs. See
+    /// [`Provider::find_lost`].
+    ///
+    /// # Errors
+    ///
+    /// The provider's or the transport's.
+    pub async fn find_lost(&self, lost: &LostCreate<'_>) -> Result<Found, Error> {
+        self.provider.find_lost(lost).await
     }
 
     /// Waits for a job to end, checking its status as `options.policy`

@@ -16,6 +16,13 @@
 //!   uploaded to the sandbox is echoed back as the result;
 //! - ShortAPI's `callback_url` gets its POST, Oxen's `GET /api/events`
 //!   streams `media_generation_completed`, Oxen's `DELETE` cancels;
+//! - charges are reported as each provider does: ShortAPI's `data.amount`
+//!   at create (the published prices), AI/ML API's `credits_used` once
+//!   completed, Oxen's `cost` on the rows of `GET /api/ai/generations`
+//!   (filters `model`, `status`, `media_type`, pages newest first) and
+//!   `GET /api/ai/generations/{id}`, which also carry each job's enqueued
+//!   parameters. Oxen publishes no price: the sandbox charges its own
+//!   $0.10 a second of video once a job succeeds;
 //! - any non-empty bearer key is accepted, a missing one gets the provider's 401;
 //! - faults are injected on demand ([`Fault`]), from a seeded generator so a
 //!   test is repeatable;
