@@ -1,6 +1,6 @@
 //! Any bytes a provider sends (a status answer, a callback, an event, an
-//! event stream) give a status or a typed error: never a panic, never a
-//! success without a result URL.
+//! event stream, a generation record, an amount) give a status, a charge
+//! or a typed error: never a panic, never a success without a result URL.
 //!
 //! `cargo +nightly fuzz run responses`. Its proptest twin runs in CI:
 //! `crates/kling/tests/hostile_answers.rs`.
@@ -25,9 +25,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
         check(kling_shortapi::parse_status(value.clone()));
         check(kling_aimlapi::parse_generation(value.clone()));
+        let _ = kling_oxen::parse_charge(&value);
         check(kling_oxen::parse_generation(value));
     }
     let text = String::from_utf8_lossy(data);
+    // Amounts as providers write them: read exactly or refused.
+    if let Ok(credits) = text.parse::<kling_core::Credits>() {
+        assert_eq!(credits.decimal().parse::<kling_core::Credits>().ok(), Some(credits));
+    }
+    let _ = text.parse::<kling_core::Usd>();
     if let Ok((_, status)) = kling_oxen::parse_event(&text) {
         check(Ok(status));
     }

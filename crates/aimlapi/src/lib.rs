@@ -34,7 +34,8 @@ use async_trait::async_trait;
 use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Provider};
 use kling_core::{
-    AspectRatio, Error, JobHandle, JobState, JobStatus, Media, Mode, Model, Request, Task,
+    AspectRatio, Charge, Credits, Error, JobHandle, JobState, JobStatus, Media, Mode, Model,
+    Request, Task,
 };
 use kling_http::inline::Inliner;
 use kling_http::{ApiClient, SecretString};
@@ -255,6 +256,25 @@ fn to_value<T: serde::Serialize>(body: &T) -> Value {
 ///
 /// [`Error::Protocol`] when the body is not a generation, has an unknown
 /// status, or completed without a URL.
+///
+/// The credits the job used (`meta.usage.credits_used`), in whatever state
+/// the answer gives them, become [`JobStatus::charge`]; a value that is not
+/// an amount of credits is left out (the raw answer keeps it) rather than
+/// make the status unreadable.
+///
+/// ```
+/// use kling_core::{Charge, Credits};
+/// use serde_json::json;
+///
+/// let status = kling_aimlapi::parse_generation(json!({
+///     "id": "7f0c:klingai/video-o1-image-to-video",
+///     "status": "completed",
+///     "video": {"url": "https://cdn.example/v.mp4"},
+///     "meta": {"usage": {"credits_used": 126000}},
+/// }))?;
+/// assert_eq!(status.charge, Some(Charge::Credits(Credits::from_millionths(126_000_000_000))));
+/// # Ok::<(), kling_core::Error>(())
+/// ```
 pub fn parse_generation(raw: Value) -> Result<JobStatus, Error> {
     let protocol = |message: String| Error::Protocol {
         provider: NAME.to_owned(),
@@ -269,7 +289,6 @@ pub fn parse_generation(raw: Value) -> Result<JobStatus, Error> {
         "completed" => match generation.video {
             Some(video) if !video.url.is_empty() => JobState::Succeeded {
                 outputs: vec![video.url],
-                cost: None,
             },
             _ => return Err(protocol("completed without a video URL".to_owned())),
         },
@@ -287,7 +306,14 @@ pub fn parse_generation(raw: Value) -> Result<JobStatus, Error> {
             )));
         }
     };
-    Ok(JobStatus::new(state, raw))
+    let charge = raw
+        .pointer("/meta/usage/credits_used")
+        .and_then(|used| Credits::from_json(used).ok());
+    let status = JobStatus::new(state, raw);
+    Ok(match charge {
+        Some(used) => status.with_charge(Charge::Credits(used)),
+        None => status,
+    })
 }
 
 /// AI/ML API answers 403 when the account has no credits left: say so.
@@ -399,6 +425,43 @@ mod tests {
             let status = parse_generation(raw.clone()).unwrap();
             assert_eq!(status.state.name(), expected, "{raw}");
             assert_eq!(status.raw, raw);
+        }
+    }
+
+    #[test]
+    fn credits_used_become_the_charge_in_any_state() {
+        let id = "abc:klingai/video-o1-image-to-video";
+        for (raw, millionths) in [
+            (
+                json!({"id": id, "status": "completed", "video": {"url": "https://cdn.example/v.mp4"}, "meta": {"usage": {"credits_used": 126_000}}}),
+                Some(126_000_000_000),
+            ),
+            (
+                json!({"id": id, "status": "generating", "meta": {"usage": {"credits_used": 0.5}}}),
+                Some(500_000),
+            ),
+            (
+                json!({"id": id, "status": "error", "meta": {"usage": {"credits_used": "12.25"}}}),
+                Some(12_250_000),
+            ),
+            (json!({"id": id, "status": "queued"}), None),
+            (json!({"id": id, "status": "queued", "meta": null}), None),
+            // Not an amount: left out, the status still reads.
+            (
+                json!({"id": id, "status": "queued", "meta": {"usage": {"credits_used": -3}}}),
+                None,
+            ),
+            (
+                json!({"id": id, "status": "queued", "meta": {"usage": {"credits_used": [1]}}}),
+                None,
+            ),
+        ] {
+            let status = parse_generation(raw.clone()).unwrap();
+            assert_eq!(
+                status.charge,
+                millionths.map(|m| Charge::Credits(Credits::from_millionths(m))),
+                "{raw}"
+            );
         }
     }
 

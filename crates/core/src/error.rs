@@ -114,8 +114,9 @@ pub enum Error {
     /// The job ran and failed.
     #[error("job {job} failed: {reason}{}", refund_note(*.refunded))]
     JobFailed {
-        /// The job.
-        job: JobHandle,
+        /// The job (boxed, as everywhere in this type: a job handle is large
+        /// and errors travel in every `Result`).
+        job: Box<JobHandle>,
         /// The provider's reason.
         reason: String,
         /// Whether the provider says it refunded the job, when it says.
@@ -125,15 +126,16 @@ pub enum Error {
     /// The job was cancelled before it finished.
     #[error("job {job} was cancelled")]
     JobCancelled {
-        /// The job.
-        job: JobHandle,
+        /// The job (boxed, as everywhere in this type).
+        job: Box<JobHandle>,
     },
 
     /// The deadline passed.
-    #[error("timed out after {}{}", humantime::format_duration(*.after), timeout_note(.job.as_ref(), *.delivery))]
+    #[error("timed out after {}{}", humantime::format_duration(*.after), timeout_note(.job.as_deref(), *.delivery))]
     Timeout {
-        /// The job, when one was created; it may still finish.
-        job: Option<JobHandle>,
+        /// The job, when one was created; it may still finish (boxed, as
+        /// everywhere in this type).
+        job: Option<Box<JobHandle>>,
         /// How long was waited.
         after: Duration,
         /// Whether the request that timed out may have reached the provider.
@@ -276,7 +278,7 @@ impl Error {
     pub fn job(&self) -> Option<&JobHandle> {
         match self {
             Error::JobFailed { job, .. } | Error::JobCancelled { job } => Some(job),
-            Error::Timeout { job, .. } => job.as_ref(),
+            Error::Timeout { job, .. } => job.as_deref(),
             _ => None,
         }
     }

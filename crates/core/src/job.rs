@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::money::Usd;
+use crate::money::Charge;
 
 /// What identifies a job at its provider. It is all that is needed to ask
 /// for its status from any process, so it serializes, and its string form
@@ -23,6 +23,18 @@ use crate::money::Usd;
 /// assert_eq!(job.id, "0b1c2d:klingai/video-o1-video-to-video-edit");
 /// assert_eq!(job.to_string(), "aimlapi:0b1c2d:klingai/video-o1-video-to-video-edit");
 /// ```
+///
+/// Where a provider says at create what it charged (ShortAPI), the handle
+/// carries it too:
+///
+/// ```
+/// use kling_core::{Charge, JobHandle, Usd};
+///
+/// let job = JobHandle::new("shortapi", "8f2c1e").with_charge(Usd::from_micros(715_000).into());
+/// assert_eq!(job.charge, Some(Charge::Usd(Usd::from_micros(715_000))));
+/// let json = serde_json::to_string(&job).unwrap();
+/// assert_eq!(json, r#"{"provider":"shortapi","id":"8f2c1e","charge":{"usd":0.715}}"#);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct JobHandle {
@@ -36,6 +48,10 @@ pub struct JobHandle {
     /// When the job was created, when known.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339")]
     pub created_at: Option<SystemTime>,
+    /// What the provider said it charged when it created the job, when it
+    /// says then (ShortAPI's `data.amount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge: Option<Charge>,
 }
 
 impl JobHandle {
@@ -46,6 +62,7 @@ impl JobHandle {
             id: id.into(),
             model: None,
             created_at: None,
+            charge: None,
         }
     }
 
@@ -60,6 +77,20 @@ impl JobHandle {
     #[must_use]
     pub fn with_created_at(mut self, at: SystemTime) -> Self {
         self.created_at = Some(at);
+        self
+    }
+
+    /// Records what the provider said it charged at create.
+    ///
+    /// ```
+    /// use kling_core::{Charge, Credits, JobHandle};
+    ///
+    /// let job = JobHandle::new("example", "1").with_charge(Charge::Credits(Credits::ZERO));
+    /// assert_eq!(job.charge.and_then(Charge::credits), Some(Credits::ZERO));
+    /// ```
+    #[must_use]
+    pub fn with_charge(mut self, charge: Charge) -> Self {
+        self.charge = Some(charge);
         self
     }
 }
@@ -132,19 +163,61 @@ mod rfc3339 {
 }
 
 /// Where a job is, with the provider's own answer kept for diagnosis.
+///
+/// ```
+/// use kling_core::{Charge, Credits, JobState, JobStatus};
+/// use serde_json::json;
+///
+/// let raw = json!({"status": "generating", "meta": {"usage": {"credits_used": 40}}});
+/// let status = JobStatus::new(JobState::Running, raw)
+///     .with_charge(Charge::Credits(Credits::from_millionths(40_000_000)));
+/// assert_eq!(status.charge.map(|c| c.to_string()).as_deref(), Some("40 credits"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct JobStatus {
     /// The state, in provider-neutral terms.
     pub state: JobState,
+    /// What the provider says the job has been charged, when this answer
+    /// says it (AI/ML API's `meta.usage.credits_used`). Providers that
+    /// report a charge elsewhere leave it empty; see
+    /// [`Provider::charge`](crate::provider::Provider::charge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge: Option<Charge>,
     /// The provider's status payload as received.
     pub raw: serde_json::Value,
 }
 
 impl JobStatus {
     /// A status in `state`, keeping the provider's `raw` payload.
+    ///
+    /// ```
+    /// use kling_core::{JobState, JobStatus};
+    ///
+    /// let status = JobStatus::new(JobState::Queued, serde_json::json!({"status": 0}));
+    /// assert_eq!(status.charge, None);
+    /// ```
     pub fn new(state: JobState, raw: serde_json::Value) -> Self {
-        JobStatus { state, raw }
+        JobStatus {
+            state,
+            charge: None,
+            raw,
+        }
+    }
+
+    /// Records what the provider says the job has been charged.
+    ///
+    /// ```
+    /// use kling_core::{Charge, JobState, JobStatus, Usd};
+    ///
+    /// let status = JobStatus::new(JobState::Cancelled, serde_json::Value::Null)
+    ///     .with_charge(Charge::Usd(Usd::ZERO));
+    /// assert_eq!(status.charge, Some(Charge::Usd(Usd::ZERO)));
+    /// ```
+    #[must_use]
+    pub fn with_charge(mut self, charge: Charge) -> Self {
+        self.charge = Some(charge);
+        self
     }
 }
 
@@ -171,9 +244,6 @@ pub enum JobState {
     Succeeded {
         /// URLs of the results; they may expire.
         outputs: Vec<String>,
-        /// What the provider says it charged, when it says.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        cost: Option<Usd>,
     },
     /// Ended without a result.
     Failed {
@@ -214,6 +284,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::money::{Credits, Usd};
 
     #[test]
     fn handle_strings() {
@@ -248,18 +319,73 @@ mod tests {
     }
 
     #[test]
+    fn handle_serde_round_trip_with_a_charge() {
+        for charge in [
+            Charge::Usd("0.715".parse().unwrap()),
+            Charge::Credits("123456.000001".parse().unwrap()),
+        ] {
+            let job = JobHandle::new("shortapi", "j1")
+                .with_model("kwaivgi/kling-o1/video-to-video")
+                .with_charge(charge);
+            let json = serde_json::to_value(&job).unwrap();
+            let back: JobHandle = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(back, job, "{json}");
+            assert_eq!(back.charge, Some(charge));
+        }
+        // A handle stored before charges were recorded still reads.
+        let old: JobHandle =
+            serde_json::from_str(r#"{"provider":"oxen","id":"g","model":"m"}"#).unwrap();
+        assert_eq!(old.charge, None);
+        assert!(!serde_json::to_string(&old).unwrap().contains("charge"));
+    }
+
+    #[test]
     fn status_serde_round_trip() {
         let status = JobStatus::new(
             JobState::Succeeded {
                 outputs: vec!["https://cdn.example/out.mp4".into()],
-                cost: Some(Usd::from_micros(715_000)),
             },
             serde_json::json!({"status": 2}),
         );
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["state"]["state"], "succeeded");
-        assert_eq!(json["state"]["cost"], 0.715);
+        assert!(json.get("charge").is_none());
         let back: JobStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back, status);
+    }
+
+    #[test]
+    fn status_serde_round_trip_with_a_charge() {
+        for (state, charge) in [
+            (
+                JobState::Succeeded {
+                    outputs: vec!["https://cdn.example/out.mp4".into()],
+                },
+                Charge::Usd(Usd::from_micros(715_000)),
+            ),
+            (
+                JobState::Running,
+                Charge::Credits(Credits::from_millionths(1)),
+            ),
+            (
+                JobState::Failed {
+                    reason: "nsfw".into(),
+                    refunded: Some(false),
+                },
+                Charge::Credits(Credits::MAX),
+            ),
+        ] {
+            let status =
+                JobStatus::new(state, serde_json::json!({"any": "payload"})).with_charge(charge);
+            let json = serde_json::to_value(&status).unwrap();
+            let back: JobStatus = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(back, status, "{json}");
+        }
+        let json = serde_json::to_value(
+            JobStatus::new(JobState::Queued, serde_json::Value::Null)
+                .with_charge(Charge::Credits(Credits::from_millionths(12_500_000))),
+        )
+        .unwrap();
+        assert_eq!(json["charge"], serde_json::json!({"credits": "12.5"}));
     }
 }

@@ -32,7 +32,8 @@ pub mod rules;
 pub use error::{BoxError, Delivery, Error};
 pub use job::{JobHandle, JobState, JobStatus, ParseJobHandleError};
 pub use media::{Media, MediaKind};
-pub use money::{ParseUsdError, Usd};
+pub use money::{Charge, Credits, ParseCreditsError, ParseUsdError, Usd};
+pub use provider::{Found, LostCreate};
 pub use request::{
     AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, MediaField, Mode, Model,
     ReferRequest, Request, RequestSpec, Task, UnknownName, WireElement, WireMedia,

@@ -4,13 +4,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
 use crate::error::Error;
 use crate::job::{JobHandle, JobStatus};
 use crate::media::Media;
-use crate::money::Usd;
+use crate::money::{Charge, Usd};
 use crate::probe::ImageFormat;
 use crate::request::{Mode, Model, Request, Task};
 use crate::rules::{Violation, Violations, limits};
@@ -248,6 +249,9 @@ pub struct Capabilities {
     pub local_files: bool,
     /// The local image formats accepted.
     pub image_formats: &'static [ImageFormat],
+    /// Whether a create whose answer was lost can be looked for among the
+    /// provider's jobs ([`Provider::find_lost`]).
+    pub lookup: bool,
 }
 
 impl Capabilities {
@@ -259,7 +263,24 @@ impl Capabilities {
             cancel: false,
             local_files: false,
             image_formats: limits::IMAGE_FORMATS,
+            lookup: false,
         }
+    }
+
+    /// Declares that a lost create can be looked for
+    /// ([`Provider::find_lost`]).
+    ///
+    /// ```
+    /// use kling_core::provider::Capabilities;
+    ///
+    /// const CAPS: Capabilities = Capabilities::new("example", &[]).with_lookup();
+    /// assert!(CAPS.lookup);
+    /// assert!(!Capabilities::new("other", &[]).lookup);
+    /// ```
+    #[must_use]
+    pub const fn with_lookup(mut self) -> Self {
+        self.lookup = true;
+        self
     }
 
     /// Declares that local files are sent inline, without an uploader.
@@ -464,6 +485,74 @@ pub enum Pushed {
 /// A wait for a provider's push about one job; see [`Provider::push`].
 pub type PushFuture<'a> = Pin<Box<dyn Future<Output = Pushed> + Send + 'a>>;
 
+/// A create whose answer was lost (a timeout, a dropped connection): what
+/// [`Provider::find_lost`] needs to look for the job it may have made.
+///
+/// ```
+/// use std::time::SystemTime;
+/// use kling_core::{EditRequest, LostCreate, Media, Request};
+///
+/// let request = Request::from(EditRequest::new(Media::url("https://example.com/in.mp4"), "Snow"));
+/// let adopted = vec!["4b1d".to_owned()];
+/// let lost = LostCreate::new(&request, SystemTime::now(), &adopted);
+/// assert_eq!(lost.known, ["4b1d"]);
+/// ```
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct LostCreate<'a> {
+    /// The request exactly as it was sent: local media already replaced by
+    /// the URLs an uploader gave, so that it prepares the same body.
+    pub request: &'a Request,
+    /// When the create was about to leave.
+    pub sent_at: SystemTime,
+    /// Provider job ids the caller already has (other creates of the same
+    /// request, found or answered): never returned.
+    pub known: &'a [String],
+}
+
+impl<'a> LostCreate<'a> {
+    /// The create of `request` that was about to leave at `sent_at`; the
+    /// caller already has the jobs `known`.
+    ///
+    /// ```
+    /// use std::time::UNIX_EPOCH;
+    /// use kling_core::{ComposeRequest, LostCreate, Media, Request};
+    ///
+    /// let request = Request::from(ComposeRequest::new("Bloom").image(Media::url("https://example.com/a.png")));
+    /// let lost = LostCreate::new(&request, UNIX_EPOCH, &[]);
+    /// assert!(lost.known.is_empty());
+    /// assert_eq!(lost.sent_at, UNIX_EPOCH);
+    /// ```
+    pub fn new(request: &'a Request, sent_at: SystemTime, known: &'a [String]) -> Self {
+        LostCreate {
+            request,
+            sent_at,
+            known,
+        }
+    }
+}
+
+/// What [`Provider::find_lost`] found.
+///
+/// ```
+/// use kling_core::{Found, JobHandle};
+///
+/// let found = Found::Job(JobHandle::new("oxen", "4b1d"));
+/// assert!(matches!(found, Found::Job(ref job) if job.id == "4b1d"));
+/// assert_ne!(Found::NotFound, Found::Unsupported);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Found {
+    /// The job the create made, not one of those already known.
+    Job(JobHandle),
+    /// No job of the provider matches the request since it was sent (other
+    /// than those already known).
+    NotFound,
+    /// The provider offers no way to look for it.
+    Unsupported,
+}
+
 /// A hosting provider of Kling's models, driven through one interface.
 ///
 /// Adapters implement it; the `kling` facade drives it (validate, submit,
@@ -499,13 +588,26 @@ pub type PushFuture<'a> = Pin<Box<dyn Future<Output = Pushed> + Send + 'a>>;
 ///         Ok(JobHandle::new("instant", "1"))
 ///     }
 ///     async fn status(&self, _job: &JobHandle) -> Result<JobStatus, Error> {
-///         let state = JobState::Succeeded { outputs: vec![], cost: None };
+///         let state = JobState::Succeeded { outputs: vec![] };
 ///         Ok(JobStatus::new(state, serde_json::Value::Null))
 ///     }
 /// }
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
 /// let provider: Box<dyn Provider> = Box::new(Instant);
 /// assert_eq!(provider.name(), "instant");
+///
+/// // What it does not implement has a default: no charge reported, no
+/// // lookup of a lost create.
+/// use kling_core::{EditRequest, Found, LostCreate, Media};
+///
+/// assert_eq!(provider.charge(&JobHandle::new("instant", "1")).await?, None);
+/// let request = Request::from(EditRequest::new(Media::url("https://example.com/a.mp4"), "Snow"));
+/// let lost = LostCreate::new(&request, std::time::SystemTime::now(), &[]);
+/// assert_eq!(provider.find_lost(&lost).await?, Found::Unsupported);
+/// # Ok(())
+/// # }
 /// ```
 #[async_trait]
 pub trait Provider: Send + Sync + fmt::Debug {
@@ -554,5 +656,31 @@ pub trait Provider: Send + Sync + fmt::Debug {
             model: None,
             feature: "cancelling jobs".to_owned(),
         })
+    }
+
+    /// What the provider says it charged for `job`, asked of it now, for
+    /// providers that show charges apart from the status (Oxen's
+    /// generation record); `None` when the provider has not charged it
+    /// (yet) or does not say. Safe to retry.
+    ///
+    /// ShortAPI's charge comes with the create ([`JobHandle::charge`]) and
+    /// AI/ML API's with the status ([`JobStatus::charge`]): their adapters
+    /// keep this default.
+    async fn charge(&self, job: &JobHandle) -> Result<Option<Charge>, Error> {
+        let _ = job;
+        Ok(None)
+    }
+
+    /// Looks among the provider's jobs for the one a create whose answer
+    /// was lost may have made: the earliest job since `lost.sent_at` (less
+    /// an allowance for clock skew) whose parameters are those the request
+    /// prepares, and that is not in `lost.known`. Safe to retry; it never
+    /// creates anything.
+    ///
+    /// [`Found::Unsupported`] for providers without such a lookup
+    /// ([`Capabilities::lookup`] is false).
+    async fn find_lost(&self, lost: &LostCreate<'_>) -> Result<Found, Error> {
+        let _ = lost;
+        Ok(Found::Unsupported)
     }
 }

@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kling_core::provider::{Offering, PreparedCall, Provider, Pushed};
+use kling_core::provider::{Found, LostCreate, Offering, PreparedCall, Provider, Pushed};
 use kling_core::{
-    Delivery, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Request, Task,
+    Charge, Delivery, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Request, Task,
 };
 use kling_http::{Clock, DownloadError, DownloadOptions, RetryPolicy, TokioClock};
 
@@ -230,6 +230,30 @@ impl Client {
         self.provider.cancel(job).await
     }
 
+    /// Asks what the provider charged for a job, for providers that show it
+    /// apart from the create's answer and the status (Oxen); `None` when it
+    /// has not charged (yet) or does not say. See [`Provider::charge`].
+    ///
+    /// # Errors
+    ///
+    /// The provider's or the transport's.
+    pub async fn charge(&self, job: &JobHandle) -> Result<Option<Charge>, Error> {
+        self.provider.charge(job).await
+    }
+
+    /// Looks for the job a create whose answer was lost may have made,
+    /// where the provider allows it ([`Capabilities::lookup`](kling_core::provider::Capabilities::lookup)).
+    /// `lost.request` must be the request as sent: with an uploader, the
+    /// one whose local files were replaced by their URLs. See
+    /// [`Provider::find_lost`].
+    ///
+    /// # Errors
+    ///
+    /// The provider's or the transport's.
+    pub async fn find_lost(&self, lost: &LostCreate<'_>) -> Result<Found, Error> {
+        self.provider.find_lost(lost).await
+    }
+
     /// Waits for a job to end, checking its status as `options.policy`
     /// says, and returns its final status when it succeeded.
     ///
@@ -254,7 +278,7 @@ impl Client {
     ) -> Result<JobStatus, Error> {
         let start = self.clock.now();
         let timeout = |after: Duration| Error::Timeout {
-            job: Some(job.clone()),
+            job: Some(Box::new(job.clone())),
             after,
             delivery: Delivery::MaybeSent,
         };
@@ -306,12 +330,16 @@ impl Client {
                 JobState::Succeeded { .. } => return Ok(status),
                 JobState::Failed { reason, refunded } => {
                     return Err(Error::JobFailed {
-                        job: job.clone(),
+                        job: Box::new(job.clone()),
                         reason: reason.clone(),
                         refunded: *refunded,
                     });
                 }
-                JobState::Cancelled => return Err(Error::JobCancelled { job: job.clone() }),
+                JobState::Cancelled => {
+                    return Err(Error::JobCancelled {
+                        job: Box::new(job.clone()),
+                    });
+                }
                 _ => {}
             }
         }
@@ -400,7 +428,7 @@ impl Client {
                 .saturating_sub(self.clock.now().saturating_sub(started))
         };
         let timeout = || Error::Timeout {
-            job: Some(job.clone()),
+            job: Some(Box::new(job.clone())),
             after: options.deadline,
             delivery: Delivery::NotSent,
         };
@@ -446,7 +474,7 @@ fn first_output(job: &JobHandle, status: &JobStatus) -> Result<String, Error> {
 fn download_error(job: &JobHandle, error: DownloadError, options: &DownloadOptions) -> Error {
     if let DownloadError::TimedOut { .. } = error {
         return Error::Timeout {
-            job: Some(job.clone()),
+            job: Some(Box::new(job.clone())),
             after: options.deadline,
             delivery: Delivery::NotSent,
         };

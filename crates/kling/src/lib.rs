@@ -42,11 +42,13 @@ pub use estimate::Estimate;
 /// The AI/ML API adapter.
 #[cfg(feature = "aimlapi")]
 pub use kling_aimlapi as aimlapi;
-pub use kling_core::provider::{self, Capabilities, PreparedCall, Price, Provider};
+pub use kling_core::provider::{
+    self, Capabilities, Found, LostCreate, PreparedCall, Price, Provider,
+};
 pub use kling_core::{
-    AnimateRequest, AspectRatio, ComposeRequest, Delivery, EditRequest, Element, Error, JobHandle,
-    JobState, JobStatus, Media, MediaKind, Mode, Model, ReferRequest, Request, RequestSpec, Task,
-    Usd, job, probe, prompt, rules,
+    AnimateRequest, AspectRatio, Charge, ComposeRequest, Credits, Delivery, EditRequest, Element,
+    Error, JobHandle, JobState, JobStatus, Media, MediaKind, Mode, Model, ReferRequest, Request,
+    RequestSpec, Task, Usd, job, money, probe, prompt, rules,
 };
 pub use kling_http::{
     Clock, DownloadError, DownloadOptions, RetryPolicy, SecretString, TokioClock,

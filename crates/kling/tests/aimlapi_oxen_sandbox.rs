@@ -276,7 +276,7 @@ async fn failed_jobs_end_the_wait_with_their_reason_on_each_provider() {
                 reason,
                 ..
             } => {
-                assert_eq!(failed, &job);
+                assert_eq!(**failed, job);
                 assert!(!reason.is_empty());
             }
             other => panic!("{}: {other}", job.provider),

@@ -28,6 +28,12 @@ const KEYS: &[&str] = &[
     "generations",
     "refunded",
     "meta",
+    "usage",
+    "credits_used",
+    "generation",
+    "model_name",
+    "enqueued_at",
+    "cost",
 ];
 
 fn json() -> impl Strategy<Value = Value> {
@@ -90,6 +96,11 @@ proptest! {
         prop_assert!(acceptable(&kling::shortapi::parse_status(answer.clone())));
         prop_assert!(acceptable(&kling::aimlapi::parse_generation(answer.clone())));
         prop_assert!(acceptable(&kling::oxen::parse_generation(answer.clone())));
+        // A generation record gives a charge or a protocol error.
+        match kling::oxen::parse_charge(&answer) {
+            Ok(_) | Err(Error::Protocol { .. }) => {}
+            Err(other) => prop_assert!(false, "{other:?}"),
+        }
         let event = kling::oxen::parse_event(&answer.to_string());
         if let Ok((_, status)) = &event {
             prop_assert!(acceptable(&Ok(status.clone())));

@@ -175,7 +175,7 @@ async fn the_overall_deadline_is_a_timeout_on_the_job() {
             after,
             ..
         } => {
-            assert_eq!(*timed_out, job);
+            assert_eq!(**timed_out, job);
             assert_eq!(*after, Duration::from_millis(500));
         }
         other => panic!("expected a timeout, got {other:?}"),

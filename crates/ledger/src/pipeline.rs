@@ -670,14 +670,17 @@ impl Worker<'_> {
                 State::Downloaded => return Ok(Reached::Done(done(row, None))),
                 State::Failed => {
                     return Err(kling::Error::JobFailed {
-                        job: job_of(&row)?,
+                        job: Box::new(job_of(&row)?),
                         reason: row.detail.clone().unwrap_or_default(),
                         refunded: None,
                     }
                     .into());
                 }
                 State::Cancelled => {
-                    return Err(kling::Error::JobCancelled { job: job_of(&row)? }.into());
+                    return Err(kling::Error::JobCancelled {
+                        job: Box::new(job_of(&row)?),
+                    }
+                    .into());
                 }
             };
         }
@@ -752,7 +755,7 @@ impl Worker<'_> {
         self.created_now = true;
         let change = Change {
             job_id: Some(job.id.clone()),
-            ..Change::state(State::Submitted)
+            ..charged(Change::state(State::Submitted), job.charge)
         };
         match self.write(row, change).await {
             Ok(row) => Ok(row),
@@ -768,19 +771,83 @@ impl Worker<'_> {
     }
 
     /// Looks a lost create up at the provider, and adopts what it finds.
-    #[allow(clippy::unused_async)] // providers' lookups are awaited here
     async fn reconcile(&mut self, row: Record) -> Result<Record, Error> {
         let may_exist = |reason: String| Error::MayExist {
             intent: row.intent,
             provider: row.provider.clone(),
             reason,
         };
-        Err(may_exist(format!(
-            "its create may have reached {} without an answer; {} publishes no way to look it \
-             up: find the job in its dashboard and run `kling jobs attach {} {}:JOB-ID`, or \
+        let by_hand = format!(
+            "find the job in {}'s dashboard and run `kling jobs attach {} {}:JOB-ID`, or \
              `kling jobs forget {}` if it has none",
-            row.provider, row.provider, row.intent, row.provider, row.intent
-        )))
+            row.provider, row.intent, row.provider, row.intent
+        );
+        let (Some(sent), Some(sending_at)) = (row.sent_request()?, row.sending_at) else {
+            return Err(may_exist(format!(
+                "what was sent is not recorded (a row from an older journal); {by_hand}"
+            )));
+        };
+        let known: Vec<String> = self
+            .ledger
+            .jobs(&Filter::all().provider(row.provider.clone()))
+            .await?
+            .into_iter()
+            .filter_map(|r| r.job_id)
+            .collect();
+        let sent_at =
+            std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(sending_at).unwrap_or(0));
+        let lost = kling::provider::LostCreate::new(&sent, sent_at, &known);
+        match self.client.find_lost(&lost).await {
+            Ok(kling::provider::Found::Job(job)) => {
+                self.options.emit(Event::Reconciled {
+                    intent: row.intent,
+                    job: job.clone(),
+                });
+                let change = Change {
+                    job_id: Some(job.id.clone()),
+                    ..Change::state(State::Submitted).detail(format!(
+                        "found again at {} after its create's answer was lost",
+                        row.provider
+                    ))
+                };
+                match self.write(&row, change).await {
+                    Err(Error::Store(e)) if e.conflict => Err(may_exist(format!(
+                        "{job} was found but is already recorded on another row; {by_hand}"
+                    ))),
+                    other => other,
+                }
+            }
+            Ok(kling::provider::Found::NotFound) => Err(may_exist(format!(
+                "its create may have reached {} without an answer, and {} lists no matching job \
+                 yet; `kling resume` looks again, or {by_hand}",
+                row.provider, row.provider
+            ))),
+            Ok(_) => Err(may_exist(format!(
+                "its create may have reached {} without an answer; {} publishes no way to look \
+                 it up: {by_hand}",
+                row.provider, row.provider
+            ))),
+            Err(e) => Err(may_exist(format!(
+                "looking it up at {} failed ({e}); `kling resume` looks again, or {by_hand}",
+                row.provider
+            ))),
+        }
+    }
+
+    /// Asks the provider what it charged for an ended job, where it keeps a
+    /// record (Oxen) and nothing was reported on the way; a failure to ask
+    /// leaves the charge unknown, never the job.
+    async fn record_charge(&mut self, row: Record, job: &JobHandle) -> Record {
+        if row.charged_usd.is_some() || row.charged_credits_micros.is_some() {
+            return row;
+        }
+        match self.client.charge(job).await {
+            Ok(Some(charge)) => {
+                let update = charged(Change::default(), Some(charge));
+                self.write(&row, update).await.unwrap_or(row)
+            }
+            _ => row,
+        }
     }
 
     /// Waits for the job, records each status, downloads and verifies the
@@ -802,6 +869,7 @@ impl Worker<'_> {
         let intent = row.intent;
         let observer = self.options.clone();
         let mut last = row.state;
+        let mut last_charge = None;
         let mut current = row;
         let mut write_error = None;
         let record = async {
@@ -811,8 +879,10 @@ impl Worker<'_> {
                     intent,
                     status: status.clone(),
                 });
-                if state != last || self.pending.is_some() {
-                    let mut change = Change::state(state);
+                let news = status.charge.is_some() && status.charge != last_charge;
+                if state != last || news || self.pending.is_some() {
+                    let mut change = charged(Change::state(state), status.charge);
+                    last_charge = status.charge;
                     if let kling::JobState::Failed { reason, .. } = &status.state {
                         change.detail = Some(reason.clone());
                     }
@@ -828,7 +898,11 @@ impl Worker<'_> {
         if let Some(e) = write_error.filter(|e| matches!(e, Error::Conflict(_))) {
             return Err(e);
         }
+        if let Err(kling::Error::JobFailed { .. }) = &waited {
+            current = self.record_charge(current, &job).await;
+        }
         let status = waited?;
+        current = self.record_charge(current, &job).await;
         let dest = match (&current.output, &current.output_dir) {
             (Some(path), _) => path.clone(),
             (None, Some(dir)) => dir.join(format!("{}.mp4", file_name(&job.id))),
@@ -848,7 +922,7 @@ impl Worker<'_> {
         )
         .await
         .map_err(|_| kling::Error::Timeout {
-            job: Some(job.clone()),
+            job: Some(Box::new(job.clone())),
             after: self.options.timeout,
             delivery: kling::Delivery::NotSent,
         })?;
@@ -873,6 +947,18 @@ impl Worker<'_> {
             record: row,
         })
     }
+}
+
+/// `change` with what the provider reported it charged, if it did.
+fn charged(mut change: Change, reported: Option<kling::Charge>) -> Change {
+    match reported {
+        Some(kling::Charge::Usd(usd)) => change.charged_usd_micros = Some(usd.micros()),
+        Some(kling::Charge::Credits(credits)) => {
+            change.charged_credits_micros = Some(credits.millionths());
+        }
+        _ => {}
+    }
+    change
 }
 
 fn job_of(row: &Record) -> Result<JobHandle, Error> {

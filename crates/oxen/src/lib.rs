@@ -9,6 +9,12 @@
 //! (`GET /api/ai/queue/{id}`) when the stream drops or goes quiet. Jobs can
 //! be cancelled (`DELETE /api/ai/queue/{id}`).
 //!
+//! What Oxen charged for a job is on its generation record
+//! (`GET /api/ai/generations/{id}`, [`Provider::charge`]), and a create
+//! whose answer was lost can be found again among the generations
+//! (`GET /api/ai/generations`, [`Provider::find_lost`]): each row carries
+//! the parameters it was enqueued with.
+//!
 //! Oxen checks a model's parameters only when the job runs, so every local
 //! rule here is the only early check there is: nothing is enqueued before
 //! all of them pass. Oxen fetches inputs by URL; local files need an
@@ -37,20 +43,24 @@ mod events;
 pub mod wire;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use kling_core::probe::ImageFormat;
 use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{
-    Capabilities, Feature, Offering, PreparedCall, Provider, PushFuture, require_url,
+    Capabilities, Feature, Found, LostCreate, Offering, PreparedCall, Provider, PushFuture,
+    require_url,
 };
-use kling_core::{Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task};
+use kling_core::{Charge, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task, Usd};
 use kling_http::{ApiClient, SecretString};
+use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::events::Events;
-use crate::wire::{Completed, Enqueued, Generation, VideoMode};
+use crate::wire::{
+    Completed, Enqueued, Generation, GenerationList, GenerationRow, GenerationShow, VideoMode,
+};
 
 /// The provider's name in job handles and on the command line.
 pub const NAME: &str = "oxen";
@@ -65,6 +75,16 @@ const O1_REFERENCE: &str = "kling-video-o1-reference-to-video";
 const O3_OMNI: &str = "kling-video-o3-omni";
 
 const QUEUE: &str = "/api/ai/queue";
+const GENERATIONS: &str = "/api/ai/generations";
+
+/// How far before a lost create's `sent_at` its generation may appear to
+/// have been enqueued, for clocks that disagree: rows enqueued earlier are
+/// not considered.
+pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(600);
+/// Rows asked per page when looking for a lost create.
+const LOOKUP_PAGE_SIZE: u64 = 100;
+/// Pages looked through at most (newest first) before the lookup gives up.
+const LOOKUP_MAX_PAGES: u64 = 20;
 
 /// No `mode` field is published: the models run Kling's default, pro.
 const PRO_ONLY: &[Mode] = &[Mode::Pro];
@@ -97,9 +117,11 @@ pub const CATALOGUE: &[Offering] = &[
         .durations(O1_DURATIONS),
 ];
 
-/// What Oxen offers: cancel, and GIF images besides JPEG, PNG and WebP.
+/// What Oxen offers: cancel, the lookup of a lost create, and GIF images
+/// besides JPEG, PNG and WebP.
 pub const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE)
     .with_cancel()
+    .with_lookup()
     .with_image_formats(&[
         ImageFormat::Jpeg,
         ImageFormat::Png,
@@ -287,10 +309,7 @@ pub fn parse_generation(raw: Value) -> Result<JobStatus, Error> {
 
 fn succeeded(url: Option<String>) -> Result<JobState, String> {
     match url {
-        Some(url) if !url.is_empty() => Ok(JobState::Succeeded {
-            outputs: vec![url],
-            cost: None,
-        }),
+        Some(url) if !url.is_empty() => Ok(JobState::Succeeded { outputs: vec![url] }),
         _ => Err("succeeded without a result URL".to_owned()),
     }
 }
@@ -324,6 +343,100 @@ pub fn parse_event(data: &str) -> Result<(String, JobStatus), Error> {
         other => return Err(protocol(format!("unknown completion status {other:?}"))),
     };
     Ok((event.generation_id, JobStatus::new(state, raw)))
+}
+
+/// Reads a generation record (`GET /api/ai/generations/{id}`) for what
+/// Oxen charged: its `cost`, in dollars, or `None` while it is `null`.
+///
+/// ```
+/// use kling_core::{Charge, Usd};
+/// use serde_json::json;
+///
+/// let record = json!({
+///     "generation": {
+///         "generation_id": "4b1d",
+///         "model_name": "kling-video-o3-omni",
+///         "media_type": "video",
+///         "status": "succeeded",
+///         "enqueued_at": 1_790_000_000,
+///         "cost": "0.84",
+///         "prompt": "Make @Video1 snowy",
+///     },
+///     "status": "success",
+///     "status_message": "resource_found",
+/// });
+/// assert_eq!(kling_oxen::parse_charge(&record)?, Some(Charge::Usd(Usd::from_micros(840_000))));
+/// # Ok::<(), kling_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Protocol`] when the body is not a generation record or its
+/// `cost` is not an amount of dollars.
+pub fn parse_charge(raw: &Value) -> Result<Option<Charge>, Error> {
+    let protocol = |message: String| Error::Protocol {
+        provider: NAME.to_owned(),
+        message,
+        body: raw.to_string(),
+    };
+    let show = GenerationShow::deserialize(raw)
+        .map_err(|e| protocol(format!("not an Oxen generation record: {e}")))?;
+    cost(&show.generation).map_err(protocol)
+}
+
+/// A row's `cost`, in dollars.
+fn cost(row: &GenerationRow) -> Result<Option<Charge>, String> {
+    match &row.cost {
+        None | Some(Value::Null) => Ok(None),
+        Some(cost) => serde_json::from_value::<Usd>(cost.clone())
+            .map(|usd| Some(Charge::Usd(usd)))
+            .map_err(|e| format!("the cost of generation {} is {e}", row.generation_id)),
+    }
+}
+
+/// Whether a generation row carries every parameter of `body` (the queue
+/// body a request prepares) but `model`, each equal: the hub merges a
+/// request's parameters into its rows. Numbers compare by value (`5` and
+/// `5.0` are one duration).
+fn same_parameters(body: &Value, row: &GenerationRow) -> bool {
+    let Some(body) = body.as_object() else {
+        return false;
+    };
+    body.iter()
+        .filter(|(name, _)| name.as_str() != "model")
+        .all(|(name, sent)| row.params.get(name).is_some_and(|kept| same(sent, kept)))
+}
+
+fn same(sent: &Value, kept: &Value) -> bool {
+    match (sent, kept) {
+        (Value::Number(a), Value::Number(b)) => {
+            a == b
+                || matches!((a.as_f64(), b.as_f64()), (Some(a), Some(b)) if a.total_cmp(&b).is_eq())
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(name, a)| b.get(name).is_some_and(|b| same(a, b)))
+        }
+        _ => sent == kept,
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The handle of a generation found in the hub's list.
+fn handle(row: GenerationRow) -> JobHandle {
+    let job = JobHandle::new(NAME, row.generation_id).with_model(row.model_name);
+    match u64::try_from(row.enqueued_at) {
+        Ok(secs) => job.with_created_at(UNIX_EPOCH + Duration::from_secs(secs)),
+        Err(_) => job,
+    }
 }
 
 impl Oxen {
@@ -391,6 +504,92 @@ impl Provider for Oxen {
     async fn cancel(&self, job: &JobHandle) -> Result<(), Error> {
         self.api.delete(&Self::entry(&job.id)).await.map(drop)
     }
+
+    /// The `cost` of the job's generation record
+    /// (`GET /api/ai/generations/{id}`): what Oxen charged, in dollars,
+    /// once it has charged.
+    async fn charge(&self, job: &JobHandle) -> Result<Option<Charge>, Error> {
+        parse_charge(
+            &self
+                .api
+                .get(&format!("{GENERATIONS}/{}", job.id), &[])
+                .await?,
+        )
+    }
+
+    /// Looks through the generations of the request's model
+    /// (`GET /api/ai/generations?model=…&media_type=video`, newest first,
+    /// 100 a page) back to [`CLOCK_SKEW_ALLOWANCE`] before `sent_at`, for
+    /// rows carrying every parameter of the body the request prepares; the
+    /// earliest such row not in `known` is the job. More than 20 pages in
+    /// that window is an error, not a `NotFound`: the job may be further
+    /// back.
+    async fn find_lost(&self, lost: &LostCreate<'_>) -> Result<Found, Error> {
+        let call = self.prepare(lost.request)?;
+        let since = unix_seconds(lost.sent_at)
+            .saturating_sub(i64::try_from(CLOCK_SKEW_ALLOWANCE.as_secs()).unwrap_or(0));
+        let page_size = LOOKUP_PAGE_SIZE.to_string();
+        let mut earliest: Option<GenerationRow> = None;
+        for page in 1..=LOOKUP_MAX_PAGES {
+            let page_number = page.to_string();
+            let raw = self
+                .api
+                .get(
+                    GENERATIONS,
+                    &[
+                        ("model", call.model.as_str()),
+                        ("media_type", "video"),
+                        ("page", &page_number),
+                        ("page_size", &page_size),
+                    ],
+                )
+                .await?;
+            let rows_page: GenerationList =
+                serde_json::from_value(raw.clone()).map_err(|e| Error::Protocol {
+                    provider: NAME.to_owned(),
+                    message: format!("not a page of Oxen generations: {e}"),
+                    body: raw.to_string(),
+                })?;
+            let rows = rows_page.generations.len();
+            let mut passed_the_window = false;
+            for row in rows_page.generations {
+                if row.enqueued_at < since {
+                    passed_the_window = true;
+                    continue;
+                }
+                let candidate = row.model_name == call.model
+                    && !lost.known.contains(&row.generation_id)
+                    && same_parameters(&call.body, &row);
+                // Newest first: a row listed later with the same second
+                // was enqueued earlier.
+                if candidate
+                    && earliest
+                        .as_ref()
+                        .is_none_or(|e| row.enqueued_at <= e.enqueued_at)
+                {
+                    earliest = Some(row);
+                }
+            }
+            let last_page = rows_page.total_pages.is_some_and(|total| page >= total)
+                || u64::try_from(rows).map_or(true, |rows| rows < LOOKUP_PAGE_SIZE);
+            if passed_the_window || last_page {
+                return Ok(earliest.map_or(Found::NotFound, |row| Found::Job(handle(row))));
+            }
+        }
+        Err(Error::Protocol {
+            provider: NAME.to_owned(),
+            message: format!(
+                "more than {} generations of {} since {}: the lookup stops there, and the job \
+                 may be further back; look for it on the hub",
+                LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE,
+                call.model,
+                kling_core::job::rfc3339(
+                    UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0))
+                )
+            ),
+            body: String::new(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -418,7 +617,6 @@ mod tests {
             done.state,
             JobState::Succeeded {
                 outputs: vec!["https://r.example/v.mp4".to_owned()],
-                cost: None
             }
         );
         for raw in [
@@ -430,6 +628,100 @@ mod tests {
             assert!(
                 matches!(parse_generation(raw.clone()), Err(Error::Protocol { .. })),
                 "{raw}"
+            );
+        }
+    }
+
+    fn row(params: Value) -> GenerationRow {
+        let mut fields = json!({
+            "generation_id": "g",
+            "model_name": "kling-video-o3-omni",
+            "status": "queued",
+            "enqueued_at": 1_790_000_000,
+        });
+        if let (Some(fields), Value::Object(params)) = (fields.as_object_mut(), params) {
+            fields.extend(params);
+        }
+        serde_json::from_value(fields).unwrap()
+    }
+
+    #[test]
+    fn rows_match_the_parameters_sent() {
+        let body = json!({
+            "model": "kling-video-o3-omni",
+            "prompt": "Fly over @Video1",
+            "video_mode": "reference",
+            "input_video": "https://m.example/in.mp4",
+            "input_image": ["https://m.example/a.png"],
+            "elements": [{"frontal_image_url": "f", "reference_image_urls": ["r"]}],
+            "duration": 7,
+        });
+        let kept = json!({
+            "prompt": "Fly over @Video1",
+            "video_mode": "reference",
+            "input_video": "https://m.example/in.mp4",
+            "input_image": ["https://m.example/a.png"],
+            "elements": [{"reference_image_urls": ["r"], "frontal_image_url": "f"}],
+            "duration": 7.0,
+            "seed": null,
+        });
+        // Extra fields in the row, the model under `model_name`, and 7.0
+        // for 7 still match.
+        assert!(same_parameters(&body, &row(kept.clone())));
+        for (name, other) in [
+            ("prompt", json!("Fly over @Video1 ")),
+            ("duration", json!(8)),
+            ("duration", json!("7")),
+            (
+                "input_image",
+                json!(["https://m.example/a.png", "https://m.example/b.png"]),
+            ),
+            ("input_image", json!([])),
+            (
+                "elements",
+                json!([{"frontal_image_url": "f", "reference_image_urls": []}]),
+            ),
+            (
+                "elements",
+                json!([{"frontal_image_url": "f", "reference_image_urls": ["r"], "x": 1}]),
+            ),
+            ("video_mode", Value::Null),
+        ] {
+            let mut changed = kept.clone();
+            changed[name] = other.clone();
+            assert!(!same_parameters(&body, &row(changed)), "{name}: {other}");
+        }
+        let mut missing = kept.clone();
+        missing.as_object_mut().unwrap().remove("input_video");
+        assert!(!same_parameters(&body, &row(missing)));
+        assert!(!same_parameters(&json!("not a body"), &row(kept)));
+    }
+
+    #[test]
+    fn records_give_their_cost() {
+        let record = |cost: Value| {
+            json!({"generation": {"generation_id": "g", "model_name": "m", "status": "succeeded",
+                   "enqueued_at": 1, "cost": cost}, "status": "success"})
+        };
+        assert_eq!(
+            parse_charge(&record(json!("0.7"))).unwrap(),
+            Some(Charge::Usd(Usd::from_micros(700_000)))
+        );
+        assert_eq!(
+            parse_charge(&record(json!(1.25))).unwrap(),
+            Some(Charge::Usd(Usd::from_micros(1_250_000)))
+        );
+        assert_eq!(parse_charge(&record(Value::Null)).unwrap(), None);
+        for bad in [
+            record(json!("-1")),
+            record(json!("free")),
+            record(json!("0.0000001")),
+            json!({"generation_id": "g", "cost": "1"}),
+            json!({"generation": {"generation_id": "g"}}),
+        ] {
+            assert!(
+                matches!(parse_charge(&bad), Err(Error::Protocol { .. })),
+                "{bad}"
             );
         }
     }

@@ -170,3 +170,85 @@ pub struct Completed {
     #[serde(default)]
     pub error: Option<String>,
 }
+
+/// One generation as the hub's browse view shows it: a row of
+/// `GET /api/ai/generations` and the record under `generation` of
+/// `GET /api/ai/generations/{id}` (the published `GenerationsListResponse`
+/// row and `GenerationsShowResponse.generation`, one shape). The request's
+/// own parameters (`prompt`, `duration`, `input_video`…) are merged in at
+/// the top level; they land in [`GenerationRow::params`].
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+pub struct GenerationRow {
+    /// Its id.
+    pub generation_id: String,
+    /// The model that ran it.
+    pub model_name: String,
+    /// `queued`, `processing`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// When it was enqueued, in seconds since the Unix epoch.
+    pub enqueued_at: i64,
+    /// `image` or `video` (published as required; not relied on).
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// When it started, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    /// When it ended, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub completed_at: Option<i64>,
+    /// The result, once succeeded.
+    #[serde(default)]
+    pub result_url: Option<String>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error_message: Option<String>,
+    /// The charged amount in dollars, a decimal string as published (`null`
+    /// until charged). Kept as it came: one odd row must not make a whole
+    /// page unreadable.
+    #[serde(default)]
+    pub cost: Option<serde_json::Value>,
+    /// Every other field: the request's parameters, and the row's fields
+    /// not named above (`target_repo`, `user_id`…).
+    #[serde(flatten)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The answer to `GET /api/ai/generations` (`GenerationsListResponse`):
+/// one page, newest first.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+pub struct GenerationList {
+    /// The rows of this page.
+    pub generations: Vec<GenerationRow>,
+    /// Rows in this page (at most `page_size`).
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// This page's number, from 1.
+    #[serde(default)]
+    pub page_number: Option<u64>,
+    /// Rows per page.
+    #[serde(default)]
+    pub page_size: Option<u64>,
+    /// Pages in the filtered set.
+    #[serde(default)]
+    pub total_pages: Option<u64>,
+    /// Rows in the filtered set.
+    #[serde(default)]
+    pub total_entries: Option<u64>,
+    /// The charged amounts of the filtered set summed, a decimal string;
+    /// `null` when nothing in it has been charged.
+    #[serde(default)]
+    pub total_cost: Option<serde_json::Value>,
+}
+
+/// The answer to `GET /api/ai/generations/{id}` (`GenerationsShowResponse`).
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+pub struct GenerationShow {
+    /// The generation.
+    pub generation: GenerationRow,
+    /// `success`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `resource_found`.
+    #[serde(default)]
+    pub status_message: Option<String>,
+}

@@ -80,15 +80,18 @@ pub enum Operation {
     Download,
     /// Opening Oxen's event stream.
     Events,
+    /// Looking up past jobs (Oxen's generation list and records).
+    Lookup,
 }
 
 impl Operation {
-    const ALL: [(&'static str, Operation); 5] = [
+    const ALL: [(&'static str, Operation); 6] = [
         ("create", Operation::Create),
         ("status", Operation::Status),
         ("cancel", Operation::Cancel),
         ("download", Operation::Download),
         ("events", Operation::Events),
+        ("lookup", Operation::Lookup),
     ];
 }
 
@@ -199,7 +202,7 @@ impl FromStr for Fault {
                     .map(|(_, o)| *o)
                     .ok_or_else(|| {
                         err(format!(
-                            "unknown operation {op:?} (create, status, cancel, download, events)"
+                            "unknown operation {op:?} (create, status, cancel, download, events, lookup)"
                         ))
                     })?;
                 (rest, Some(operation))

@@ -16,6 +16,13 @@
 //!   uploaded to the sandbox is echoed back as the result;
 //! - ShortAPI's `callback_url` gets its POST, Oxen's `GET /api/events`
 //!   streams `media_generation_completed`, Oxen's `DELETE` cancels;
+//! - charges are reported as each provider does: ShortAPI's `data.amount`
+//!   at create (the published prices), AI/ML API's `credits_used` once
+//!   completed, Oxen's `cost` on the rows of `GET /api/ai/generations`
+//!   (filters `model`, `status`, `media_type`, pages newest first) and
+//!   `GET /api/ai/generations/{id}`, which also carry each job's enqueued
+//!   parameters. Oxen publishes no price: the sandbox charges its own
+//!   $0.10 a second of video once a job succeeds;
 //! - any non-empty bearer key is accepted, a missing one gets the provider's 401;
 //! - faults are injected on demand ([`Fault`]), from a seeded generator so a
 //!   test is repeatable;
@@ -259,6 +266,19 @@ impl Sandbox {
     /// What the sandbox has seen so far.
     pub fn stats(&self) -> Stats {
         self.state.stats()
+    }
+
+    /// The ids of `provider`'s jobs, oldest first: what a provider's
+    /// dashboard shows, for tests of jobs whose create's answer was lost.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let sandbox = kling_sandbox::Sandbox::start(Default::default()).await.unwrap();
+    /// assert!(sandbox.job_ids(kling_sandbox::Provider::ShortApi).is_empty());
+    /// # });
+    /// ```
+    pub fn job_ids(&self, provider: Provider) -> Vec<String> {
+        self.state.job_ids(provider)
     }
 
     /// Moves the sandbox's clock forward.

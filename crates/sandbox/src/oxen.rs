@@ -1,6 +1,9 @@
 //! Oxen.ai: the async queue (`POST /api/ai/queue`, `GET` and `DELETE
-//! /api/ai/queue/{id}`) and the event stream (`GET /api/events`).
+//! /api/ai/queue/{id}`), the event stream (`GET /api/events`), and the
+//! hub's generation list and records (`GET /api/ai/generations`,
+//! `GET /api/ai/generations/{id}`), with what each job cost.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +11,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State as Extract};
+use axum::extract::{Path, Query, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -21,16 +24,25 @@ use crate::Provider::Oxen;
 use crate::faults::Operation;
 use crate::protocol::{error, guarded};
 use crate::schemas;
-use crate::state::{Count, NewJob, Phase, State, StreamEvent};
+use crate::state::{Count, JobView, NewJob, Phase, State, StreamEvent};
 
 const QUEUE: &str = "/api/ai/queue";
 const EVENTS: &str = "/api/events";
+const GENERATIONS: &str = "/api/ai/generations";
+
+/// What the sandbox charges an Oxen job per second of video, in
+/// micro-dollars: $0.10. Oxen publishes no per-second price for its Kling
+/// models; this is the sandbox's own figure, so that tests can check exact
+/// amounts.
+pub(crate) const MICROS_PER_SECOND: u64 = 100_000;
 
 pub(crate) fn routes() -> Router<Arc<State>> {
     Router::new()
         .route(QUEUE, post(enqueue))
         .route("/api/ai/queue/{id}", get(show).delete(cancel))
         .route(EVENTS, get(events))
+        .route(GENERATIONS, get(list))
+        .route("/api/ai/generations/{id}", get(record))
 }
 
 fn refuse(state: &State, message: &str) -> Response {
@@ -87,6 +99,7 @@ async fn enqueue(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body: 
                 echo,
                 failure,
                 seconds,
+                body: Some(body),
             },
             &faults,
         );
@@ -115,34 +128,190 @@ async fn show(
         let Some(view) = state.job_view(Oxen, &id) else {
             return not_found(&id);
         };
-        let unix = |at: Duration| state.started_unix + at.as_secs();
-        let enqueued = view.created_at;
-        let started = enqueued + view.run_for / 4;
-        let completed = enqueued + view.run_for;
-        let (status, started_at, completed_at) = match &view.phase {
-            Phase::Queued => ("queued", None, None),
-            Phase::Running => ("processing", Some(unix(started)), None),
-            Phase::Succeeded => ("succeeded", Some(unix(started)), Some(unix(completed))),
-            Phase::Failed(_) => ("failed", Some(unix(started)), Some(unix(completed))),
-            Phase::Cancelled => ("cancelled", None, None),
+        Json(Value::Object(entry(&state, &view))).into_response()
+    })
+    .await
+}
+
+/// A queue entry's fields (`QueueGenerationResponse`).
+fn entry(state: &State, view: &JobView) -> serde_json::Map<String, Value> {
+    let unix = |at: Duration| state.started_unix + at.as_secs();
+    let enqueued = view.created_at;
+    let started = enqueued + view.run_for / 4;
+    let completed = enqueued + view.run_for;
+    let (started_at, completed_at) = match &view.phase {
+        Phase::Queued | Phase::Cancelled => (None, None),
+        Phase::Running => (Some(unix(started)), None),
+        Phase::Succeeded | Phase::Failed(_) => (Some(unix(started)), Some(unix(completed))),
+    };
+    let error_message = match &view.phase {
+        Phase::Failed(reason) => Some(reason.clone()),
+        _ => None,
+    };
+    let entry = json!({
+        "generation_id": view.id,
+        "model_name": view.model,
+        "media_type": "video",
+        "status": status_word(&view.phase),
+        "result_url": view.url,
+        "error_message": error_message,
+        "enqueued_at": unix(enqueued),
+        "started_at": started_at,
+        "completed_at": completed_at,
+    });
+    match entry {
+        Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn status_word(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Queued => "queued",
+        Phase::Running => "processing",
+        Phase::Succeeded => "succeeded",
+        Phase::Failed(_) => "failed",
+        Phase::Cancelled => "cancelled",
+    }
+}
+
+/// What a job cost, in micro-dollars: charged once it has succeeded, at
+/// [`MICROS_PER_SECOND`].
+fn cost_micros(view: &JobView) -> Option<u64> {
+    (view.phase == Phase::Succeeded).then(|| MICROS_PER_SECOND * u64::from(view.seconds))
+}
+
+/// Dollars as the hub writes them: a decimal string, `"0.50"`.
+fn dollars(micros: u64) -> String {
+    kling_core::Usd::from_micros(micros)
+        .to_string()
+        .trim_start_matches('$')
+        .to_owned()
+}
+
+/// A generation row (the published `GenerationsListResponse` row, also
+/// `GenerationsShowResponse.generation`): the enqueue's parameters merged
+/// in at the top level, then the entry's fields, the charge and the user.
+fn row(state: &State, view: &JobView) -> Value {
+    let mut row = match &view.body {
+        Some(Value::Object(body)) => body.clone(),
+        _ => serde_json::Map::new(),
+    };
+    // The model shows as `model_name`.
+    row.remove("model");
+    for name in ["target_namespace", "target_repo", "target_directory"] {
+        row.entry(name).or_insert(Value::Null);
+    }
+    row.extend(entry(state, view));
+    row.insert(
+        "cost".to_owned(),
+        cost_micros(view).map_or(Value::Null, |micros| Value::from(dollars(micros))),
+    );
+    row.insert("user_id".to_owned(), Value::Null);
+    row.insert("username".to_owned(), Value::from("sandbox"));
+    row.insert("user_image".to_owned(), Value::Null);
+    Value::Object(row)
+}
+
+fn bad_query(message: &str) -> Response {
+    error(Oxen, StatusCode::BAD_REQUEST, message, GENERATIONS)
+}
+
+/// `GET /api/ai/generations`: the jobs, newest first, filtered by `model`,
+/// `status` and `media_type`, a page at a time (`page` from 1, `page_size`
+/// 1 to 1000, default 50), with the filtered set's `total_cost`.
+async fn list(
+    Extract(state): Extract<Arc<State>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    guarded(&state, Oxen, Operation::Lookup, &headers, GENERATIONS, || async {
+        state.count(Oxen, Count::Lookup);
+        let number = |name: &str, default: u64, max: u64| match params.get(name) {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| format!("{name} must be a whole number from 1 to {max}, not {text:?}")),
         };
-        let error_message = match &view.phase {
-            Phase::Failed(reason) => Some(reason.clone()),
-            _ => None,
+        let (page, page_size) = match (number("page", 1, u64::MAX), number("page_size", 50, 1000)) {
+            (Ok(page), Ok(size)) => (page, size),
+            (Err(message), _) | (_, Err(message)) => return bad_query(&message),
         };
+        let status = params.get("status").map(String::as_str);
+        if let Some(word) = status
+            && !["queued", "processing", "succeeded", "failed", "cancelled"].contains(&word)
+        {
+            return bad_query(&format!(
+                "status must be one of queued, processing, succeeded, failed, cancelled, not {word:?}"
+            ));
+        }
+        let media_type = params.get("media_type").map(String::as_str);
+        if let Some(kind) = media_type
+            && !["image", "video"].contains(&kind)
+        {
+            return bad_query(&format!("media_type must be image or video, not {kind:?}"));
+        }
+        let model = params.get("model");
+        let chosen: Vec<JobView> = state
+            .job_views(Oxen)
+            .into_iter()
+            .filter(|view| model.is_none_or(|m| *m == view.model))
+            .filter(|view| status.is_none_or(|s| s == status_word(&view.phase)))
+            // The sandbox makes videos only.
+            .filter(|_| media_type.is_none_or(|kind| kind == "video"))
+            .collect();
+        let total = chosen.len() as u64;
+        let charged: Vec<u64> = chosen.iter().filter_map(cost_micros).collect();
+        let total_cost = (!charged.is_empty()).then(|| dollars(charged.iter().sum()));
+        let skip = usize::try_from((page - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
+        let rows: Vec<Value> = chosen
+            .iter()
+            .skip(skip)
+            .take(usize::try_from(page_size).unwrap_or(usize::MAX))
+            .map(|view| row(&state, view))
+            .collect();
         Json(json!({
-            "generation_id": id,
-            "model_name": view.model,
-            "media_type": "video",
-            "status": status,
-            "result_url": view.url,
-            "error_message": error_message,
-            "enqueued_at": unix(enqueued),
-            "started_at": started_at,
-            "completed_at": completed_at,
+            "count": rows.len(),
+            "generations": rows,
+            "page_number": page,
+            "page_size": page_size,
+            // As the hub's paginator counts: one page even when empty.
+            "total_pages": total.div_ceil(page_size).max(1),
+            "total_entries": total,
+            "total_cost": total_cost,
         }))
         .into_response()
     })
+    .await
+}
+
+/// `GET /api/ai/generations/{id}`: one row under `generation`.
+async fn record(
+    Extract(state): Extract<Arc<State>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    guarded(
+        &state,
+        Oxen,
+        Operation::Lookup,
+        &headers,
+        GENERATIONS,
+        || async {
+            state.count(Oxen, Count::Lookup);
+            let Some(view) = state.job_view(Oxen, &id) else {
+                return not_found(&id);
+            };
+            Json(json!({
+                "generation": row(&state, &view),
+                "status": "success",
+                "status_message": "resource_found",
+            }))
+            .into_response()
+        },
+    )
     .await
 }
 

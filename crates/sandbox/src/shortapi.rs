@@ -84,6 +84,7 @@ async fn create(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body: B
                     echo,
                     failure: None,
                     seconds,
+                    body: None,
                 },
                 &faults,
             );

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::faults::{FaultKind, Operation};
@@ -88,6 +89,12 @@ pub(crate) struct Job {
     pub(crate) callback_url: Option<String>,
     /// Seconds billed, for answers that carry an amount.
     pub(crate) seconds: u32,
+    /// The create body, where the provider shows it again (Oxen's
+    /// generation rows).
+    body: Option<Value>,
+    /// The order of creation, for listings: jobs made at one instant of a
+    /// frozen clock still have an order.
+    sequence: u64,
     announced: Announced,
     expire_first_url: bool,
     token: Option<u64>,
@@ -131,6 +138,9 @@ pub(crate) struct NewJob {
     /// parameters only when the job runs).
     pub(crate) failure: Option<String>,
     pub(crate) seconds: u32,
+    /// The create body, for a provider that shows it again (Oxen merges an
+    /// enqueue's parameters into its generation rows).
+    pub(crate) body: Option<Value>,
 }
 
 /// A message on Oxen's event stream.
@@ -154,6 +164,7 @@ pub(crate) struct Counters {
     events: AtomicU64,
     subscriptions: AtomicU64,
     ranged_downloads: AtomicU64,
+    lookups: AtomicU64,
 }
 
 /// What a counter counts.
@@ -170,6 +181,7 @@ pub(crate) enum Count {
     Event,
     Subscription,
     RangedDownload,
+    Lookup,
 }
 
 impl Counters {
@@ -186,6 +198,7 @@ impl Counters {
             Count::Event => &self.events,
             Count::Subscription => &self.subscriptions,
             Count::RangedDownload => &self.ranged_downloads,
+            Count::Lookup => &self.lookups,
         }
     }
 
@@ -203,6 +216,7 @@ impl Counters {
             events: get(Count::Event),
             subscriptions: get(Count::Subscription),
             ranged_downloads: get(Count::RangedDownload),
+            lookups: get(Count::Lookup),
         }
     }
 }
@@ -234,6 +248,9 @@ pub struct ProviderStats {
     pub subscriptions: u64,
     /// Result downloads that asked for a `Range`: resumed ones.
     pub ranged_downloads: u64,
+    /// Lookups among past jobs (Oxen's generation list and records).
+    #[serde(default)]
+    pub lookups: u64,
 }
 
 /// What the sandbox has seen, per provider: the body of
@@ -267,6 +284,8 @@ struct Inner {
     rng: fastrand::Rng,
     fault_hits: Vec<u32>,
     jobs: HashMap<String, Job>,
+    /// Jobs created so far.
+    created: u64,
     /// Job id by file id.
     files: HashMap<String, String>,
     uploads: HashMap<String, Arc<[u8]>>,
@@ -298,6 +317,7 @@ impl State {
                 rng: fastrand::Rng::with_seed(config.seed),
                 fault_hits: vec![0; config.faults.len()],
                 jobs: HashMap::new(),
+                created: 0,
                 files: HashMap::new(),
                 uploads: HashMap::new(),
             }),
@@ -344,28 +364,28 @@ impl State {
         provider: Provider,
         operation: Operation,
     ) -> Vec<FaultKind> {
-        self.roll(provider, operation)
-            .into_iter()
-            .filter(|kind| !kind.is_job_fault())
-            .collect()
+        self.roll(provider, operation, false)
     }
 
     /// The job faults that hit a create.
     pub(crate) fn job_faults(&self, provider: Provider) -> Vec<FaultKind> {
-        self.roll(provider, Operation::Create)
-            .into_iter()
-            .filter(|kind| kind.is_job_fault())
-            .collect()
+        self.roll(provider, Operation::Create, true)
     }
 
-    fn roll(&self, provider: Provider, operation: Operation) -> Vec<FaultKind> {
+    /// Throws the dice for the job faults (`jobs`) or the request faults
+    /// that apply: each fault is rolled once per request, so that its
+    /// `times` counts the requests it hit.
+    fn roll(&self, provider: Provider, operation: Operation, jobs: bool) -> Vec<FaultKind> {
         let mut inner = self.lock();
         let Inner {
             rng, fault_hits, ..
         } = &mut *inner;
         let mut hits = Vec::new();
         for (fault, count) in self.config.faults.iter().zip(fault_hits.iter_mut()) {
-            if !fault.applies(provider, operation) || fault.times.is_some_and(|max| *count >= max) {
+            if fault.kind.is_job_fault() != jobs
+                || !fault.applies(provider, operation)
+                || fault.times.is_some_and(|max| *count >= max)
+            {
                 continue;
             }
             if rng.f64() < fault.probability {
@@ -408,7 +428,7 @@ impl State {
                 .then(|| "the sandbox was told to fail this job (fault `fail`)".to_owned())
         });
         let file_id = self.hex_id(16);
-        let job = Job {
+        let mut job = Job {
             provider: new.provider,
             id: new.id.clone(),
             model: new.model,
@@ -420,12 +440,16 @@ impl State {
             result: new.echo.unwrap_or_else(|| Arc::from(SAMPLE_RESULT)),
             callback_url: new.callback_url,
             seconds: new.seconds,
+            body: new.body,
+            sequence: 0,
             announced: Announced::Nothing,
             expire_first_url: faults.contains(&FaultKind::ExpireUrl),
             token: None,
             expired_tokens: HashSet::new(),
         };
         let mut inner = self.lock();
+        inner.created += 1;
+        job.sequence = inner.created;
         inner.files.insert(file_id, new.id.clone());
         inner.jobs.insert(new.id, job);
     }
@@ -451,16 +475,49 @@ impl State {
         let mut inner = self.lock();
         let Inner { rng, jobs, .. } = &mut *inner;
         let job = jobs.get_mut(id).filter(|job| job.provider == provider)?;
+        Some(self.view(job, now, rng))
+    }
+
+    /// The ids of `provider`'s jobs, oldest first.
+    pub(crate) fn job_ids(&self, provider: Provider) -> Vec<String> {
+        let inner = self.lock();
+        let mut mine: Vec<&Job> = inner
+            .jobs
+            .values()
+            .filter(|job| job.provider == provider)
+            .collect();
+        mine.sort_by_key(|job| (job.created_at, job.sequence));
+        mine.into_iter().map(|job| job.id.clone()).collect()
+    }
+
+    /// Every job of `provider`, newest first, as status answers show them.
+    pub(crate) fn job_views(&self, provider: Provider) -> Vec<JobView> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let Inner { rng, jobs, .. } = &mut *inner;
+        let mut mine: Vec<&mut Job> = jobs
+            .values_mut()
+            .filter(|job| job.provider == provider)
+            .collect();
+        mine.sort_by_key(|job| std::cmp::Reverse((job.created_at, job.sequence)));
+        mine.into_iter()
+            .map(|job| self.view(job, now, rng))
+            .collect()
+    }
+
+    fn view(&self, job: &mut Job, now: Duration, rng: &mut fastrand::Rng) -> JobView {
         let phase = job.phase(now);
         let url = (phase == Phase::Succeeded).then(|| self.issue_url(job, rng));
-        Some(JobView {
+        JobView {
+            id: job.id.clone(),
             phase,
             url,
             model: job.model.clone(),
             created_at: job.created_at,
             run_for: job.run_for,
             seconds: job.seconds,
-        })
+            body: job.body.clone(),
+        }
     }
 
     /// A result URL for `job`. The first one is already expired when the
@@ -575,12 +632,14 @@ pub(crate) enum ResultFile {
 /// A job as a status answer shows it.
 #[derive(Debug)]
 pub(crate) struct JobView {
+    pub(crate) id: String,
     pub(crate) phase: Phase,
     pub(crate) url: Option<String>,
     pub(crate) model: String,
     pub(crate) created_at: Duration,
     pub(crate) run_for: Duration,
     pub(crate) seconds: u32,
+    pub(crate) body: Option<Value>,
 }
 
 /// A change of phase to announce (Oxen event, ShortAPI callback).

@@ -30,7 +30,7 @@ use kling_core::provider::{
     Capabilities, Feature, Offering, PreparedCall, Price, Provider, require_url,
 };
 use kling_core::{
-    AspectRatio, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task, Usd,
+    AspectRatio, Charge, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task, Usd,
 };
 use kling_http::{ApiClient, SecretString};
 use serde_json::Value;
@@ -148,6 +148,9 @@ impl ShortApi {
     /// [`Provider::submit`] does after [`Provider::prepare`]. For callers
     /// that adjust a body by hand; nothing here checks it again.
     ///
+    /// The handle carries what ShortAPI says it charged (`data.amount`,
+    /// in dollars) as [`JobHandle::charge`], when the answer has it.
+    ///
     /// # Errors
     ///
     /// [`Error::Rejected`] when ShortAPI answers `code != 0`; a transport
@@ -161,9 +164,17 @@ impl ShortApi {
             ))
         })?;
         match (answer.code, answer.data) {
-            (0, Some(data)) => Ok(JobHandle::new(NAME, data.job_id)
-                .with_model(call.model.clone())
-                .with_created_at(attempt.at())),
+            (0, Some(data)) => {
+                let job = JobHandle::new(NAME, data.job_id)
+                    .with_model(call.model.clone())
+                    .with_created_at(attempt.at());
+                // The job exists: an amount that cannot be read is left
+                // out (the answer is kept nowhere else), never an error.
+                Ok(match data.amount.map(serde_json::from_value::<Usd>) {
+                    Some(Ok(amount)) => job.with_charge(Charge::Usd(amount)),
+                    _ => job,
+                })
+            }
             (0, None) => Err(attempt.unreadable(format!("code 0 without a job id: {raw}"))),
             (code, _) => Err(Error::Rejected {
                 provider: NAME.to_owned(),
@@ -323,10 +334,7 @@ pub fn parse_status(raw: Value) -> Result<JobStatus, Error> {
                     "status 2 (succeeded) without a result URL".to_owned(),
                 ));
             }
-            JobState::Succeeded {
-                outputs,
-                cost: None,
-            }
+            JobState::Succeeded { outputs }
         }
         other => JobState::Failed {
             reason: data
@@ -453,7 +461,6 @@ mod tests {
             status.state,
             JobState::Succeeded {
                 outputs: vec!["https://cdn.example/out.mp4".to_owned()],
-                cost: None
             }
         );
         assert!(matches!(

@@ -183,9 +183,11 @@ pub struct CreateAnswer {
 /// The job a create made.
 #[derive(Clone, Debug, Deserialize)]
 pub struct CreateData {
-    /// The charge, in dollars.
+    /// The charge, in dollars: a decimal string as documented (`"0.02"`),
+    /// kept as it came so that a number instead cannot make the answer,
+    /// and the job id it carries, unreadable.
     #[serde(default)]
-    pub amount: Option<String>,
+    pub amount: Option<serde_json::Value>,
     /// The job id.
     pub job_id: String,
 }
