@@ -3,12 +3,16 @@
 //!
 //! Every job must end with its result file, or with an error that names
 //! what happened (a failed job, a create that may have reached the
-//! provider); the sandbox must count exactly one create per intent the
-//! journal holds as possibly sent; no process may panic or outlive its
+//! provider). `kling resume` then works what the batch left unfinished
+//! against the same sandbox: a provider with a lookup must leave nothing
+//! `may_exist`, and the sandbox must count exactly one create per intent
+//! the journal holds as possibly sent. No process may panic or outlive its
 //! deadline. It prints a table of outcomes per fault.
 
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,10 +27,39 @@ struct Fault {
     fails_with: Option<&'static str>,
     /// Creates may be lost in flight: "may exist" outcomes are expected.
     may_exist: bool,
-    providers: &'static [&'static str],
+    providers: &'static [Provider],
 }
 
-const ALL: &[&str] = &["shortapi", "aimlapi", "oxen"];
+/// A provider under test.
+struct Provider {
+    name: &'static str,
+    /// The variable `kling` reads its key from.
+    key: &'static str,
+    /// It publishes a lookup that finds a lost create again, so `kling
+    /// resume` must leave nothing `may_exist`.
+    lookup: bool,
+}
+
+const SHORTAPI: Provider = Provider {
+    name: "shortapi",
+    key: "SHORTAPI_KEY",
+    lookup: false,
+};
+const AIMLAPI: Provider = Provider {
+    name: "aimlapi",
+    key: "AIMLAPI_KEY",
+    lookup: false,
+};
+const OXEN: Provider = Provider {
+    name: "oxen",
+    key: "OXEN_API_KEY",
+    lookup: true,
+};
+const ALL: &[Provider] = &[SHORTAPI, AIMLAPI, OXEN];
+
+/// How long a `kling batch` or `kling resume` may run: its own 120 s per
+/// job, and a margin.
+const DEADLINE: Duration = Duration::from_secs(180);
 
 const FAULTS: &[Fault] = &[
     Fault {
@@ -83,7 +116,7 @@ const FAULTS: &[Fault] = &[
         specs: &["drop:0.7/events"],
         fails_with: None,
         may_exist: false,
-        providers: &["oxen"],
+        providers: &[OXEN],
     },
     Fault {
         name: "mix of all",
@@ -103,13 +136,14 @@ const FAULTS: &[Fault] = &[
     },
 ];
 
-/// What one batch under one fault came to.
+/// What one batch under one fault, and the resume after it, came to.
 struct Outcome {
-    provider: &'static str,
-    fault: &'static str,
     done: u64,
     failed: u64,
+    /// Rows `may_exist` in the journal after the batch…
     may_exist: u64,
+    /// … and after `kling resume`.
+    after_resume: u64,
     unfinished: u64,
     creates: u64,
     intents: u64,
@@ -143,27 +177,113 @@ fn unexplained(summary: &Value, fault: &Fault) -> Vec<String> {
     problems
 }
 
-/// Journal rows that may have reached the provider: all but those refused
-/// before anything was created (a 429 on create).
-fn possible_creates(journal: &Path) -> u64 {
-    let rows: Value = Command::new(kling_binary())
+/// The journal's rows, as `kling --json jobs` lists them.
+fn journal_rows(journal: &Path) -> Result<Vec<Value>, String> {
+    let output = Command::new(kling_binary())
         .args(["--json", "jobs", "--journal"])
         .arg(journal)
         .output()
-        .ok()
-        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
-        .unwrap_or_default();
-    rows["jobs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|row| row["state"] != "not_sent")
-        .count() as u64
+        .map_err(|e| e.to_string())?;
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    match document["jobs"].as_array() {
+        Some(rows) => Ok(rows.clone()),
+        None => Err(format!(
+            "kling jobs listed no rows: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+    }
+}
+
+fn in_state(rows: &[Value], state: &str) -> u64 {
+    rows.iter().filter(|row| row["state"] == state).count() as u64
+}
+
+/// Journal rows that may have reached the provider: all but those refused
+/// before anything was created (a 429 on create).
+fn possible_creates(rows: &[Value]) -> u64 {
+    rows.iter().filter(|row| row["state"] != "not_sent").count() as u64
+}
+
+/// `kling --json --journal JOURNAL` with the provider's key.
+fn kling(journal: &Path, provider: &Provider) -> Command {
+    let mut command = Command::new(kling_binary());
+    command
+        .arg("--json")
+        .arg("--journal")
+        .arg(journal)
+        .env(provider.key, "faults");
+    command
+}
+
+/// A `kling` process that ended, or was ended at its deadline.
+struct Run {
+    output: Output,
+    hung: bool,
+    wall: Duration,
+}
+
+impl Run {
+    /// Runs `command`, killing it past `DEADLINE`.
+    fn start(command: &mut Command) -> Result<Run, String> {
+        let start = Instant::now();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+        let mut hung = false;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                hung = true;
+                break child.wait().map_err(|e| e.to_string())?;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let wall = start.elapsed();
+        let output = Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        };
+        Ok(Run { output, hung, wall })
+    }
+
+    /// What went wrong with the run, named `what`.
+    fn problems(&self, what: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.hung {
+            problems.push(format!(
+                "{what} still running after {}s",
+                DEADLINE.as_secs()
+            ));
+        }
+        if String::from_utf8_lossy(&self.output.stderr).contains("panicked") {
+            problems.push(format!("a panic in {what}"));
+        }
+        problems
+    }
+}
+
+/// Reads a child's pipe to its end on a thread of its own, so a process
+/// that writes a lot never blocks on a full pipe.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 fn run_one(
     dir: &Path,
-    provider: &'static str,
+    provider: &Provider,
     fault: &Fault,
     jobs: u32,
     seed: u32,
@@ -173,48 +293,28 @@ fn run_one(
         args.extend(["--fault".to_owned(), (*spec).to_owned()]);
     }
     let (mut sandbox, base) = start_sandbox(&args)?;
-    let tag = format!("{provider}-{seed}");
+    let tag = format!("{}-{seed}", provider.name);
     let file = dir.join(format!("{tag}.jsonl"));
     let journal = dir.join(format!("{tag}.sqlite3"));
     write_edits(&file, jobs)?;
-    let key = match provider {
-        "shortapi" => "SHORTAPI_KEY",
-        "aimlapi" => "AIMLAPI_KEY",
-        _ => "OXEN_API_KEY",
-    };
-    let start = Instant::now();
-    let mut batch = Command::new(kling_binary())
-        .args([
-            "--json",
-            "--provider",
-            provider,
-            "--base-url",
-            &format!("{base}/{provider}"),
-        ])
-        .arg("--journal")
-        .arg(&journal)
-        .arg("batch")
-        .arg(&file)
-        .args(["--concurrency", "100", "--timeout", "120", "--out-dir"])
-        .arg(dir.join(&tag))
-        .env(key, "faults")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    // The deadline: the batch's own 120 s per job, and a margin.
-    let deadline = Duration::from_secs(180);
-    let mut hung = false;
-    while batch.try_wait().map_err(|e| e.to_string())?.is_none() {
-        if start.elapsed() > deadline {
-            let _ = batch.kill();
-            hung = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let output = batch.wait_with_output().map_err(|e| e.to_string())?;
-    let wall = start.elapsed();
+    let batch = Run::start(
+        kling(&journal, provider)
+            .args(["--provider", provider.name, "--base-url"])
+            .arg(format!("{base}/{}", provider.name))
+            .arg("batch")
+            .arg(&file)
+            .args(["--concurrency", "100", "--timeout", "120", "--out-dir"])
+            .arg(dir.join(&tag)),
+    )?;
+    let before = journal_rows(&journal);
+    let resume = Run::start(kling(&journal, provider).args([
+        "resume",
+        "--concurrency",
+        "100",
+        "--timeout",
+        "120",
+    ]))?;
+    let after = journal_rows(&journal);
     let stats: Value = http_get(&base, "/_sandbox/stats")
         .ok()
         .and_then(|body| serde_json::from_str(&body).ok())
@@ -222,41 +322,56 @@ fn run_one(
     let _ = sandbox.kill();
     let _ = sandbox.wait();
 
-    let mut problems = Vec::new();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if hung {
-        problems.push(format!("still running after {}s", deadline.as_secs()));
+    let mut problems = batch.problems("batch");
+    problems.extend(resume.problems("resume"));
+    // 3: a job found again failed; 4: something may still exist.
+    if !resume.hung && !matches!(resume.output.status.code(), Some(0 | 3 | 4)) {
+        problems.push(format!("resume ended with {}", resume.output.status));
     }
-    if stderr.contains("panicked") {
-        problems.push("a panic".to_owned());
-    }
-    let summary: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    let summary: Value = serde_json::from_slice(&batch.output.stdout).unwrap_or_default();
     problems.extend(unexplained(&summary, fault));
-    let intents = possible_creates(&journal);
-    let creates = stats[provider]["creates"].as_u64().unwrap_or(0);
+    let mut rows = |listed: Result<Vec<Value>, String>| {
+        listed.unwrap_or_else(|e| {
+            problems.push(e);
+            Vec::new()
+        })
+    };
+    let (before, after) = (rows(before), rows(after));
+    let may_exist = in_state(&before, "may_exist");
+    let reported = count(&summary, "may_exist");
+    if reported != may_exist {
+        problems.push(format!(
+            "the batch reported {reported} may exist, its journal {may_exist}"
+        ));
+    }
+    let (done, failed, unfinished) = (
+        count(&summary, "done"),
+        count(&summary, "failed"),
+        count(&summary, "unfinished"),
+    );
+    if done + failed + reported + unfinished != u64::from(jobs) {
+        problems.push(format!("not every job is accounted for: {summary}"));
+    }
+    let intents = possible_creates(&after);
+    let creates = stats[provider.name]["creates"].as_u64().unwrap_or(0);
     if creates != intents {
         problems.push(format!("{creates} creates for {intents} intents"));
     }
-    let outcome = Outcome {
-        provider,
-        fault: fault.name,
-        done: count(&summary, "done"),
-        failed: count(&summary, "failed"),
-        may_exist: count(&summary, "may_exist"),
-        unfinished: count(&summary, "unfinished"),
+    let after_resume = in_state(&after, "may_exist");
+    if provider.lookup && after_resume > 0 {
+        problems.push(format!("{after_resume} may exist after resume"));
+    }
+    Ok(Outcome {
+        done,
+        failed,
+        may_exist,
+        after_resume,
+        unfinished,
         creates,
         intents,
-        wall,
+        wall: batch.wall,
         problems,
-    };
-    if outcome.done + outcome.failed + outcome.may_exist + outcome.unfinished != u64::from(jobs) {
-        let mut outcome = outcome;
-        outcome
-            .problems
-            .push(format!("not every job is accounted for: {summary}"));
-        return Ok(outcome);
-    }
-    Ok(outcome)
+    })
 }
 
 /// Runs the suite: `jobs` per fault and provider; `only` keeps the faults
@@ -265,9 +380,9 @@ pub(crate) fn run(jobs: u32, only: Option<&str>) -> Result<bool, String> {
     crate::bench::build_kling()?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     println!(
-        "| provider | fault | done | failed | may exist | unfinished | creates | intents | wall | problems |"
+        "| provider | fault | done | failed | may exist | after resume | unfinished | creates | intents | wall | problems |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut clean = true;
     let mut seed = 0;
     for fault in FAULTS
@@ -279,12 +394,13 @@ pub(crate) fn run(jobs: u32, only: Option<&str>) -> Result<bool, String> {
             let outcome = run_one(dir.path(), provider, fault, jobs, seed)?;
             clean &= outcome.problems.is_empty();
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |",
-                outcome.provider,
-                outcome.fault,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |",
+                provider.name,
+                fault.name,
                 outcome.done,
                 outcome.failed,
                 outcome.may_exist,
+                outcome.after_resume,
                 outcome.unfinished,
                 outcome.creates,
                 outcome.intents,

@@ -384,6 +384,21 @@ impl Ledger {
     }
 }
 
+/// Ends the process on the spot, as `kill -9` would, when
+/// `KLING_LEDGER_CRASH_AT` names `point`: the process-level tests crash a
+/// run between each two steps and check that a restart loses nothing and
+/// creates nothing twice. Compiled only with the `crash-points` feature.
+#[cfg(feature = "crash-points")]
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var("KLING_LEDGER_CRASH_AT").is_ok_and(|at| at == point) {
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline]
+pub(crate) fn crash_point(_point: &str) {}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()

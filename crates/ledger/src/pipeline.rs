@@ -313,6 +313,7 @@ impl Ledger {
             job_id: None,
         };
         let (row, _) = self.inner.store.insert(new, now_ms() / 1000).await?;
+        crate::crash_point("recorded");
         Ok(row)
     }
 
@@ -710,8 +711,10 @@ impl Worker<'_> {
             ..Change::state(State::Sending)
         };
         let row = self.write(&row, change).await?;
+        crate::crash_point("sending");
         match self.client.create(&sent).await {
             Ok(job) => {
+                crate::crash_point("created");
                 self.options.emit(Event::Submitted {
                     intent: row.intent,
                     job: job.clone(),
@@ -758,7 +761,10 @@ impl Worker<'_> {
             ..charged(Change::state(State::Submitted), job.charge)
         };
         match self.write(row, change).await {
-            Ok(row) => Ok(row),
+            Ok(row) => {
+                crate::crash_point("submitted");
+                Ok(row)
+            }
             Err(Error::Store(e)) => {
                 self.pending = Some((job.clone(), e));
                 let mut row = row.clone();
@@ -902,6 +908,7 @@ impl Worker<'_> {
             current = self.record_charge(current, &job).await;
         }
         let status = waited?;
+        crate::crash_point("succeeded");
         current = self.record_charge(current, &job).await;
         let dest = match (&current.output, &current.output_dir) {
             (Some(path), _) => path.clone(),
@@ -927,6 +934,7 @@ impl Worker<'_> {
             delivery: kling::Delivery::NotSent,
         })?;
         let size = downloaded?;
+        crate::crash_point("downloaded");
         let change = Change {
             output: Some(dest.display().to_string()),
             host: Some(self.ledger.inner.host.clone()),
