@@ -51,9 +51,15 @@ pub(crate) struct Args {
     /// Replace a result file that exists but that the ledger did not write.
     #[arg(long)]
     overwrite: bool,
-    /// Create again the jobs that failed in an earlier run.
+    /// Create again the jobs that failed, were cancelled or were refused
+    /// in an earlier run.
     #[arg(long)]
     retry_failed: bool,
+    /// How long a line stays claimed by a worker that stops renewing it
+    /// (a process killed, a machine gone) before another worker takes it
+    /// over.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..=86_400))]
+    lease: u64,
     /// Give up waiting for a job after this many seconds (it stays in the
     /// ledger for `kling resume`).
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
@@ -240,7 +246,7 @@ async fn run_session(
         return Exit::Usage;
     }
     let ledger = match choice.open() {
-        Ok(ledger) => ledger,
+        Ok(ledger) => ledger.with_lease(Duration::from_secs(args.lease)),
         Err(exit) => return exit,
     };
     let lines = match read_lines(args, &session.client) {
@@ -330,6 +336,12 @@ impl LineJob<'_> {
         match row.state {
             State::Downloaded => return Outcome::Skipped,
             State::Failed | State::Cancelled if self.settings.retry_failed => {
+                match self.ledger.retry(&row).await {
+                    Ok(next) => row = next,
+                    Err(e) => return Outcome::Failed(e.to_string()),
+                }
+            }
+            State::NotSent if !row.resend && self.settings.retry_failed => {
                 match self.ledger.retry(&row).await {
                     Ok(next) => row = next,
                     Err(e) => return Outcome::Failed(e.to_string()),

@@ -235,6 +235,8 @@ impl TaskCommand {
 pub(crate) fn exit_for(error: &Error) -> Exit {
     match error {
         Error::InvalidRequest(_) | Error::Unsupported { .. } => Exit::Rejected,
+        // An unusable key is a usage error: fix it and run again.
+        Error::Auth { .. } => Exit::Usage,
         Error::Transport { .. } | Error::Timeout { .. } => Exit::Transport,
         _ => Exit::Refused,
     }

@@ -91,7 +91,10 @@ pub enum Error {
 
     /// Refused before sending and not to be sent again as it is (a rule,
     /// a budget, or the provider refused it).
-    #[error("intent #{intent} was refused earlier and is not sent again: {reason}")]
+    #[error(
+        "intent #{intent} was refused earlier and is not sent again as it is: {reason} (a \
+         batch's --retry-failed, or Ledger::retry, sends it again)"
+    )]
     Refused {
         /// The row.
         intent: i64,

@@ -47,8 +47,10 @@ mod sqlite;
 mod state;
 mod store;
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::Error;
@@ -99,15 +101,27 @@ pub struct Ledger {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
+    /// This process in claims: `HOST/PIDNS/PID/START/RANDOM`.
     owner: String,
     host: String,
     lease: Duration,
-    heartbeat: OnceLock<tokio::task::AbortHandle>,
+    /// The claims held now, each `OWNER#N`: two tasks of one process
+    /// working the same row hold two different claims, so one of them
+    /// waits.
+    claims: Mutex<HashSet<String>>,
+    next_claim: AtomicU64,
+    /// The task renewing `claims`, restarted when its runtime has gone.
+    heartbeat: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(heartbeat) = self.heartbeat.get() {
+        if let Some(heartbeat) = self
+            .heartbeat
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             heartbeat.abort();
         }
     }
@@ -135,7 +149,8 @@ impl Ledger {
     fn with_store(store: Arc<dyn Store>, lease: Duration) -> Ledger {
         let host = host_name();
         let owner = format!(
-            "{host}/{}/{}/{:08x}",
+            "{host}/{}/{}/{}/{:08x}",
+            pid_namespace().unwrap_or(0),
             std::process::id(),
             process_start(std::process::id()).unwrap_or(0),
             fastrand::u32(..)
@@ -146,7 +161,9 @@ impl Ledger {
                 owner,
                 host,
                 lease,
-                heartbeat: OnceLock::new(),
+                claims: Mutex::new(HashSet::new()),
+                next_claim: AtomicU64::new(1),
+                heartbeat: Mutex::new(None),
             }),
         }
     }
@@ -166,8 +183,9 @@ impl Ledger {
         self.inner.store.location()
     }
 
-    /// Who this process is in claims: `HOST/PID/START/RANDOM` (START: when
-    /// the process started, in clock ticks since boot, where known).
+    /// Who this process is in claims: `HOST/PIDNS/PID/START/RANDOM` (PIDNS:
+    /// its pid namespace, START: when it started, in clock ticks since
+    /// boot, where known). Each claim adds `#N`.
     pub fn owner(&self) -> &str {
         &self.inner.owner
     }
@@ -365,22 +383,74 @@ impl Ledger {
         }
     }
 
-    /// Starts renewing this process's claims, once.
-    fn heartbeat(&self) {
-        self.inner.heartbeat.get_or_init(|| {
-            let store = Arc::clone(&self.inner.store);
-            let owner = self.inner.owner.clone();
-            let lease = self.inner.lease;
+    /// A new claim token of this process: `OWNER#N`.
+    pub(crate) fn claim_token(&self) -> String {
+        let n = self.inner.next_claim.fetch_add(1, Ordering::Relaxed);
+        format!("{}#{n}", self.inner.owner)
+    }
+
+    /// Notes `token` as held, and makes sure something renews it.
+    pub(crate) fn hold(&self, token: &str) {
+        self.inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.to_owned());
+        let mut heartbeat = self
+            .inner
+            .heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if heartbeat.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        // The task holds the ledger weakly: it ends with the last handle.
+        let inner = Arc::downgrade(&self.inner);
+        let beat = self.inner.lease / 3;
+        *heartbeat = Some(
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(lease / 3).await;
-                    // A failed renewal is tried again at the next beat; the
-                    // lease leaves two more before it lapses.
-                    let _ = store.renew(&owner, now_ms() + millis(lease)).await;
+                    tokio::time::sleep(beat).await;
+                    let Some(inner) = inner.upgrade() else { return };
+                    let held: Vec<String> = inner
+                        .claims
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .iter()
+                        .cloned()
+                        .collect();
+                    if !held.is_empty() {
+                        // A failed renewal is tried again at the next beat;
+                        // the lease leaves two more before it lapses.
+                        let until = now_ms() + millis(inner.lease);
+                        let _ = inner.store.renew(&held, until).await;
+                    }
                 }
             })
-            .abort_handle()
-        });
+            .abort_handle(),
+        );
+    }
+
+    /// Stops renewing `token`.
+    pub(crate) fn stop_renewing(&self, token: &str) {
+        self.inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token);
+    }
+
+    /// Gives `token`'s claim on `intent` up: no longer renewed, and freed
+    /// in the store (in the background when the run was dropped midway).
+    pub(crate) fn let_go(&self, intent: i64, token: &str) {
+        self.stop_renewing(token);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, token) = (Arc::clone(&self.inner.store), token.to_owned());
+            // A failed release only delays others until the lease lapses.
+            runtime.spawn(async move {
+                let _ = store.release(intent, &token).await;
+            });
+        }
     }
 }
 
@@ -419,22 +489,45 @@ fn process_start(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether `owner` names a process of this machine that has ended: its
-/// claims can be taken at once instead of when their lease lapses.
-pub(crate) fn owner_is_dead(owner: &str) -> bool {
-    let mut parts = owner.rsplitn(4, '/');
-    let (Some(_), Some(start), Some(pid), Some(host)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+/// This process's pid namespace (the inode of `/proc/self/ns/pid`), so
+/// that a pid is only compared with pids of the same namespace.
+fn pid_namespace() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let text = link.to_string_lossy();
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Whether the claim `token` (`OWNER#N`) belongs to a process of this
+/// machine and pid namespace that has ended: its claims can be taken at
+/// once instead of when their lease lapses. A process that cannot be seen
+/// is taken for dead only when this process can see others (`/proc` not
+/// mounted with `hidepid`).
+pub(crate) fn owner_is_dead(token: &str) -> bool {
+    let owner = token.split_once('#').map_or(token, |(owner, _)| owner);
+    let mut parts = owner.rsplitn(5, '/');
+    let (Some(_), Some(start), Some(pid), Some(namespace), Some(host)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return false;
     };
-    let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
+    let (Ok(start), Ok(pid), Ok(namespace)) = (
+        start.parse::<u64>(),
+        pid.parse::<u32>(),
+        namespace.parse::<u64>(),
+    ) else {
         return false;
     };
-    if host != host_name() || start == 0 || process_start(std::process::id()).is_none() {
+    if host != host_name() || start == 0 || namespace == 0 || pid_namespace() != Some(namespace) {
         return false;
     }
-    process_start(pid) != Some(start)
+    match process_start(pid) {
+        Some(now) => now != start,
+        None => process_start(1).is_some(),
+    }
 }
 
 /// This machine's name, for the record of who wrote which file.

@@ -311,6 +311,7 @@ impl Ledger {
             estimate_micros: priced.usd.map(Usd::micros),
             state: State::Intent,
             job_id: None,
+            overwrite: intent.overwrite,
         };
         let (row, _) = self.inner.store.insert(new, now_ms() / 1000).await?;
         crate::crash_point("recorded");
@@ -369,21 +370,24 @@ impl Ledger {
             estimate_micros: None,
             state: State::Submitted,
             job_id: Some(job.id.clone()),
+            overwrite,
         };
         Ok(self.inner.store.insert(new, now_ms() / 1000).await?.0)
     }
 
-    /// Records a new attempt of a row that failed or was cancelled, so
-    /// that the same request is created again on purpose (a batch's
-    /// `--retry-failed`). Two processes doing it at once get one row.
+    /// Records a new attempt of a row that failed, was cancelled or was
+    /// refused, so that the same request is sent again on purpose (a
+    /// batch's `--retry-failed`, after topping up an account or fixing a
+    /// key). Two processes doing it at once get one row.
     ///
     /// # Errors
     ///
     /// [`Error::Conflict`] when the row has not failed; [`Error::Store`].
     pub async fn retry(&self, row: &Record) -> Result<Record, Error> {
-        if !matches!(row.state, State::Failed | State::Cancelled) {
+        let refused = row.state == State::NotSent && !row.resend;
+        if !refused && !matches!(row.state, State::Failed | State::Cancelled) {
             return Err(Error::Conflict(format!(
-                "intent #{} is {}; only a failed or cancelled job is created again",
+                "intent #{} is {}; only a failed, cancelled or refused job is sent again",
                 row.intent, row.state
             )));
         }
@@ -403,6 +407,7 @@ impl Ledger {
             estimate_micros: row.estimate.map(Usd::micros),
             state: State::Intent,
             job_id: None,
+            overwrite: row.overwrite,
         };
         Ok(self.inner.store.insert(new, now_ms() / 1000).await?.0)
     }
@@ -445,17 +450,33 @@ impl Ledger {
             .into_iter()
             .filter(|row| row.base_url.is_none() || row.base_url == base_url)
             .collect();
-        let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-        let mut runs = Vec::new();
-        for row in rows {
-            let slots = Arc::clone(&slots);
-            runs.push(async move {
+        // First every row nobody else works, without waiting; then the
+        // rows another process held, waiting for them: a held row never
+        // keeps a free one waiting.
+        let slots = tokio::sync::Semaphore::new(concurrency.max(1));
+        let first = options.clone().wait_for_others(false);
+        let runs = rows.into_iter().map(|row| {
+            let slots = &slots;
+            let first = &first;
+            async move {
                 let _slot = slots.acquire().await;
-                let result = self.work(client, row.intent, options).await;
+                let result = self.work(client, row.intent, first).await;
                 (row, result)
+            }
+        });
+        let mut results = futures_util::future::join_all(runs).await;
+        let runs = results
+            .iter_mut()
+            .filter(|(_, result)| matches!(result, Err(Error::Busy { .. })))
+            .map(|(row, result)| {
+                let slots = &slots;
+                async move {
+                    let _slot = slots.acquire().await;
+                    *result = self.work(client, row.intent, options).await;
+                }
             });
-        }
-        Ok(futures_util::future::join_all(runs).await)
+        futures_util::future::join_all(runs).await;
+        Ok(results)
     }
 
     /// Claims row `intent` and works it from wherever it stands: sends an
@@ -521,6 +542,7 @@ impl Ledger {
         let started = Instant::now();
         let mut announced = false;
         let mut dead: Option<String> = None;
+        let token = self.claim_token();
         loop {
             let now = now_ms();
             let claim = self
@@ -528,7 +550,7 @@ impl Ledger {
                 .store
                 .claim(
                     intent,
-                    &self.inner.owner,
+                    &token,
                     dead.as_deref(),
                     now,
                     now + millis(self.inner.lease),
@@ -537,19 +559,18 @@ impl Ledger {
             match claim {
                 None => return Err(Error::Conflict(format!("no intent #{intent}"))),
                 Some(Claim::Taken(row)) => {
-                    self.heartbeat();
+                    let held = Held::new(self, intent, &token);
                     let worker = Worker {
                         ledger: self,
                         client,
                         options,
                         started,
+                        token: &token,
                         pending: None,
                         created_now: false,
                     };
                     let result = worker.work(row, goal).await;
-                    // A failed release only delays another process until
-                    // the lease lapses.
-                    let _ = self.inner.store.release(intent, &self.inner.owner).await;
+                    held.release().await;
                     return result;
                 }
                 Some(Claim::Held(row)) => {
@@ -570,6 +591,49 @@ impl Ledger {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
+        }
+    }
+}
+
+/// A claim held while a row is worked: renewed until dropped, then let go,
+/// also when the run is dropped midway.
+struct Held<'a> {
+    ledger: &'a Ledger,
+    intent: i64,
+    token: &'a str,
+    released: bool,
+}
+
+impl<'a> Held<'a> {
+    fn new(ledger: &'a Ledger, intent: i64, token: &'a str) -> Self {
+        ledger.hold(token);
+        Held {
+            ledger,
+            intent,
+            token,
+            released: false,
+        }
+    }
+
+    /// Lets go now, waiting for the store: a process about to exit leaves
+    /// no claim behind.
+    async fn release(mut self) {
+        self.released = true;
+        self.ledger.stop_renewing(self.token);
+        // A failed release only delays others until the lease lapses.
+        let _ = self
+            .ledger
+            .inner
+            .store
+            .release(self.intent, self.token)
+            .await;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            self.ledger.let_go(self.intent, self.token);
         }
     }
 }
@@ -595,6 +659,8 @@ struct Worker<'a> {
     client: &'a Client,
     options: &'a RunOptions,
     started: Instant,
+    /// The claim this worker holds.
+    token: &'a str,
     /// A job id the ledger could not write yet (a full disk): written with
     /// the next change that gets through.
     pending: Option<(JobHandle, StoreError)>,
@@ -605,7 +671,7 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     fn owner(&self) -> &str {
-        &self.ledger.inner.owner
+        self.token
     }
 
     fn remaining(&self) -> Duration {
@@ -638,6 +704,51 @@ impl Worker<'_> {
     }
 
     async fn work(mut self, row: Record, goal: Goal) -> Result<Reached, Error> {
+        let intent = row.intent;
+        let result = self.advance(row, goal).await;
+        let Some((job, source)) = self.pending.take() else {
+            return result;
+        };
+        // No write got through since the create answered, so the row still
+        // says `sending`: one last try, as the claim holder, then as anyone
+        // (the claim may have lapsed while the create was in flight).
+        let change = Change {
+            job_id: Some(job.id.clone()),
+            ..Change::state(State::Submitted)
+        };
+        let store = &self.ledger.inner.store;
+        let written = match store
+            .update(intent, Guard::Owner(self.token), &change, now_ms())
+            .await
+        {
+            Ok(None) => store.update(intent, Guard::Orphan, &change, now_ms()).await,
+            other => other,
+        };
+        match (written, result) {
+            (Ok(Some(_)), Ok(Reached::Job(mut row))) => {
+                row.job_id = Some(job.id.clone());
+                Ok(Reached::Job(row))
+            }
+            (Ok(Some(_)), Ok(done)) => Ok(done),
+            (Ok(Some(_)), Err(Error::Conflict(_))) => Err(Error::Conflict(format!(
+                "job {job} was created and is recorded on intent #{intent}, but another process \
+                 took the row over; it finishes the job, or `kling resume` does"
+            ))),
+            (Ok(Some(_)), Err(e)) => Err(e),
+            (Ok(None), _) => Err(Error::Unrecorded {
+                job,
+                intent,
+                source,
+            }),
+            (Err(source), _) => Err(Error::Unrecorded {
+                job,
+                intent,
+                source,
+            }),
+        }
+    }
+
+    async fn advance(&mut self, row: Record, goal: Goal) -> Result<Reached, Error> {
         self.options.emit(Event::Started {
             intent: row.intent,
             state: row.state,
@@ -689,6 +800,18 @@ impl Worker<'_> {
 
     /// Uploads, marks `sending`, creates once, records the answer.
     async fn send(&mut self, row: Record) -> Result<Record, Error> {
+        // The output may have changed since the intent was recorded (a
+        // resumed intent, another run with the same --out).
+        if let Some(path) = &row.output
+            && let Err(e) = crate::check_output(path, row.overwrite)
+        {
+            let change = Change {
+                resend: Some(true),
+                ..Change::state(State::NotSent).detail(e.to_string())
+            };
+            self.write(&row, change).await?;
+            return Err(e);
+        }
         let request = row.request()?;
         let sent = match self.client.upload_inputs(&request).await {
             Ok(sent) => sent,
@@ -723,12 +846,15 @@ impl Worker<'_> {
             }
             Err(e) if e.may_have_been_sent() => {
                 let change = Change::state(State::MayExist).detail(e.to_string());
-                let row = self.write(&row, change).await?;
+                // Whatever happens next, the error says the job may exist:
+                // the row says `sending` or `may_exist`, never re-sent.
+                let Ok(row) = self.write(&row, change).await else {
+                    return Err(e.into());
+                };
                 // Where the provider keeps a record, look at once.
                 match self.reconcile(row).await {
                     Ok(found) => Ok(found),
-                    Err(Error::MayExist { .. }) => Err(e.into()),
-                    Err(other) => Err(other),
+                    Err(_) => Err(e.into()),
                 }
             }
             Err(e) => {
@@ -756,23 +882,47 @@ impl Worker<'_> {
     /// cannot be written.
     async fn submitted(&mut self, row: &Record, job: &JobHandle) -> Result<Record, Error> {
         self.created_now = true;
+        let change = charged(Change::state(State::Submitted), job.charge);
+        self.record_job(row, job, change).await
+    }
+
+    /// Writes a job's id (with `change`), or keeps it to write later when
+    /// the ledger cannot be written: the id of a paid job is never dropped.
+    async fn record_job(
+        &mut self,
+        row: &Record,
+        job: &JobHandle,
+        change: Change,
+    ) -> Result<Record, Error> {
         let change = Change {
             job_id: Some(job.id.clone()),
-            ..charged(Change::state(State::Submitted), job.charge)
+            ..change
         };
         match self.write(row, change).await {
             Ok(row) => {
                 crate::crash_point("submitted");
                 Ok(row)
             }
-            Err(Error::Store(e)) => {
+            Err(Error::Store(e)) if !e.conflict => {
                 self.pending = Some((job.clone(), e));
                 let mut row = row.clone();
                 row.job_id = Some(job.id.clone());
                 row.state = State::Submitted;
                 Ok(row)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                // The claim lapsed (or the id is on another row): keep the
+                // id for the last attempt on the way out.
+                self.pending = Some((
+                    job.clone(),
+                    StoreError {
+                        location: self.ledger.location(),
+                        message: e.to_string(),
+                        conflict: true,
+                    },
+                ));
+                Err(e)
+            }
         }
     }
 
@@ -809,19 +959,11 @@ impl Worker<'_> {
                     intent: row.intent,
                     job: job.clone(),
                 });
-                let change = Change {
-                    job_id: Some(job.id.clone()),
-                    ..Change::state(State::Submitted).detail(format!(
-                        "found again at {} after its create's answer was lost",
-                        row.provider
-                    ))
-                };
-                match self.write(&row, change).await {
-                    Err(Error::Store(e)) if e.conflict => Err(may_exist(format!(
-                        "{job} was found but is already recorded on another row; {by_hand}"
-                    ))),
-                    other => other,
-                }
+                let change = Change::state(State::Submitted).detail(format!(
+                    "found again at {} after its create's answer was lost",
+                    row.provider
+                ));
+                self.record_job(&row, &job, change).await
             }
             Ok(kling::provider::Found::NotFound) => Err(may_exist(format!(
                 "its create may have reached {} without an answer, and {} lists no matching job \
@@ -910,10 +1052,32 @@ impl Worker<'_> {
         let status = waited?;
         crate::crash_point("succeeded");
         current = self.record_charge(current, &job).await;
+        self.download(current, &job, status).await
+    }
+
+    /// Downloads and verifies the result of a succeeded job, and records it.
+    async fn download(
+        &mut self,
+        current: Record,
+        job: &JobHandle,
+        status: JobStatus,
+    ) -> Result<Done, Error> {
+        let (client, intent) = (self.client, current.intent);
         let dest = match (&current.output, &current.output_dir) {
             (Some(path), _) => path.clone(),
             (None, Some(dir)) => dir.join(format!("{}.mp4", file_name(&job.id))),
             (None, None) => PathBuf::from(format!("{}.mp4", file_name(&job.id))),
+        };
+        // A file already there that this row may not replace: this row
+        // wrote it before a crash, or somebody else did. Download beside
+        // it and keep the result only when it is that same file.
+        let existing = !current.overwrite && std::fs::symlink_metadata(&dest).is_ok();
+        let target = if existing {
+            let mut name = dest.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".{}.kling-check", current.intent));
+            dest.with_file_name(name)
+        } else {
+            dest.clone()
         };
         let options = self.options;
         let progress = |written, total| {
@@ -925,7 +1089,13 @@ impl Worker<'_> {
         };
         let downloaded = tokio::time::timeout(
             self.remaining(),
-            client.download_with(&job, &status, &dest, &progress),
+            client.download_with_options(
+                job,
+                &status,
+                &target,
+                &kling::DownloadOptions::default().deadline(self.remaining()),
+                &progress,
+            ),
         )
         .await
         .map_err(|_| kling::Error::Timeout {
@@ -934,6 +1104,20 @@ impl Worker<'_> {
             delivery: kling::Delivery::NotSent,
         })?;
         let size = downloaded?;
+        if existing {
+            let same = same_contents(&target, &dest);
+            let _ = std::fs::remove_file(&target);
+            if !same {
+                return Err(Error::Output {
+                    path: dest,
+                    problem: format!(
+                        "a file this job did not write is there; the result stays at the \
+                         provider: `kling wait {job} --out OTHER.mp4` fetches it, or allow \
+                         overwriting (--overwrite)"
+                    ),
+                });
+            }
+        }
         crate::crash_point("downloaded");
         let change = Change {
             output: Some(dest.display().to_string()),
@@ -941,13 +1125,6 @@ impl Worker<'_> {
             ..Change::state(State::Downloaded)
         };
         let row = self.write(&current, change).await?;
-        if let Some((job, source)) = self.pending.take() {
-            return Err(Error::Unrecorded {
-                job,
-                intent: row.intent,
-                source,
-            });
-        }
         Ok(Done {
             output: dest,
             size,
@@ -967,6 +1144,30 @@ fn charged(mut change: Change, reported: Option<kling::Charge>) -> Change {
         _ => {}
     }
     change
+}
+
+/// Whether two files hold the same bytes, read in blocks.
+fn same_contents(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::io::Read as _;
+    let (Ok(fa), Ok(fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return false;
+    };
+    if fa.metadata().map(|m| m.len()).ok() != fb.metadata().map(|m| m.len()).ok() {
+        return false;
+    }
+    let (mut ra, mut rb) = (std::io::BufReader::new(fa), std::io::BufReader::new(fb));
+    let (mut ba, mut bb) = (vec![0; 64 * 1024], vec![0; 64 * 1024]);
+    loop {
+        let Ok(n) = ra.read(&mut ba) else {
+            return false;
+        };
+        if n == 0 {
+            return true;
+        }
+        if rb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
+    }
 }
 
 fn job_of(row: &Record) -> Result<JobHandle, Error> {
@@ -1008,4 +1209,142 @@ pub(crate) fn file_name(id: &str) -> String {
     }
     let hash = crate::record::identity("file", None, id);
     format!("{}-{}", &safe[..47], &hash[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+    use kling::SecretString;
+    use kling::shortapi::ShortApi;
+    use kling_sandbox::{Config, Sandbox};
+
+    use super::*;
+    use crate::store::{Store, StoreResult};
+
+    /// A ledger whose disk is full for writes of a job id, `failures` times.
+    #[derive(Debug)]
+    struct FullDisk {
+        inner: crate::sqlite::Sqlite,
+        failures: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Store for FullDisk {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        async fn insert(&self, new: NewRecord, now: i64) -> StoreResult<(Record, bool)> {
+            self.inner.insert(new, now).await
+        }
+        async fn get(&self, intent: i64) -> StoreResult<Option<Record>> {
+            self.inner.get(intent).await
+        }
+        async fn latest(&self, identity: &str) -> StoreResult<Option<Record>> {
+            self.inner.latest(identity).await
+        }
+        async fn by_job(&self, provider: &str, job_id: &str) -> StoreResult<Option<Record>> {
+            self.inner.by_job(provider, job_id).await
+        }
+        async fn list(&self, filter: &Filter) -> StoreResult<Vec<Record>> {
+            self.inner.list(filter).await
+        }
+        async fn claim(
+            &self,
+            intent: i64,
+            owner: &str,
+            dead: Option<&str>,
+            now_ms: i64,
+            until_ms: i64,
+        ) -> StoreResult<Option<Claim>> {
+            self.inner
+                .claim(intent, owner, dead, now_ms, until_ms)
+                .await
+        }
+        async fn renew(&self, tokens: &[String], until_ms: i64) -> StoreResult<u64> {
+            self.inner.renew(tokens, until_ms).await
+        }
+        async fn release(&self, intent: i64, owner: &str) -> StoreResult<()> {
+            self.inner.release(intent, owner).await
+        }
+        async fn update(
+            &self,
+            intent: i64,
+            guard: Guard<'_>,
+            change: &Change,
+            now_ms: i64,
+        ) -> StoreResult<Option<Record>> {
+            let full = change.job_id.is_some()
+                && self
+                    .failures
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            if full {
+                return Err(StoreError {
+                    location: self.location(),
+                    message: "database or disk is full".to_owned(),
+                    conflict: false,
+                });
+            }
+            self.inner.update(intent, guard, change, now_ms).await
+        }
+    }
+
+    async fn run_with_full_disk(failures: u32) -> (Result<Done, Error>, Ledger, Sandbox) {
+        let sandbox = Sandbox::start(Config::default().job_duration(Duration::from_millis(300)))
+            .await
+            .unwrap();
+        let client = Client::new(
+            ShortApi::with_base_url(
+                &sandbox.url(kling_sandbox::Provider::ShortApi),
+                SecretString::from("k"),
+            )
+            .unwrap(),
+        );
+        let dir = tempfile::tempdir().unwrap().keep();
+        let store = FullDisk {
+            inner: crate::sqlite::Sqlite::open(&dir.join("l.sqlite3")).unwrap(),
+            failures: AtomicU32::new(failures),
+        };
+        let ledger = Ledger::with_store(Arc::new(store), crate::DEFAULT_LEASE);
+        let request = Request::from(kling::EditRequest::new(
+            kling::Media::url("https://media.example/in.mp4"),
+            "snow",
+        ));
+        let result = ledger
+            .run(
+                &client,
+                Intent::new(request, dir.join("o.mp4")),
+                &RunOptions::default(),
+            )
+            .await;
+        (result, ledger, sandbox)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_id_that_cannot_be_written_is_written_with_the_next_change() {
+        let (result, ledger, sandbox) = run_with_full_disk(1).await;
+        let done = result.unwrap();
+        assert!(done.record.job_id.is_some());
+        let row = &ledger.jobs(&Filter::all()).await.unwrap()[0];
+        assert_eq!(row.state, State::Downloaded);
+        assert_eq!(row.job_id, done.record.job_id);
+        assert_eq!(sandbox.stats().shortapi.creates, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_id_that_never_gets_written_is_named_in_the_error() {
+        let (result, ledger, sandbox) = run_with_full_disk(u32::MAX).await;
+        let error = result.unwrap_err();
+        let Error::Unrecorded { job, intent, .. } = &error else {
+            panic!("{error}");
+        };
+        assert!(error.to_string().contains(&job.id), "{error}");
+        assert!(error.to_string().contains("kling jobs attach"), "{error}");
+        assert_eq!(error.job(), Some(job));
+        let row = ledger.get(*intent).await.unwrap().unwrap();
+        assert_eq!(row.job_id, None);
+        assert_eq!(sandbox.stats().shortapi.creates, 1);
+    }
 }

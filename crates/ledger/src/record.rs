@@ -70,6 +70,9 @@ pub struct Record {
     pub claim_owner: Option<String>,
     /// Until when, in milliseconds since the Unix epoch.
     pub claim_until: Option<i64>,
+    /// Whether the result may replace a file at its output that it did
+    /// not write (`--overwrite`).
+    pub overwrite: bool,
 }
 
 impl Record {
@@ -234,18 +237,14 @@ impl Intent {
     }
 }
 
-/// The request as recorded: its serialized form, with local paths made
-/// absolute so that the record means the same from any directory.
+/// The request as recorded: its canonical text.
 pub(crate) fn recorded(request: &Request) -> String {
-    let request = request.clone().map_media(|_, media| match media {
-        Media::File(path) => Media::File(std::path::absolute(&path).unwrap_or(path)),
-        other => other,
-    });
-    canonical(&request)
+    canonical(request)
 }
 
 /// A request's canonical text: every field in a fixed order, defaults
-/// spelled out, so that two spellings of one request are one text.
+/// spelled out, local paths made absolute, so that two spellings of one
+/// request are one text and the same words naming other files are not.
 ///
 /// ```
 /// use kling::{EditRequest, Media, Mode, Request, RequestSpec};
@@ -262,7 +261,11 @@ pub(crate) fn recorded(request: &Request) -> String {
 /// );
 /// ```
 pub fn canonical(request: &Request) -> String {
-    serde_json::to_string(&RequestSpec::from(request.clone())).unwrap_or_default()
+    let request = request.clone().map_media(|_, media| match media {
+        Media::File(path) => Media::File(absolute(&path)),
+        other => other,
+    });
+    serde_json::to_string(&RequestSpec::from(request)).unwrap_or_default()
 }
 
 /// The identity of a job: a SHA-256 over the provider, its address and

@@ -37,6 +37,7 @@ CREATE TABLE jobs (
     state                  TEXT NOT NULL,
     resend                 INTEGER NOT NULL DEFAULT 0,
     output                 TEXT,
+    overwrite              INTEGER NOT NULL DEFAULT 0,
     output_dir             TEXT,
     host                   TEXT,
     estimate_micros        INTEGER,
@@ -74,7 +75,7 @@ DROP TABLE jobs_v1;
 const COLUMNS: &str = "intent, identity, attempt, created_at, updated_at, provider, base_url, \
     model, task, request, sent_request, seconds, batch, batch_line, job_id, state, resend, \
     output, output_dir, host, estimate_micros, charged_usd_micros, charged_credits_micros, \
-    detail, sending_at, claim_owner, claim_until";
+    detail, sending_at, claim_owner, claim_until, overwrite";
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let text = |i| row.get::<_, Option<String>>(i);
@@ -116,6 +117,7 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         sending_at: row.get(24)?,
         claim_owner: text(25)?,
         claim_until: row.get(26)?,
+        overwrite: row.get::<_, i64>(27)? != 0,
     })
 }
 
@@ -231,6 +233,15 @@ fn select_one(
         .optional()
 }
 
+/// `'a', 'b'`: states as an SQL list (their names are ours, not input).
+fn state_list(states: &[State]) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -248,8 +259,9 @@ impl Store for Sqlite {
             let written = transaction.execute(
                 "INSERT INTO jobs (identity, attempt, created_at, updated_at, provider, base_url, \
                  model, task, request, seconds, batch, batch_line, state, output, output_dir, \
-                 estimate_micros, job_id) \
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+                 estimate_micros, job_id, overwrite) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                 ?17) \
                  ON CONFLICT (identity, attempt) DO NOTHING",
                 params![
                     new.identity,
@@ -268,6 +280,7 @@ impl Store for Sqlite {
                     new.output_dir,
                     new.estimate_micros.map(to_i64),
                     new.job_id,
+                    i64::from(new.overwrite),
                 ],
             )?;
             let row = select_one(
@@ -361,14 +374,19 @@ impl Store for Sqlite {
         .await
     }
 
-    async fn renew(&self, owner: &str, until_ms: i64) -> StoreResult<u64> {
-        let owner = owner.to_owned();
+    async fn renew(&self, tokens: &[String], until_ms: i64) -> StoreResult<u64> {
+        let tokens = tokens.to_vec();
         self.run(move |c| {
-            c.execute(
-                "UPDATE jobs SET claim_until = ?2 WHERE claim_owner = ?1",
-                params![owner, until_ms],
-            )
-            .map(|n| n as u64)
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut renewed = 0;
+            for token in &tokens {
+                renewed += transaction.execute(
+                    "UPDATE jobs SET claim_until = ?2 WHERE claim_owner = ?1",
+                    params![token, until_ms],
+                )? as u64;
+            }
+            transaction.commit()?;
+            Ok(renewed)
         })
         .await
     }
@@ -396,16 +414,8 @@ impl Store for Sqlite {
         let change = change.clone();
         let (owner, states) = match guard {
             Guard::Owner(owner) => (Some(owner.to_owned()), None),
-            Guard::Unclaimed(states) => (
-                None,
-                Some(
-                    states
-                        .iter()
-                        .map(|s| format!("'{}'", s.as_str()))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-            ),
+            Guard::Unclaimed(states) => (None, Some(state_list(states))),
+            Guard::Orphan => (None, None),
         };
         self.run(move |connection| {
             let transaction =
@@ -432,12 +442,14 @@ impl Store for Sqlite {
                     values.push(Value::Text(owner));
                     "claim_owner = ?14".to_owned()
                 }
-                (None, states) => {
+                (None, Some(states)) => {
                     values.push(Value::Integer(now_ms));
-                    format!(
-                        "state IN ({}) AND (claim_owner IS NULL OR claim_until <= ?14)",
-                        states.unwrap_or_default()
-                    )
+                    format!("state IN ({states}) AND (claim_owner IS NULL OR claim_until <= ?14)")
+                }
+                (None, None) => {
+                    values.push(Value::Null);
+                    "?14 IS NULL AND job_id IS NULL AND state IN ('sending', 'may_exist')"
+                        .to_owned()
                 }
             };
             let written = transaction.execute(
@@ -455,7 +467,8 @@ impl Store for Sqlite {
                      detail = COALESCE(?11, detail), \
                      batch_line = COALESCE(?12, batch_line), \
                      updated_at = ?13 \
-                     WHERE intent = ?1 AND {allowed}"
+                     WHERE intent = ?1 AND {allowed} \
+                     AND (?4 IS NULL OR job_id IS NULL OR job_id = ?4)"
                 ),
                 rusqlite::params_from_iter(values),
             )?;

@@ -48,6 +48,8 @@ pub(crate) struct NewRecord {
     /// `intent`, or `submitted` for a job created elsewhere and adopted.
     pub(crate) state: State,
     pub(crate) job_id: Option<String>,
+    /// Whether the result may replace a file it did not write.
+    pub(crate) overwrite: bool,
 }
 
 /// What a write changes; `None` leaves a column as it is.
@@ -88,6 +90,10 @@ pub(crate) enum Guard<'a> {
     /// Anyone, while the row is in one of these states and unclaimed (or
     /// its lease has expired).
     Unclaimed(&'a [State]),
+    /// Anyone, claimed or not, while the row has no job id and says its
+    /// create is leaving or may have left: a created job's id is written
+    /// even by a process whose claim lapsed while the create was in flight.
+    Orphan,
 }
 
 /// The outcome of a claim.
@@ -177,8 +183,9 @@ pub(crate) trait Store: Send + Sync + fmt::Debug {
         until_ms: i64,
     ) -> StoreResult<Option<Claim>>;
 
-    /// Extends every lease `owner` holds to `until_ms`; returns how many.
-    async fn renew(&self, owner: &str, until_ms: i64) -> StoreResult<u64>;
+    /// Extends the leases of the claims `tokens` to `until_ms`; returns how
+    /// many are still held.
+    async fn renew(&self, tokens: &[String], until_ms: i64) -> StoreResult<u64>;
 
     /// Gives `intent` up, when `owner` holds it.
     async fn release(&self, intent: i64, owner: &str) -> StoreResult<()>;
