@@ -218,3 +218,59 @@ fn a_version_1_journal_is_migrated_and_keeps_its_rows() {
         assert_eq!(again.jobs(&Filter::all()).await.unwrap().len(), 2);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_of_one_ledger_never_work_a_row_together() {
+    let (sandbox, client) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path().join("ledger.sqlite3")).unwrap();
+    let out = dir.path().join("out.mp4");
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let (ledger, client, out) = (ledger.clone(), client.clone(), out.clone());
+            tokio::spawn(async move {
+                ledger
+                    .run(
+                        &client,
+                        Intent::new(request("sleet"), out).key("same"),
+                        &RunOptions::default(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for run in runs {
+        assert_eq!(run.await.unwrap().unwrap().record.state, State::Downloaded);
+    }
+    assert_eq!(sandbox.stats().shortapi.creates, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_appears_at_the_output_is_never_replaced() {
+    let (sandbox, client) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path().join("ledger.sqlite3")).unwrap();
+    let out = dir.path().join("out.mp4");
+    let row = ledger
+        .record(&client, &Intent::new(request("dust"), &out))
+        .await
+        .unwrap();
+    // Somebody writes the output before the intent is sent.
+    std::fs::write(&out, b"mine").unwrap();
+    let refused = ledger
+        .work(&client, row.intent, &RunOptions::default())
+        .await;
+    assert!(matches!(refused, Err(Error::Output { .. })), "{refused:?}");
+    let row = ledger.get(row.intent).await.unwrap().unwrap();
+    assert_eq!((row.state, row.resend), (State::NotSent, true));
+    assert_eq!(sandbox.stats().shortapi.creates, 0);
+    assert_eq!(std::fs::read(&out).unwrap(), b"mine");
+    // Moved away: the same row is sent.
+    std::fs::remove_file(&out).unwrap();
+    let done = ledger
+        .work(&client, row.intent, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(done.record.state, State::Downloaded);
+    assert_eq!(sandbox.stats().shortapi.creates, 1);
+}
