@@ -389,7 +389,7 @@ impl LineJob<'_> {
                             row.intent
                         ));
                     }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(500..1500))).await;
                     if let Ok(Some(now)) = self.ledger.get(row.intent).await
                         && now.state == State::Downloaded
                     {

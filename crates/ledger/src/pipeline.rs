@@ -209,29 +209,20 @@ impl Ledger {
             Some(seconds) => {
                 let model = client.validate(request)?.wire_model;
                 let past = self
-                    .jobs(&Filter::all().provider(client.provider().name()))
+                    .inner
+                    .store
+                    .past_charges(client.provider().name(), model)
                     .await?;
-                let charged: Vec<(u64, u64)> = past
-                    .iter()
-                    .filter(|r| r.model == model)
-                    .filter_map(|r| Some((r.charged_usd?.micros(), u64::from(r.seconds?))))
-                    .filter(|(_, s)| *s > 0)
-                    .collect();
-                let (micros, billed) = charged.iter().fold((0u64, 0u64), |(m, s), (cm, cs)| {
-                    (m.saturating_add(*cm), s.saturating_add(*cs))
-                });
-                if billed == 0 {
+                if past.seconds == 0 {
                     (None, PriceSource::Unknown)
                 } else {
                     let usd = Usd::from_micros(
-                        micros.saturating_mul(u64::from(seconds)).div_ceil(billed),
+                        past.micros
+                            .saturating_mul(u64::from(seconds))
+                            .div_ceil(past.seconds),
                     );
-                    (
-                        Some(usd),
-                        PriceSource::PastCharges {
-                            jobs: charged.len(),
-                        },
-                    )
+                    let jobs = usize::try_from(past.jobs).unwrap_or(usize::MAX);
+                    (Some(usd), PriceSource::PastCharges { jobs })
                 }
             }
             None => (None, PriceSource::Unknown),
@@ -588,7 +579,9 @@ impl Ledger {
                         options.emit(Event::WaitingForOther { intent, owner });
                         announced = true;
                     }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    // Each look takes the write lock: look about once a
+                    // second, out of step with other waiters.
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(500..1500))).await;
                 }
             }
         }
@@ -943,13 +936,7 @@ impl Worker<'_> {
                 "what was sent is not recorded (a row from an older journal); {by_hand}"
             )));
         };
-        let known: Vec<String> = self
-            .ledger
-            .jobs(&Filter::all().provider(row.provider.clone()))
-            .await?
-            .into_iter()
-            .filter_map(|r| r.job_id)
-            .collect();
+        let known = self.ledger.inner.store.job_ids(&row.provider).await?;
         let sent_at =
             std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(sending_at).unwrap_or(0));
         let lost = kling::provider::LostCreate::new(&sent, sent_at, &known);
@@ -1249,6 +1236,16 @@ mod tests {
         }
         async fn list(&self, filter: &Filter) -> StoreResult<Vec<Record>> {
             self.inner.list(filter).await
+        }
+        async fn past_charges(
+            &self,
+            provider: &str,
+            model: &str,
+        ) -> StoreResult<crate::store::PastCharges> {
+            self.inner.past_charges(provider, model).await
+        }
+        async fn job_ids(&self, provider: &str) -> StoreResult<Vec<String>> {
+            self.inner.job_ids(provider).await
         }
         async fn claim(
             &self,

@@ -11,7 +11,9 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
 use crate::State;
 use crate::record::Record;
-use crate::store::{Change, Claim, Filter, Guard, NewRecord, Store, StoreError, StoreResult};
+use crate::store::{
+    Change, Claim, Filter, Guard, NewRecord, PastCharges, Store, StoreError, StoreResult,
+};
 
 /// The schema version this code writes (`PRAGMA user_version`). Version 1
 /// is the journal of kling 0.1 (no version set, rows keyed by number).
@@ -336,6 +338,38 @@ impl Store for Sqlite {
             let rows = statement
                 .query_map(params![filter.provider, filter.since, filter.until], record)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn past_charges(&self, provider: &str, model: &str) -> StoreResult<PastCharges> {
+        let (provider, model) = (provider.to_owned(), model.to_owned());
+        self.run(move |c| {
+            c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(charged_usd_micros), 0), COALESCE(SUM(seconds), 0) \
+                 FROM jobs WHERE provider = ?1 AND model = ?2 \
+                 AND charged_usd_micros IS NOT NULL AND seconds > 0",
+                params![provider, model],
+                |row| {
+                    let get = |i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+                    Ok(PastCharges {
+                        jobs: get(0)?,
+                        micros: get(1)?,
+                        seconds: get(2)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn job_ids(&self, provider: &str) -> StoreResult<Vec<String>> {
+        let provider = provider.to_owned();
+        self.run(move |c| {
+            let mut statement =
+                c.prepare("SELECT job_id FROM jobs WHERE provider = ?1 AND job_id IS NOT NULL")?;
+            let ids = statement.query_map([provider], |row| row.get(0))?;
+            ids.collect()
         })
         .await
     }

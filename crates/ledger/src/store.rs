@@ -149,6 +149,14 @@ impl Filter {
     }
 }
 
+/// Totals of past charges, for estimates where no price is published.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PastCharges {
+    pub(crate) jobs: u64,
+    pub(crate) micros: u64,
+    pub(crate) seconds: u64,
+}
+
 /// A ledger backend. Every method is one atomic step.
 #[async_trait]
 pub(crate) trait Store: Send + Sync + fmt::Debug {
@@ -170,6 +178,13 @@ pub(crate) trait Store: Send + Sync + fmt::Debug {
 
     /// Rows, oldest first.
     async fn list(&self, filter: &Filter) -> StoreResult<Vec<Record>>;
+
+    /// What `provider` charged in dollars for `model` so far: the jobs
+    /// with a charge and a known length, their micro-dollars and seconds.
+    async fn past_charges(&self, provider: &str, model: &str) -> StoreResult<PastCharges>;
+
+    /// The job ids recorded for `provider`.
+    async fn job_ids(&self, provider: &str) -> StoreResult<Vec<String>>;
 
     /// Claims `intent` for `owner` until `until_ms`, unless another owner's
     /// lease holds at `now_ms`; a lease held by `dead` (an owner known to
