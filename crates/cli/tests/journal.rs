@@ -506,3 +506,58 @@ fn a_recorded_job_is_followed_where_it_was_created() {
     let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(doc["job"], job.as_str());
 }
+
+#[test]
+fn an_html_result_is_refused_and_fetched_again_by_resume() {
+    // Two downloads answer an HTML page: the first, and the one after a
+    // fresh status query. The third gets the video.
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0", "--fault", "html*2/download"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let out = dir.path().join("out.mp4");
+    let mut edit = start_edit(&sandbox, &journal, &out);
+    assert_eq!(edit.wait().unwrap().code(), Some(4));
+    assert!(!out.exists(), "an HTML page is not a result");
+    assert_eq!(jobs(&journal)[0]["state"], "succeeded");
+
+    let resumed = resume(&journal);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    assert!(kling_core::probe::probe_file(&out).is_ok());
+    assert_eq!(jobs(&journal)[0]["state"], "downloaded");
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 1);
+}
+
+#[test]
+fn a_stalled_result_ends_at_the_timeout_with_the_partial_file_kept() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0", "--fault", "stall/download"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let out = dir.path().join("out.mp4");
+    let started = std::time::Instant::now();
+    let output = kling_with_journal(&journal)
+        .args(["--provider", "shortapi", "--base-url"])
+        .arg(format!("{}/shortapi", sandbox.base))
+        .args([
+            "edit",
+            "--video",
+            "https://media.example/in.mp4",
+            "--prompt",
+            "x",
+        ])
+        .args(["--timeout", "8", "--out"])
+        .arg(&out)
+        .env("SHORTAPI_KEY", "k")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded by --timeout"
+    );
+    assert!(stderr.contains("timed out"), "{stderr}");
+    assert!(!out.exists());
+    assert!(dir.path().join("out.mp4.part").exists(), "kept for resume");
+    assert_eq!(jobs(&journal)[0]["state"], "succeeded");
+}
