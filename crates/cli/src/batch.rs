@@ -503,12 +503,12 @@ fn summarize(results: &[(i64, Outcome)], json: bool) -> Exit {
     }
     eprintln!(
         "batch: {done} done, {skipped} already done, {elsewhere} done by another process, {} \
-         failed, {} may exist, {} unfinished; estimated {estimated}, charged {charged}{}",
+         failed, {} may exist, {} unfinished; estimated {estimated}{}, charged {charged}",
         failed.len(),
         may_exist.len(),
         unfinished.len(),
         if unpriced > 0 {
-            format!(" plus {unpriced} jobs at unknown prices")
+            format!(" (and {unpriced} jobs without an estimate)")
         } else {
             String::new()
         }
