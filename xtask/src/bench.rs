@@ -413,7 +413,7 @@ fn footprint() -> Result<Row, String> {
 /// status queries it asks.
 fn resume(dir: &Path) -> Result<Row, String> {
     const JOBS: u32 = 27;
-    let (mut sandbox, base) = start_sandbox(&["--job-seconds".to_owned(), "1".to_owned()])?;
+    let (mut sandbox, base) = start_sandbox(&[])?;
     let file = dir.join("resume.jsonl");
     let journal = dir.join("resume.sqlite3");
     write_edits(&file, JOBS)?;

@@ -329,7 +329,15 @@ impl LineJob<'_> {
             .key(line.key.clone())
             .overwrite(self.settings.overwrite)
             .batch(self.batch, line.number);
-        let mut row = match self.ledger.record(self.client, &intent).await {
+        // Recorded within a slot too: a thousand lines do not all reach
+        // for the ledger (and a thread each) at once.
+        let recorded = {
+            let Ok(_slot) = self.slots.acquire().await else {
+                return Outcome::Failed("the batch was stopped".to_owned());
+            };
+            self.ledger.record(self.client, &intent).await
+        };
+        let mut row = match recorded {
             Ok(row) => row,
             Err(e) => return Outcome::Failed(e.to_string()),
         };

@@ -274,3 +274,50 @@ async fn a_file_that_appears_at_the_output_is_never_replaced() {
     assert_eq!(done.record.state, State::Downloaded);
     assert_eq!(sandbox.stats().shortapi.creates, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_of_a_vanished_worker_is_taken_over_when_its_lease_lapses() {
+    let (sandbox, client) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    let ledger = Ledger::open(&path).unwrap();
+    let row = ledger
+        .record(
+            &client,
+            &Intent::new(request("mist"), dir.path().join("o.mp4")),
+        )
+        .await
+        .unwrap();
+    // A worker on another machine claimed the row and went silent.
+    let lapses = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 1500;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE jobs SET claim_owner = 'elsewhere/1/1/1/0#1', claim_until = ?1 WHERE intent = ?2",
+            rusqlite::params![i64::try_from(lapses).unwrap(), row.intent],
+        )
+        .unwrap();
+    let busy = ledger
+        .work(
+            &client,
+            row.intent,
+            &RunOptions::default().wait_for_others(false),
+        )
+        .await;
+    assert!(matches!(busy, Err(Error::Busy { .. })), "{busy:?}");
+    let started = std::time::Instant::now();
+    let done = ledger
+        .work(&client, row.intent, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "waited for the lease"
+    );
+    assert_eq!(done.record.state, State::Downloaded);
+    assert_eq!(sandbox.stats().shortapi.creates, 1);
+}
