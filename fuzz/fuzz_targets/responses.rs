@@ -21,12 +21,11 @@ fn check(status: Result<JobStatus, kling_core::Error>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    check(kling_shortapi::parse_callback(data));
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
-        check(kling_shortapi::parse_status(value.clone()));
-        check(kling_aimlapi::parse_generation(value.clone()));
-        let _ = kling_oxen::parse_charge(&value);
-        check(kling_oxen::parse_generation(value));
+    // Every provider's parsers, through the facade's list.
+    for provider in kling::PROVIDERS {
+        for status in (provider.read_answers)(data) {
+            check(Ok(status));
+        }
     }
     let text = String::from_utf8_lossy(data);
     // Amounts as providers write them: read exactly or refused.
@@ -34,9 +33,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(credits.decimal().parse::<kling_core::Credits>().ok(), Some(credits));
     }
     let _ = text.parse::<kling_core::Usd>();
-    if let Ok((_, status)) = kling_oxen::parse_event(&text) {
-        check(Ok(status));
-    }
     let mut parser = kling_http::sse::SseParser::default();
     for chunk in data.chunks(5) {
         let _ = parser.push(chunk);

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kling::Descriptor;
+
 use crate::root;
 
 /// One row of the printed table.
@@ -202,9 +204,22 @@ fn probe(dir: &Path) -> Result<Row, String> {
     })
 }
 
+/// The provider a figure is measured on: the first in the facade's list
+/// that `fits`.
+fn provider_where(
+    what: &str,
+    fits: impl Fn(&Descriptor) -> bool,
+) -> Result<&'static Descriptor, String> {
+    kling::PROVIDERS
+        .iter()
+        .find(|p| fits(p))
+        .ok_or_else(|| format!("no provider {what}"))
+}
+
 fn inline() -> Result<Row, String> {
+    let inline = provider_where("sends local files inline", |p| p.capabilities.local_files)?;
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-        .args(["bench", "-q", "-p", "kling-aimlapi", "--bench", "inline"])
+        .args(["bench", "-q", "-p", inline.package, "--bench", "inline"])
         .current_dir(root())
         .output()
         .map_err(|e| e.to_string())?;
@@ -299,20 +314,23 @@ pub(crate) fn write_edits(file: &Path, jobs: u32) -> Result<(), String> {
 }
 
 fn scale(dir: &Path) -> Result<Row, String> {
+    // A provider that pushes: its waits hold an event stream, the harder case.
+    let provider = provider_where("pushes", |p| p.capabilities.push)?;
+    let name = provider.name();
     let (mut sandbox, base) = start_sandbox(&[])?;
     let file = dir.join("scale.jsonl");
     write_edits(&file, 1000)?;
     let start = Instant::now();
     let result = run_measured(
         Command::new(kling_binary())
-            .args(["--provider", "oxen", "--base-url", &format!("{base}/oxen")])
+            .args(["--provider", name, "--base-url", &format!("{base}/{name}")])
             .arg("--journal")
             .arg(dir.join("scale.sqlite3"))
             .args(["batch"])
             .arg(&file)
             .args(["--concurrency", "64", "--out-dir"])
             .arg(dir.join("scale-out"))
-            .env("OXEN_API_KEY", "bench")
+            .env(provider.key_variable, "bench")
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
@@ -324,12 +342,13 @@ fn scale(dir: &Path) -> Result<Row, String> {
     let creates = stats
         .ok()
         .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
-        .and_then(|v| v["oxen"]["creates"].as_u64())
+        .and_then(|v| v[name]["creates"].as_u64())
         .unwrap_or(0);
     Ok(Row {
         name: "scale",
         figure: format!(
-            "1,000 jobs via `kling batch` (Oxen, 1 s jobs, 64 at once): {}, {} peak RSS, {creates} creates{}",
+            "1,000 jobs via `kling batch` ({}, 1 s jobs, 64 at once): {}, {} peak RSS, {creates} creates{}",
+            provider.title,
             seconds(wall),
             mb(rss),
             if ok { "" } else { " (the batch failed)" }
@@ -395,13 +414,14 @@ fn packages(args: &[&str]) -> Result<usize, String> {
 }
 
 fn footprint() -> Result<Row, String> {
-    let alone = packages(&["-p", "kling-shortapi"])?;
+    let adapter = provider_where("at all", |_| true)?.package;
+    let alone = packages(&["-p", adapter])?;
     let all = packages(&["--workspace", "-e", "dev"])?;
     #[allow(clippy::cast_precision_loss)]
     let ratio = alone as f64 / all as f64;
     Ok(Row {
         name: "footprint",
-        figure: format!("{alone} crates for a consumer of kling-shortapi alone"),
+        figure: format!("{alone} crates for a consumer of {adapter} alone"),
         against: format!("{all} for the whole workspace (dev included)"),
         ratio: format!("{ratio:.2}x"),
         target: "a fraction of the workspace",
@@ -413,6 +433,9 @@ fn footprint() -> Result<Row, String> {
 /// status queries it asks.
 fn resume(dir: &Path) -> Result<Row, String> {
     const JOBS: u32 = 27;
+    // A provider that is polled: every status is a query to count.
+    let provider = provider_where("that is polled", |p| !p.capabilities.push)?;
+    let name = provider.name();
     let (mut sandbox, base) = start_sandbox(&[])?;
     let file = dir.join("resume.jsonl");
     let journal = dir.join("resume.sqlite3");
@@ -420,16 +443,11 @@ fn resume(dir: &Path) -> Result<Row, String> {
     let kling = |args: &[&str]| {
         let mut command = Command::new(kling_binary());
         command
-            .args([
-                "--provider",
-                "shortapi",
-                "--base-url",
-                &format!("{base}/shortapi"),
-            ])
+            .args(["--provider", name, "--base-url", &format!("{base}/{name}")])
             .arg("--journal")
             .arg(&journal)
             .args(args)
-            .env("SHORTAPI_KEY", "bench")
+            .env(provider.key_variable, "bench")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         command
@@ -454,8 +472,8 @@ fn resume(dir: &Path) -> Result<Row, String> {
             .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok())
             .map(|v| {
                 (
-                    v["shortapi"]["status_queries"].as_u64().unwrap_or(0),
-                    v["shortapi"]["downloads"].as_u64().unwrap_or(0),
+                    v[name]["status_queries"].as_u64().unwrap_or(0),
+                    v[name]["downloads"].as_u64().unwrap_or(0),
                 )
             })
             .unwrap_or_default()

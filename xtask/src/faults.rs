@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use kling::Descriptor;
 use serde_json::Value;
 
 use crate::bench::{http_get, kling_binary, start_sandbox, write_edits};
@@ -27,35 +28,19 @@ struct Fault {
     fails_with: Option<&'static str>,
     /// Creates may be lost in flight: "may exist" outcomes are expected.
     may_exist: bool,
-    providers: &'static [Provider],
+    /// Which providers it applies to.
+    providers: fn(&Descriptor) -> bool,
 }
 
-/// A provider under test.
-struct Provider {
-    name: &'static str,
-    /// The variable `kling` reads its key from.
-    key: &'static str,
-    /// It publishes a lookup that finds a lost create again, so `kling
-    /// resume` must leave nothing `may_exist`.
-    lookup: bool,
+/// Every provider.
+fn all(_: &Descriptor) -> bool {
+    true
 }
 
-const SHORTAPI: Provider = Provider {
-    name: "shortapi",
-    key: "SHORTAPI_KEY",
-    lookup: false,
-};
-const AIMLAPI: Provider = Provider {
-    name: "aimlapi",
-    key: "AIMLAPI_KEY",
-    lookup: false,
-};
-const OXEN: Provider = Provider {
-    name: "oxen",
-    key: "OXEN_API_KEY",
-    lookup: true,
-};
-const ALL: &[Provider] = &[SHORTAPI, AIMLAPI, OXEN];
+/// The providers that push news of their jobs (an event stream).
+fn pushing(provider: &Descriptor) -> bool {
+    provider.capabilities.push
+}
 
 /// How long a `kling batch` or `kling resume` may run: its own 120 s per
 /// job, and a margin.
@@ -67,56 +52,56 @@ const FAULTS: &[Fault] = &[
         specs: &["429:0.3"],
         fails_with: None,
         may_exist: false,
-        providers: ALL,
+        providers: all,
     },
     Fault {
         name: "5xx on status",
         specs: &["500:0.2/status", "503:0.2/status"],
         fails_with: None,
         may_exist: false,
-        providers: ALL,
+        providers: all,
     },
     Fault {
         name: "drop on create",
         specs: &["drop:0.2/create"],
         fails_with: None,
         may_exist: true,
-        providers: ALL,
+        providers: all,
     },
     Fault {
         name: "drop on status",
         specs: &["drop:0.3/status"],
         fails_with: None,
         may_exist: false,
-        providers: ALL,
+        providers: all,
     },
     Fault {
         name: "slow answers",
         specs: &["slow=300:0.3"],
         fails_with: None,
         may_exist: false,
-        providers: ALL,
+        providers: all,
     },
     Fault {
         name: "failed jobs",
         specs: &["fail:0.3"],
         fails_with: Some("the sandbox was told to fail this job"),
         may_exist: false,
-        providers: ALL,
+        providers: all,
     },
     Fault {
         name: "expired result URLs",
         specs: &["expire:0.5"],
         fails_with: None,
         may_exist: false,
-        providers: ALL,
+        providers: all,
     },
     Fault {
         name: "SSE stream refused",
         specs: &["drop:0.7/events"],
         fails_with: None,
         may_exist: false,
-        providers: &[OXEN],
+        providers: pushing,
     },
     Fault {
         name: "mix of all",
@@ -132,7 +117,7 @@ const FAULTS: &[Fault] = &[
         ],
         fails_with: Some("the sandbox was told to fail this job"),
         may_exist: true,
-        providers: ALL,
+        providers: all,
     },
 ];
 
@@ -205,13 +190,13 @@ fn possible_creates(rows: &[Value]) -> u64 {
 }
 
 /// `kling --json --journal JOURNAL` with the provider's key.
-fn kling(journal: &Path, provider: &Provider) -> Command {
+fn kling(journal: &Path, provider: &Descriptor) -> Command {
     let mut command = Command::new(kling_binary());
     command
         .arg("--json")
         .arg("--journal")
         .arg(journal)
-        .env(provider.key, "faults");
+        .env(provider.key_variable, "faults");
     command
 }
 
@@ -283,7 +268,7 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
 
 fn run_one(
     dir: &Path,
-    provider: &Provider,
+    provider: &Descriptor,
     fault: &Fault,
     jobs: u32,
     seed: u32,
@@ -293,14 +278,14 @@ fn run_one(
         args.extend(["--fault".to_owned(), (*spec).to_owned()]);
     }
     let (mut sandbox, base) = start_sandbox(&args)?;
-    let tag = format!("{}-{seed}", provider.name);
+    let tag = format!("{}-{seed}", provider.name());
     let file = dir.join(format!("{tag}.jsonl"));
     let journal = dir.join(format!("{tag}.sqlite3"));
     write_edits(&file, jobs)?;
     let batch = Run::start(
         kling(&journal, provider)
-            .args(["--provider", provider.name, "--base-url"])
-            .arg(format!("{base}/{}", provider.name))
+            .args(["--provider", provider.name(), "--base-url"])
+            .arg(format!("{base}/{}", provider.name()))
             .arg("batch")
             .arg(&file)
             .args(["--concurrency", "100", "--timeout", "120", "--out-dir"])
@@ -353,12 +338,12 @@ fn run_one(
         problems.push(format!("not every job is accounted for: {summary}"));
     }
     let intents = possible_creates(&after);
-    let creates = stats[provider.name]["creates"].as_u64().unwrap_or(0);
+    let creates = stats[provider.name()]["creates"].as_u64().unwrap_or(0);
     if creates != intents {
         problems.push(format!("{creates} creates for {intents} intents"));
     }
     let after_resume = in_state(&after, "may_exist");
-    if provider.lookup && after_resume > 0 {
+    if provider.capabilities.lookup && after_resume > 0 {
         problems.push(format!("{after_resume} may exist after resume"));
     }
     Ok(Outcome {
@@ -389,13 +374,13 @@ pub(crate) fn run(jobs: u32, only: Option<&str>) -> Result<bool, String> {
         .iter()
         .filter(|f| only.is_none_or(|o| f.name.contains(o)))
     {
-        for provider in fault.providers {
+        for provider in kling::PROVIDERS.iter().filter(|p| (fault.providers)(p)) {
             seed += 1;
             let outcome = run_one(dir.path(), provider, fault, jobs, seed)?;
             clean &= outcome.problems.is_empty();
             println!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |",
-                provider.name,
+                provider.name(),
                 fault.name,
                 outcome.done,
                 outcome.failed,

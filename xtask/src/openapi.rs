@@ -13,12 +13,6 @@ use serde_json::Value;
 use crate::compare::Extra;
 use crate::schemas::{Published, model_of};
 
-/// Where each provider's create body sits in its OpenAPI documents.
-const CREATE_PATHS: &[(&str, &str)] = &[
-    ("aimlapi", "/v2/video/generations"),
-    ("oxen", "/api/ai/queue"),
-];
-
 /// Every `.json` file under `dir`, sorted.
 fn json_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -101,12 +95,13 @@ pub(crate) fn read(dir: &Path) -> (Vec<Published>, Vec<String>) {
             ignored.push(format!("{source}: not JSON; skipped"));
             continue;
         };
-        let body = CREATE_PATHS.iter().find_map(|(provider, route)| {
+        // Where each provider's create body sits in its OpenAPI documents.
+        let body = kling::PROVIDERS.iter().find_map(|provider| {
             let paths = document.get("paths")?;
             let schema = paths
-                .get(*route)?
+                .get(provider.openapi_create_path?)?
                 .pointer("/post/requestBody/content/application~1json/schema")?;
-            Some((*provider, schema))
+            Some((provider.name(), schema))
         });
         let Some((provider, schema)) = body else {
             ignored.push(format!(

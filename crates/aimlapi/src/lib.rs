@@ -15,10 +15,11 @@
 //! use kling_aimlapi::AimlApi;
 //!
 //! let aimlapi = AimlApi::new("sk-…".into())?;
-//! let call = aimlapi.prepare(&Request::from(EditRequest::new(
+//! let request = Request::from(EditRequest::new(
 //!     Media::url("https://example.com/in.mp4"),
 //!     "Make [@Video1] snowy",
-//! )))?;
+//! ));
+//! let call = aimlapi.prepare(&aimlapi.capabilities().validate(&request)?)?;
 //! assert_eq!(call.url, "https://api.aimlapi.com/v2/video/generations");
 //! assert_eq!(call.body["model"], "klingai/video-o1-video-to-video-edit");
 //! assert_eq!(call.body["prompt"], "Make @Video1 snowy");
@@ -30,12 +31,16 @@
 
 pub mod wire;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use kling_core::prompt::{Prompt, Syntax};
-use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Provider};
+use kling_core::provider::{
+    Capabilities, Descriptor, Feature, Offering, PreparedCall, Provider, read_answer,
+};
 use kling_core::{
-    AspectRatio, Charge, Credits, Error, JobHandle, JobState, JobStatus, Media, Mode, Model,
-    Request, Task,
+    AspectRatio, Charge, Checked, Credits, Error, JobHandle, JobState, JobStatus, Media, Mode,
+    Model, Request, Task,
 };
 use kling_http::inline::Inliner;
 use kling_http::{ApiClient, SecretString};
@@ -44,11 +49,9 @@ use serde_json::Value;
 use crate::wire::{Generation, Route};
 
 /// The provider's name in job handles and on the command line.
-pub const NAME: &str = "aimlapi";
+const NAME: &str = "aimlapi";
 /// AI/ML API's API.
-pub const BASE_URL: &str = "https://api.aimlapi.com";
-/// The environment variable the CLI reads the key from.
-pub const KEY_VARIABLE: &str = "AIMLAPI_KEY";
+const BASE_URL: &str = "https://api.aimlapi.com";
 
 const EDIT: &str = "klingai/video-o1-video-to-video-edit";
 const VIDEO_REFERENCE: &str = "klingai/video-o1-video-to-video-reference";
@@ -64,7 +67,7 @@ const DURATIONS: &[u32] = &[5, 10];
 
 /// AI/ML API's Kling catalogue. No O3 video model is published, and no
 /// prices: estimates are unknown.
-pub const CATALOGUE: &[Offering] = &[
+const CATALOGUE: &[Offering] = &[
     Offering::new(Task::Edit, Model::O1, EDIT)
         .features(&[Feature::Images, Feature::Elements, Feature::KeepAudio])
         .modes(PRO_ONLY),
@@ -83,7 +86,32 @@ pub const CATALOGUE: &[Offering] = &[
 ];
 
 /// What AI/ML API offers. Local files go inline, so no uploader is needed.
-pub const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE).with_local_files();
+const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE).with_local_files();
+
+/// AI/ML API, described for the facade's list of providers.
+///
+/// ```
+/// let aimlapi = kling_aimlapi::DESCRIPTOR;
+/// assert_eq!(aimlapi.name(), "aimlapi");
+/// assert!(aimlapi.capabilities.local_files);
+/// assert_eq!(aimlapi.prices_as_of, None, "it publishes no price per model");
+/// ```
+pub const DESCRIPTOR: Descriptor = Descriptor::new(CAPABILITIES, |base_url, key| {
+    Ok(Arc::new(AimlApi::with_base_url(base_url, key)?))
+})
+.title("AI/ML API")
+.package(env!("CARGO_PKG_NAME"))
+.key_variable("AIMLAPI_KEY")
+.base_url(BASE_URL)
+.wire_schemas(wire::body_schemas)
+.openapi_create_path(GENERATIONS)
+.read_answers(|bytes| {
+    serde_json::from_slice(bytes)
+        .ok()
+        .and_then(|value| parse_generation(value).ok())
+        .into_iter()
+        .collect()
+});
 
 /// The AI/ML API adapter.
 #[derive(Debug, Clone)]
@@ -133,7 +161,8 @@ impl AimlApi {
     /// let request = Request::from(
     ///     ComposeRequest::new("@Image1 at dawn").image(Media::url("https://example.com/a.png")),
     /// );
-    /// assert_eq!(aimlapi.prepare(&request)?.body["provider"], "kling");
+    /// let checked = aimlapi.capabilities().validate(&request)?;
+    /// assert_eq!(aimlapi.prepare(&checked)?.body["provider"], "kling");
     /// # Ok::<(), kling_core::Error>(())
     /// ```
     #[must_use]
@@ -205,12 +234,10 @@ impl AimlApi {
                 })
             }
             _ => {
-                return Err(Error::Unsupported {
-                    provider: NAME.to_owned(),
-                    task: Some(request.task()),
-                    model: None,
-                    feature: "this task".to_owned(),
-                });
+                return Err(Error::unsupported(
+                    NAME,
+                    format!("the {} task", request.task()),
+                ));
             }
         };
         Ok(value)
@@ -276,13 +303,8 @@ fn to_value<T: serde::Serialize>(body: &T) -> Value {
 /// # Ok::<(), kling_core::Error>(())
 /// ```
 pub fn parse_generation(raw: Value) -> Result<JobStatus, Error> {
-    let protocol = |message: String| Error::Protocol {
-        provider: NAME.to_owned(),
-        message,
-        body: raw.to_string(),
-    };
-    let generation: Generation = serde_json::from_value(raw.clone())
-        .map_err(|e| protocol(format!("not an AI/ML API generation: {e}")))?;
+    let protocol = |message: String| Error::protocol(NAME, message, raw.to_string());
+    let generation: Generation = read_answer(NAME, "an AI/ML API generation", &raw)?;
     let state = match generation.status.as_str() {
         "queued" | "waiting" => JobState::Queued,
         "generating" => JobState::Running,
@@ -324,14 +346,12 @@ fn explain(error: Error) -> Error {
             status: Some(403),
             message,
             body,
-        } => Error::Rejected {
-            provider,
-            status: Some(403),
-            message: format!(
-                "{message} (AI/ML API answers 403 when the account is out of credits)"
-            ),
+        } => Error::rejected(
+            &provider,
+            Some(403),
+            format!("{message} (AI/ML API answers 403 when the account is out of credits)"),
             body,
-        },
+        ),
         other => other,
     }
 }
@@ -346,10 +366,10 @@ impl Provider for AimlApi {
         &CAPABILITIES
     }
 
-    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
-        let offering = CAPABILITIES.validate(request)?;
+    fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error> {
+        let offering = CAPABILITIES.accept(checked)?;
         let body = self.body(
-            request,
+            checked.request(),
             offering.wire_model,
             |field, media: &Media| match media {
                 Media::Url(url) => Ok(url.clone()),
@@ -364,11 +384,11 @@ impl Provider for AimlApi {
         ))
     }
 
-    async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
-        let offering = CAPABILITIES.validate(request)?;
+    async fn submit(&self, checked: &Checked) -> Result<JobHandle, Error> {
+        let offering = CAPABILITIES.accept(checked)?;
         let mut inliner = Inliner::new();
         let body = self.body(
-            request,
+            checked.request(),
             offering.wire_model,
             |field, media: &Media| match media {
                 Media::Url(url) => Ok(url.clone()),

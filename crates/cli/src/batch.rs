@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kling::{Client, Request, RequestSpec, Usd};
+use kling::{Checked, Client, Request, RequestSpec, Usd};
 use kling_ledger::{Error, Intent, Ledger, Record, RunOptions, State};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -119,7 +119,7 @@ impl Gate {
 /// One line of the file, checked.
 struct Line {
     number: i64,
-    request: Request,
+    request: Checked,
     /// What identifies it: file name, canonical request, occurrence.
     key: String,
     out: PathBuf,
@@ -187,10 +187,10 @@ fn read_lines(args: &Args, client: &Client) -> Result<Vec<Line>, Exit> {
                 continue;
             }
         };
-        let checked = Request::try_from(spec).and_then(|r| client.validate(&r).map(|_| r));
+        let checked = Request::try_from(spec).and_then(|r| client.validate(&r));
         match checked {
             Ok(request) => {
-                let canonical = kling_ledger::canonical(&request);
+                let canonical = kling_ledger::canonical(request.request());
                 let occurrence = seen.entry(canonical.clone()).or_default();
                 *occurrence += 1;
                 let key = format!("batch\n{name}\n{canonical}\n{occurrence}");

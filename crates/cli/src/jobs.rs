@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kling::{
-    AnimateRequest, AspectRatio, Client, ComposeRequest, EditRequest, Element, Error, JobHandle,
-    JobState, Media, Mode, Model, ReferRequest, Request, Usd,
+    AnimateRequest, AspectRatio, Checked, Client, ComposeRequest, EditRequest, Element, Error,
+    JobHandle, JobState, Media, Mode, Model, ReferRequest, Request, Usd,
 };
 use kling_ledger::{Done, Event, Intent, Ledger, Priced, RunOptions, State};
 use serde_json::json;
@@ -347,19 +347,25 @@ async fn run_request(
     json: bool,
 ) -> Exit {
     let client = &session.client;
-    let priced = match ledger.estimate(client, &request).await {
+    // The one validation of this run: every rule, each local file probed
+    // once. Everything after takes the checked request.
+    let checked = match client.validate(&request) {
+        Ok(checked) => checked,
+        Err(e) => return fail(&e, json),
+    };
+    let priced = match ledger.estimate(client, &checked).await {
         Ok(priced) => priced,
         Err(e) => return crate::ledger::fail(&e, json),
     };
     if flags.dry_run {
-        return dry_run(client, &request, &priced, json);
+        return dry_run(client, &checked, &priced, json);
     }
     if !json {
         eprintln!("estimate: {priced}");
     }
     let intent = match &flags.out {
-        Some(out) => Intent::new(request, out),
-        None => Intent::named_by_job(request, "."),
+        Some(out) => Intent::new(checked, out),
+        None => Intent::named_by_job(checked, "."),
     }
     .key(fresh_key())
     .overwrite(flags.overwrite);
@@ -398,8 +404,8 @@ async fn run_request(
 }
 
 /// `--dry-run`: the call that would be sent and its estimate.
-fn dry_run(client: &Client, request: &Request, priced: &Priced, json: bool) -> Exit {
-    let call = match client.prepare(request) {
+fn dry_run(client: &Client, checked: &Checked, priced: &Priced, json: bool) -> Exit {
+    let call = match client.prepare(checked) {
         Ok(call) => call,
         Err(e) => return fail(&e, json),
     };

@@ -19,7 +19,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Run Kling's Omni video models (O1, O3) on ShortAPI, AI/ML API or Oxen.ai.
+/// Run Kling's Omni video models (O1, O3) on the providers that host them,
+/// or offline on the sandbox.
 #[derive(Debug, Parser)]
 #[command(name = "kling", version, about, propagate_version = true)]
 struct Cli {
@@ -28,13 +29,13 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
-    /// The provider: sandbox (offline, the default), shortapi (key in
-    /// SHORTAPI_KEY), aimlapi (AIMLAPI_KEY) or oxen (OXEN_API_KEY).
+    /// The provider: the offline sandbox (the default), or a hosted one
+    /// with its API key in its variable.
     #[arg(long, global = true, env = "KLING_PROVIDER", default_value = "sandbox")]
     provider: providers::ProviderName,
 
     /// The provider's API base URL, to reach a proxy or a running `kling
-    /// sandbox`: its address followed by /shortapi, /aimlapi or /oxen.
+    /// sandbox`: its address followed by /PROVIDER.
     #[arg(long, global = true, value_name = "URL")]
     base_url: Option<String>,
 
@@ -121,8 +122,8 @@ enum Command {
         paths: Vec<PathBuf>,
     },
 
-    /// Run the offline sandbox: ShortAPI, AI/ML API and Oxen.ai on one
-    /// loopback port, under /shortapi, /aimlapi and /oxen, until interrupted.
+    /// Run the offline sandbox: every provider's protocol on one loopback
+    /// port, each under /PROVIDER, until interrupted.
     ///
     /// Prints the base URL on the first line of stdout. Any non-empty key is
     /// accepted. GET /_sandbox/stats counts what it saw.
@@ -174,7 +175,7 @@ fn main() -> ExitCode {
     if cli.verbose {
         eprintln!(
             "provider: {}{}; journal: {}",
-            format!("{:?}", choice.name).to_lowercase(),
+            choice.name.as_str(),
             choice
                 .base_url
                 .as_deref()

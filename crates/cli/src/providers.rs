@@ -1,75 +1,46 @@
 //! Which provider a command runs on, and `kling providers`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use kling::aimlapi::{self, AimlApi};
-use kling::oxen::{self, Oxen};
-use kling::provider::Provider;
-use kling::shortapi::{self, ShortApi};
 use kling::upload::PostUploader;
-use kling::{Client, Error, JobHandle, SecretString};
+use kling::{Client, Descriptor, JobHandle, SecretString};
 use kling_sandbox::Sandbox;
 use serde_json::json;
 
 use crate::Exit;
 
-/// A provider name on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum ProviderName {
-    /// The offline sandbox, running ShortAPI's protocol in this process.
-    Sandbox,
-    /// ShortAPI (key in SHORTAPI_KEY).
-    Shortapi,
-    /// AI/ML API (key in AIMLAPI_KEY).
-    Aimlapi,
-    /// Oxen.ai (key in OXEN_API_KEY).
-    Oxen,
+/// A provider name on the command line: `sandbox`, or one of the facade's
+/// list of providers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProviderName(Option<&'static Descriptor>);
+
+/// Every value `--provider` takes: the sandbox first, then the list.
+static PROVIDER_NAMES: LazyLock<Vec<ProviderName>> = LazyLock::new(|| {
+    std::iter::once(ProviderName(None))
+        .chain(kling::PROVIDERS.iter().map(|p| ProviderName(Some(p))))
+        .collect()
+});
+
+impl ProviderName {
+    /// The name as typed: `sandbox`, `shortapi`, …
+    pub(crate) fn as_str(self) -> &'static str {
+        self.0.map_or("sandbox", Descriptor::name)
+    }
 }
 
-/// A hosted provider: where it is, where its key comes from, and how its
-/// adapter is built. Adding a provider adds one entry here.
-struct Hosted {
-    name: ProviderName,
-    id: &'static str,
-    title: &'static str,
-    key_variable: &'static str,
-    base_url: &'static str,
-    adapter: BuildAdapter,
-}
+impl clap::ValueEnum for ProviderName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &PROVIDER_NAMES
+    }
 
-/// Builds an adapter for a base URL and key.
-type BuildAdapter = fn(&str, SecretString) -> Result<Arc<dyn Provider>, Error>;
-
-const HOSTED: &[Hosted] = &[
-    Hosted {
-        name: ProviderName::Shortapi,
-        id: shortapi::NAME,
-        title: "ShortAPI",
-        key_variable: shortapi::KEY_VARIABLE,
-        base_url: shortapi::BASE_URL,
-        adapter: |base, key| Ok(Arc::new(ShortApi::with_base_url(base, key)?)),
-    },
-    Hosted {
-        name: ProviderName::Aimlapi,
-        id: aimlapi::NAME,
-        title: "AI/ML API",
-        key_variable: aimlapi::KEY_VARIABLE,
-        base_url: aimlapi::BASE_URL,
-        adapter: |base, key| Ok(Arc::new(AimlApi::with_base_url(base, key)?)),
-    },
-    Hosted {
-        name: ProviderName::Oxen,
-        id: oxen::NAME,
-        title: "Oxen.ai",
-        key_variable: oxen::KEY_VARIABLE,
-        base_url: oxen::BASE_URL,
-        adapter: |base, key| Ok(Arc::new(Oxen::with_base_url(base, key)?)),
-    },
-];
-
-fn hosted(name: ProviderName) -> Option<&'static Hosted> {
-    HOSTED.iter().find(|h| h.name == name)
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self.0 {
+            None => "the offline sandbox, running ShortAPI's protocol in this process".to_owned(),
+            Some(p) => format!("{} (key in {})", p.title, p.key_variable),
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
+    }
 }
 
 /// The provider chosen by `--provider`, `KLING_PROVIDER` or the default,
@@ -89,9 +60,8 @@ impl ProviderChoice {
     /// The choice for a provider named `provider` (as in job handles) at
     /// `base_url`.
     pub(crate) fn hosted(provider: &str, base_url: Option<String>) -> Option<ProviderChoice> {
-        let hosted = HOSTED.iter().find(|h| h.id == provider)?;
         Some(ProviderChoice {
-            name: hosted.name,
+            name: ProviderName(Some(kling::provider_named(provider)?)),
             base_url,
             upload_url: None,
         })
@@ -99,8 +69,8 @@ impl ProviderChoice {
 
     /// The choice for following `job`: the provider its handle names.
     pub(crate) fn for_job(&self, job: &JobHandle) -> Result<ProviderChoice, Exit> {
-        let Some(hosted) = HOSTED.iter().find(|h| h.id == job.provider) else {
-            let known: Vec<&str> = HOSTED.iter().map(|h| h.id).collect();
+        let Some(hosted) = kling::provider_named(&job.provider) else {
+            let known: Vec<&str> = kling::PROVIDERS.iter().map(Descriptor::name).collect();
             eprintln!(
                 "error: unknown provider {:?} in {job}; this build knows {}",
                 job.provider,
@@ -108,17 +78,21 @@ impl ProviderChoice {
             );
             return Err(Exit::Usage);
         };
-        if self.name == ProviderName::Sandbox && self.base_url.is_none() {
+        if self.name.0.is_none() && self.base_url.is_none() {
             eprintln!(
                 "error: {job} is a {} job id; the in-process sandbox forgets its jobs when the \
                  command that made them exits. For {} itself, set {} and pass --provider {}; for \
                  a running `kling sandbox`, add --base-url http://ADDR/{}.",
-                hosted.title, hosted.title, hosted.key_variable, hosted.id, hosted.id
+                hosted.title,
+                hosted.title,
+                hosted.key_variable,
+                hosted.name(),
+                hosted.name()
             );
             return Err(Exit::Usage);
         }
         Ok(ProviderChoice {
-            name: hosted.name,
+            name: ProviderName(Some(hosted)),
             base_url: self.base_url.clone(),
             upload_url: self.upload_url.clone(),
         })
@@ -132,9 +106,9 @@ impl ProviderChoice {
         }
         let base = url::Url::parse(self.base_url.as_deref()?).ok()?;
         let loopback = kling_http::is_loopback(&base);
-        let prefix = HOSTED
+        let prefix = kling::PROVIDERS
             .iter()
-            .map(|h| format!("/{}", h.id))
+            .map(|p| format!("/{}", p.name()))
             .find(|prefix| base.path().trim_end_matches('/').ends_with(prefix.as_str()))?;
         let origin = base.as_str().trim_end_matches('/');
         loopback.then(|| format!("{}/uploads", &origin[..origin.len() - prefix.len()]))
@@ -156,7 +130,7 @@ impl Session {
     /// Opens the chosen provider. A key is read only when something will
     /// be sent (`dry_run` needs none).
     pub(crate) async fn open(choice: &ProviderChoice, dry_run: bool) -> Result<Session, Exit> {
-        let Some(hosted) = hosted(choice.name) else {
+        let Some(hosted) = choice.name.0 else {
             return Self::in_process_sandbox().await;
         };
         let key = match std::env::var(hosted.key_variable) {
@@ -172,7 +146,7 @@ impl Session {
             }
         };
         let base = choice.base_url.as_deref().unwrap_or(hosted.base_url);
-        let adapter = (hosted.adapter)(base, key).map_err(|e| crate::jobs::fail(&e, false))?;
+        let adapter = (hosted.build)(base, key).map_err(|e| crate::jobs::fail(&e, false))?;
         let mut client = Client::from_arc(adapter);
         if let Some(uploads) = choice.uploads() {
             client = client.with_uploader(Arc::new(PostUploader::new(uploads)));
@@ -180,7 +154,7 @@ impl Session {
         Ok(Session {
             client,
             sandbox: None,
-            target: Some((hosted.id, choice.base_url.clone())),
+            target: Some((hosted.name(), choice.base_url.clone())),
             scratch: None,
         })
     }
@@ -203,8 +177,9 @@ impl Session {
             "provider: sandbox (an offline emulator of ShortAPI on {}; nothing leaves this machine and nothing is charged)",
             sandbox.base_url()
         );
-        let shortapi = ShortApi::with_base_url(
-            &sandbox.url(kling_sandbox::Provider::ShortApi),
+        // The in-process sandbox speaks ShortAPI's protocol.
+        let shortapi = kling::shortapi::ShortApi::with_base_url(
+            &format!("{}/shortapi", sandbox.base_url()),
             SecretString::from("sandbox"),
         )
         .map_err(|e| crate::jobs::fail(&e, false))?;
@@ -265,7 +240,8 @@ pub(crate) fn block_on(future: impl std::future::Future<Output = Exit>) -> Exit 
 /// `kling providers`: every task and model per provider, with its price.
 pub(crate) fn list(json: bool) -> Exit {
     let mut rows = Vec::new();
-    for caps in kling::PROVIDERS {
+    for descriptor in kling::PROVIDERS {
+        let caps = &descriptor.capabilities;
         for offering in caps.offerings {
             rows.push(json!({
                 "provider": caps.provider,
@@ -283,9 +259,13 @@ pub(crate) fn list(json: bool) -> Exit {
         }
     }
     if json {
+        let prices_as_of: serde_json::Map<String, serde_json::Value> = kling::PROVIDERS
+            .iter()
+            .filter_map(|p| Some((p.name().to_owned(), json!(p.prices_as_of?))))
+            .collect();
         println!(
             "{}",
-            json!({ "providers": rows, "prices_as_of": { "shortapi": shortapi::PRICES_AS_OF } })
+            json!({ "providers": rows, "prices_as_of": prices_as_of })
         );
         return Exit::Success;
     }
@@ -330,11 +310,38 @@ pub(crate) fn list(json: bool) -> Exit {
         ]);
     }
     println!();
-    println!(
-        "Prices as published by ShortAPI on {}; AI/ML API and Oxen.ai publish none per model \
-         (unknown). \"-\": no std mode (those providers run pro). Local files: aimlapi sends them \
-         inline; shortapi and oxen need an uploader (the sandbox has one). Cancel: oxen.",
-        shortapi::PRICES_AS_OF
-    );
+    println!("{}", notes(kling::PROVIDERS));
     Exit::Success
+}
+
+/// The notes under `kling providers`' table, from what each provider
+/// declares: where its prices come from, how local files reach it, which
+/// jobs can be cancelled.
+fn notes(providers: &[Descriptor]) -> String {
+    let names = |keep: &dyn Fn(&Descriptor) -> bool| {
+        let names: Vec<&str> = providers
+            .iter()
+            .filter(|p| keep(p))
+            .map(Descriptor::name)
+            .collect();
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    let prices: Vec<String> = providers
+        .iter()
+        .map(|p| match p.prices_as_of {
+            Some(date) => format!("{} as published on {date}", p.title),
+            None => format!("{} publishes none per model (unknown)", p.title),
+        })
+        .collect();
+    format!(
+        "Prices: {}. \"-\": no std mode (that provider runs pro). Local files: sent inline by \
+         {}; the others need an uploader (the sandbox has one). Cancel: {}.",
+        prices.join("; "),
+        names(&|p| p.capabilities.local_files),
+        names(&|p| p.capabilities.cancel),
+    )
 }

@@ -213,6 +213,67 @@ fn transport_note(delivery: Delivery) -> &'static str {
 }
 
 impl Error {
+    /// `provider` does not offer `feature` (a field, a task, an operation);
+    /// nothing was sent.
+    ///
+    /// ```
+    /// use kling_core::Error;
+    ///
+    /// let err = Error::unsupported("example", "cancelling jobs");
+    /// assert!(err.is_unsupported());
+    /// assert_eq!(err.to_string(), "example does not offer cancelling jobs; nothing was sent");
+    /// ```
+    pub fn unsupported(provider: &str, feature: impl Into<String>) -> Self {
+        Error::Unsupported {
+            provider: provider.to_owned(),
+            task: None,
+            model: None,
+            feature: feature.into(),
+        }
+    }
+
+    /// `provider` refused the request with `message` (and an HTTP
+    /// `status`, when it came as one); `body` is kept for diagnosis. No job
+    /// exists.
+    ///
+    /// ```
+    /// use kling_core::Error;
+    ///
+    /// let err = Error::rejected("example", None, "insufficient balance", r#"{"code":402}"#);
+    /// assert!(!err.may_have_been_sent());
+    /// assert_eq!(err.to_string(), "example refused the request: insufficient balance");
+    /// ```
+    pub fn rejected(
+        provider: &str,
+        status: Option<u16>,
+        message: impl Into<String>,
+        body: impl Into<String>,
+    ) -> Self {
+        Error::Rejected {
+            provider: provider.to_owned(),
+            status,
+            message: message.into(),
+            body: body.into(),
+        }
+    }
+
+    /// `provider` answered something that is not its documented shape:
+    /// what was wrong (`message`) and the `body` received.
+    ///
+    /// ```
+    /// use kling_core::Error;
+    ///
+    /// let err = Error::protocol("example", "no job id", "{}");
+    /// assert_eq!(err.to_string(), "unexpected answer from example: no job id");
+    /// ```
+    pub fn protocol(provider: &str, message: impl Into<String>, body: impl Into<String>) -> Self {
+        Error::Protocol {
+            provider: provider.to_owned(),
+            message: message.into(),
+            body: body.into(),
+        }
+    }
+
     /// The request broke a local rule and nothing was sent.
     pub fn is_invalid_request(&self) -> bool {
         matches!(self, Error::InvalidRequest(_))

@@ -19,6 +19,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod checked;
+mod counters;
 pub mod error;
 pub mod job;
 pub mod media;
@@ -29,11 +31,12 @@ pub mod provider;
 pub mod request;
 pub mod rules;
 
+pub use checked::{Checked, CheckedInput};
 pub use error::{BoxError, Delivery, Error};
 pub use job::{JobHandle, JobState, JobStatus, ParseJobHandleError};
 pub use media::{Media, MediaKind};
 pub use money::{Charge, Credits, ParseCreditsError, ParseUsdError, Usd};
-pub use provider::{Found, LostCreate};
+pub use provider::{Descriptor, Found, LostCreate};
 pub use request::{
     AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, MediaField, Mode, Model,
     ReferRequest, Request, RequestSpec, Task, UnknownName, WireElement, WireMedia,

@@ -4,17 +4,20 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use secrecy::SecretString;
 
+use crate::checked::Checked;
 use crate::error::Error;
 use crate::job::{JobHandle, JobStatus};
 use crate::media::Media;
 use crate::money::{Charge, Usd};
 use crate::probe::ImageFormat;
 use crate::request::{Mode, Model, Request, Task};
-use crate::rules::{Violation, Violations, limits};
+use crate::rules::{Violation, limits};
 
 /// An optional part of a request that a provider may or may not accept for
 /// a given task and model.
@@ -235,6 +238,9 @@ impl Offering {
 ///     "example does not offer a last frame (last) for animate on o1; nothing was sent"
 /// );
 /// ```
+// Each flag is one independent operation a provider offers or not, read
+// as data by the CLI and xtask: not a state machine in disguise.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
@@ -252,6 +258,9 @@ pub struct Capabilities {
     /// Whether a create whose answer was lost can be looked for among the
     /// provider's jobs ([`Provider::find_lost`]).
     pub lookup: bool,
+    /// Whether the provider pushes news of a job while it runs (an event
+    /// stream, [`Provider::push`]).
+    pub push: bool,
 }
 
 impl Capabilities {
@@ -264,7 +273,23 @@ impl Capabilities {
             local_files: false,
             image_formats: limits::IMAGE_FORMATS,
             lookup: false,
+            push: false,
         }
+    }
+
+    /// Declares that the provider pushes news of its jobs
+    /// ([`Provider::push`]).
+    ///
+    /// ```
+    /// use kling_core::provider::Capabilities;
+    ///
+    /// const CAPS: Capabilities = Capabilities::new("example", &[]).with_push();
+    /// assert!(CAPS.push);
+    /// ```
+    #[must_use]
+    pub const fn with_push(mut self) -> Self {
+        self.push = true;
+        self
     }
 
     /// Declares that a lost create can be looked for
@@ -299,16 +324,53 @@ impl Capabilities {
     }
 
     /// Runs every local rule on `request` with this provider's image
-    /// formats, then [`Capabilities::check`]: everything that can be known
-    /// before sending.
+    /// formats, probing each local file once, then [`Capabilities::check`]:
+    /// everything that can be known before sending. The [`Checked`]
+    /// request it returns is the only one adapters send.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidRequest`] with every broken rule, or
     /// [`Error::Unsupported`].
-    pub fn validate(&self, request: &Request) -> Result<&Offering, Error> {
-        Violations::into_result(crate::rules::check(request, self.image_formats))?;
-        self.check(request)
+    pub fn validate(&self, request: &Request) -> Result<Checked, Error> {
+        Checked::new(self, request)
+    }
+
+    /// The offering that runs `checked`, when it was checked for this
+    /// provider: what an adapter's `prepare` starts with.
+    ///
+    /// ```
+    /// use kling_core::provider::{Capabilities, Feature, Offering};
+    /// use kling_core::{ComposeRequest, Media, Model, Request, Task};
+    ///
+    /// const CATALOGUE: &[Offering] = &[Offering::new(Task::Compose, Model::O1, "c").features(&[Feature::Images])];
+    /// const OURS: Capabilities = Capabilities::new("ours", CATALOGUE);
+    /// const THEIRS: Capabilities = Capabilities::new("theirs", CATALOGUE);
+    ///
+    /// let request = Request::from(ComposeRequest::new("Bloom").image(Media::url("https://example.com/a.png")));
+    /// let checked = OURS.validate(&request)?;
+    /// assert_eq!(OURS.accept(&checked)?.wire_model, "c");
+    /// assert!(THEIRS.accept(&checked).is_err());
+    /// # Ok::<(), kling_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for a request checked for another provider.
+    pub fn accept<'c>(&self, checked: &'c Checked) -> Result<&'c Offering, Error> {
+        if checked.provider() == self.provider {
+            Ok(checked.offering())
+        } else {
+            Err(Error::Unsupported {
+                provider: self.provider.to_owned(),
+                task: Some(checked.request().task()),
+                model: Some(checked.request().model()),
+                feature: format!(
+                    "a request checked for {}: validate it for this provider",
+                    checked.provider()
+                ),
+            })
+        }
     }
 
     /// Declares that jobs can be cancelled.
@@ -411,17 +473,45 @@ impl Capabilities {
 pub fn require_url(provider: &str, field: &str, media: &Media) -> Result<String, Error> {
     match media {
         Media::Url(url) => Ok(url.clone()),
-        _ => Err(Error::Unsupported {
-            provider: provider.to_owned(),
-            task: None,
-            model: None,
-            feature: format!(
+        _ => Err(Error::unsupported(
+            provider,
+            format!(
                 "local files ({field}: {media}): it fetches inputs by URL. Give a URL, plug an \
                  Uploader that turns files into URLs (Client::with_uploader; the sandbox has \
                  one), or use a provider that takes local files inline"
             ),
-        }),
+        )),
     }
+}
+
+/// Reads `raw`, an answer of `provider`'s, as its documented shape `T`;
+/// anything else is an [`Error::Protocol`] saying it is not `what`, with
+/// the body kept. The one way adapters read what providers answer.
+///
+/// ```
+/// use kling_core::provider::read_answer;
+///
+/// #[derive(Debug, serde::Deserialize)]
+/// struct Created { id: String }
+///
+/// let created: Created = read_answer("example", "a create answer", &serde_json::json!({"id": "7"}))?;
+/// assert_eq!(created.id, "7");
+///
+/// let err = read_answer::<Created>("example", "a create answer", &serde_json::json!([1])).unwrap_err();
+/// assert!(err.to_string().starts_with("unexpected answer from example: not a create answer"));
+/// # Ok::<(), kling_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Protocol`] when `raw` is not a `T`.
+pub fn read_answer<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    what: &str,
+    raw: &serde_json::Value,
+) -> Result<T, Error> {
+    T::deserialize(raw)
+        .map_err(|e| Error::protocol(provider, format!("not {what}: {e}"), raw.to_string()))
 }
 
 /// The JSON Schema of what `T` serializes to, as adapters describe their
@@ -490,19 +580,23 @@ pub type PushFuture<'a> = Pin<Box<dyn Future<Output = Pushed> + Send + 'a>>;
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use kling_core::{EditRequest, LostCreate, Media, Request};
+/// use kling_core::provider::{Capabilities, Offering};
+/// use kling_core::{EditRequest, LostCreate, Media, Model, Request, Task};
 ///
+/// const CAPS: Capabilities = Capabilities::new("example", &[Offering::new(Task::Edit, Model::O1, "e")]);
 /// let request = Request::from(EditRequest::new(Media::url("https://example.com/in.mp4"), "Snow"));
+/// let sent = CAPS.validate(&request)?;
 /// let adopted = vec!["4b1d".to_owned()];
-/// let lost = LostCreate::new(&request, SystemTime::now(), &adopted);
+/// let lost = LostCreate::new(&sent, SystemTime::now(), &adopted);
 /// assert_eq!(lost.known, ["4b1d"]);
+/// # Ok::<(), kling_core::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct LostCreate<'a> {
     /// The request exactly as it was sent: local media already replaced by
     /// the URLs an uploader gave, so that it prepares the same body.
-    pub request: &'a Request,
+    pub request: &'a Checked,
     /// When the create was about to leave.
     pub sent_at: SystemTime,
     /// Provider job ids the caller already has (other creates of the same
@@ -516,14 +610,18 @@ impl<'a> LostCreate<'a> {
     ///
     /// ```
     /// use std::time::UNIX_EPOCH;
-    /// use kling_core::{ComposeRequest, LostCreate, Media, Request};
+    /// use kling_core::provider::{Capabilities, Feature, Offering};
+    /// use kling_core::{ComposeRequest, LostCreate, Media, Model, Request, Task};
     ///
+    /// const CAPS: Capabilities = Capabilities::new("example", &[Offering::new(Task::Compose, Model::O1, "c").features(&[Feature::Images])]);
     /// let request = Request::from(ComposeRequest::new("Bloom").image(Media::url("https://example.com/a.png")));
-    /// let lost = LostCreate::new(&request, UNIX_EPOCH, &[]);
+    /// let sent = CAPS.validate(&request)?;
+    /// let lost = LostCreate::new(&sent, UNIX_EPOCH, &[]);
     /// assert!(lost.known.is_empty());
     /// assert_eq!(lost.sent_at, UNIX_EPOCH);
+    /// # Ok::<(), kling_core::Error>(())
     /// ```
-    pub fn new(request: &'a Request, sent_at: SystemTime, known: &'a [String]) -> Self {
+    pub fn new(request: &'a Checked, sent_at: SystemTime, known: &'a [String]) -> Self {
         LostCreate {
             request,
             sent_at,
@@ -562,7 +660,7 @@ pub enum Found {
 /// ```
 /// use async_trait::async_trait;
 /// use kling_core::provider::{Capabilities, Offering, PreparedCall, Provider};
-/// use kling_core::{Error, JobHandle, JobState, JobStatus, Model, Request, Task};
+/// use kling_core::{Checked, Error, JobHandle, JobState, JobStatus, Model, Task};
 ///
 /// /// A provider that finishes every job at once.
 /// #[derive(Debug)]
@@ -576,15 +674,13 @@ pub enum Found {
 ///     fn capabilities(&self) -> &Capabilities {
 ///         &CAPS
 ///     }
-///     fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
-///         request.validate()?;
-///         let offering = self.capabilities().check(request)?;
-///         let body = serde_json::json!({ "prompt": request.prompt() });
+///     fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error> {
+///         let offering = CAPS.accept(checked)?;
+///         let body = serde_json::json!({ "prompt": checked.request().prompt() });
 ///         Ok(PreparedCall::new("POST", "https://instant.example/jobs".into(), body, offering.wire_model))
 ///     }
-///     async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
-///         request.validate()?;
-///         self.capabilities().check(request)?;
+///     async fn submit(&self, checked: &Checked) -> Result<JobHandle, Error> {
+///         self.prepare(checked)?;
 ///         Ok(JobHandle::new("instant", "1"))
 ///     }
 ///     async fn status(&self, _job: &JobHandle) -> Result<JobStatus, Error> {
@@ -600,11 +696,13 @@ pub enum Found {
 ///
 /// // What it does not implement has a default: no charge reported, no
 /// // lookup of a lost create.
-/// use kling_core::{EditRequest, Found, LostCreate, Media};
+/// use kling_core::{EditRequest, Found, LostCreate, Media, Request};
 ///
 /// assert_eq!(provider.charge(&JobHandle::new("instant", "1")).await?, None);
 /// let request = Request::from(EditRequest::new(Media::url("https://example.com/a.mp4"), "Snow"));
-/// let lost = LostCreate::new(&request, std::time::SystemTime::now(), &[]);
+/// let checked = CAPS.validate(&request)?;
+/// assert_eq!(provider.submit(&checked).await?.id, "1");
+/// let lost = LostCreate::new(&checked, std::time::SystemTime::now(), &[]);
 /// assert_eq!(provider.find_lost(&lost).await?, Found::Unsupported);
 /// # Ok(())
 /// # }
@@ -614,10 +712,11 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// What this provider offers.
     fn capabilities(&self) -> &Capabilities;
 
-    /// The create call `submit` would send for `request`, after every local
-    /// check, without sending it: what `--dry-run` shows. Adapters build
-    /// their `submit` on it, so the two cannot differ.
-    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error>;
+    /// The create call `submit` would send for `checked`, without sending
+    /// it: what `--dry-run` shows. Adapters build their `submit` on it, so
+    /// the two cannot differ, and refuse a request checked for another
+    /// provider ([`Capabilities::accept`]).
+    fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error>;
 
     /// The provider's name.
     fn name(&self) -> &'static str {
@@ -630,10 +729,10 @@ pub trait Provider: Send + Sync + fmt::Debug {
         None
     }
 
-    /// Creates a job. Implementations check every local rule and
-    /// [`Capabilities::check`] before sending anything, and never retry a
-    /// create that may have reached the provider.
-    async fn submit(&self, request: &Request) -> Result<JobHandle, Error>;
+    /// Creates a job for a request that passed every local rule (only
+    /// [`Capabilities::validate`] makes a [`Checked`] one). Implementations
+    /// never retry a create that may have reached the provider.
+    async fn submit(&self, checked: &Checked) -> Result<JobHandle, Error>;
 
     /// Asks where a job is. Safe to retry.
     async fn status(&self, job: &JobHandle) -> Result<JobStatus, Error>;
@@ -650,12 +749,7 @@ pub trait Provider: Send + Sync + fmt::Debug {
 
     /// Cancels a job, where the provider allows it.
     async fn cancel(&self, job: &JobHandle) -> Result<(), Error> {
-        Err(Error::Unsupported {
-            provider: job.provider.clone(),
-            task: None,
-            model: None,
-            feature: "cancelling jobs".to_owned(),
-        })
+        Err(Error::unsupported(&job.provider, "cancelling jobs"))
     }
 
     /// What the provider says it charged for `job`, asked of it now, for
@@ -682,5 +776,160 @@ pub trait Provider: Send + Sync + fmt::Debug {
     async fn find_lost(&self, lost: &LostCreate<'_>) -> Result<Found, Error> {
         let _ = lost;
         Ok(Found::Unsupported)
+    }
+}
+
+/// Builds a provider's adapter for a base URL and an API key.
+pub type Build = fn(&str, SecretString) -> Result<Arc<dyn Provider>, Error>;
+
+/// An adapter's wire-body schemas: each provider model and the JSON Schema
+/// of the body sent for it.
+pub type WireSchemas = fn() -> Vec<(&'static str, schemars::Schema)>;
+
+/// One provider, described: everything a program needs to offer it
+/// without naming it. Each adapter crate exports one; the facade holds the
+/// only list of them, and the CLI, `cargo xtask` and the fuzz targets
+/// iterate that list.
+///
+/// Built in `const` context from the adapter's capabilities and how to
+/// build it, then named and placed:
+///
+/// ```
+/// use std::sync::Arc;
+/// use kling_core::provider::{Capabilities, Descriptor, Offering};
+/// use kling_core::{Model, Task};
+/// # use kling_core::provider::{PreparedCall, Provider};
+/// # use kling_core::{Checked, Error, JobHandle, JobStatus};
+/// # #[derive(Debug)] struct Example;
+/// # #[async_trait::async_trait]
+/// # impl Provider for Example {
+/// #     fn capabilities(&self) -> &Capabilities { &CAPABILITIES }
+/// #     fn prepare(&self, _: &Checked) -> Result<PreparedCall, Error> { unimplemented!() }
+/// #     async fn submit(&self, _: &Checked) -> Result<JobHandle, Error> { unimplemented!() }
+/// #     async fn status(&self, _: &JobHandle) -> Result<JobStatus, Error> { unimplemented!() }
+/// # }
+///
+/// const CAPABILITIES: Capabilities =
+///     Capabilities::new("example", &[Offering::new(Task::Edit, Model::O1, "example/edit")]);
+///
+/// pub const DESCRIPTOR: Descriptor = Descriptor::new(CAPABILITIES, |_base_url, _key| Ok(Arc::new(Example)))
+///     .title("Example")
+///     .package("kling-example")
+///     .key_variable("EXAMPLE_KEY")
+///     .base_url("https://api.example.com");
+///
+/// assert_eq!(DESCRIPTOR.name(), "example");
+/// let provider = (DESCRIPTOR.build)(DESCRIPTOR.base_url, "key".into())?;
+/// assert_eq!(provider.name(), "example");
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Descriptor {
+    /// What it offers; its `provider` is the name used on the command line
+    /// and in job handles.
+    pub capabilities: Capabilities,
+    /// The name people know it by: `AI/ML API`.
+    pub title: &'static str,
+    /// The adapter's package: `kling-aimlapi`.
+    pub package: &'static str,
+    /// The environment variable its API key is read from.
+    pub key_variable: &'static str,
+    /// Its API's address.
+    pub base_url: &'static str,
+    /// When its published prices were read, where it publishes any.
+    pub prices_as_of: Option<&'static str>,
+    /// Builds its adapter for a base URL and a key.
+    pub build: Build,
+    /// Its request bodies' schemas, for `cargo xtask schemas` and `check`.
+    pub wire_schemas: WireSchemas,
+    /// Where its create body sits in its published OpenAPI documents, when
+    /// it publishes some (`cargo xtask check --against`).
+    pub openapi_create_path: Option<&'static str>,
+    /// Reads bytes as every kind of answer it sends (statuses, callbacks,
+    /// events, charges) and returns the statuses they gave: what the fuzz
+    /// targets and the hostile-answer tests feed.
+    #[doc(hidden)]
+    pub read_answers: fn(&[u8]) -> Vec<JobStatus>,
+}
+
+impl Descriptor {
+    /// The provider `capabilities` describes, built by `build`; name and
+    /// place it with the other methods.
+    pub const fn new(capabilities: Capabilities, build: Build) -> Self {
+        Descriptor {
+            capabilities,
+            title: capabilities.provider,
+            package: "",
+            key_variable: "",
+            base_url: "",
+            prices_as_of: None,
+            build,
+            wire_schemas: Vec::new,
+            openapi_create_path: None,
+            read_answers: |_| Vec::new(),
+        }
+    }
+
+    /// Its name on the command line and in job handles.
+    pub const fn name(&self) -> &'static str {
+        self.capabilities.provider
+    }
+
+    /// Sets the name people know it by.
+    #[must_use]
+    pub const fn title(mut self, title: &'static str) -> Self {
+        self.title = title;
+        self
+    }
+
+    /// Sets the adapter's package name.
+    #[must_use]
+    pub const fn package(mut self, package: &'static str) -> Self {
+        self.package = package;
+        self
+    }
+
+    /// Sets the environment variable the key is read from.
+    #[must_use]
+    pub const fn key_variable(mut self, variable: &'static str) -> Self {
+        self.key_variable = variable;
+        self
+    }
+
+    /// Sets the API's address.
+    #[must_use]
+    pub const fn base_url(mut self, base_url: &'static str) -> Self {
+        self.base_url = base_url;
+        self
+    }
+
+    /// Sets when the published prices were read.
+    #[must_use]
+    pub const fn prices_as_of(mut self, date: &'static str) -> Self {
+        self.prices_as_of = Some(date);
+        self
+    }
+
+    /// Sets the request bodies' schemas.
+    #[must_use]
+    pub const fn wire_schemas(mut self, schemas: WireSchemas) -> Self {
+        self.wire_schemas = schemas;
+        self
+    }
+
+    /// Sets where the create body sits in the published OpenAPI documents.
+    #[must_use]
+    pub const fn openapi_create_path(mut self, path: &'static str) -> Self {
+        self.openapi_create_path = Some(path);
+        self
+    }
+
+    /// Sets what the fuzz targets feed bytes to.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn read_answers(mut self, read: fn(&[u8]) -> Vec<JobStatus>) -> Self {
+        self.read_answers = read;
+        self
     }
 }

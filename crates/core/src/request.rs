@@ -822,10 +822,8 @@ impl Request {
     /// assert_eq!(violations, ["prompt_reference", "duration_choice"]);
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
-        Violations::into_result(crate::rules::check(
-            self,
-            crate::rules::limits::IMAGE_FORMATS,
-        ))
+        crate::counters::count("validate");
+        Violations::into_result(crate::rules::check(self, crate::rules::limits::IMAGE_FORMATS).0)
     }
 }
 

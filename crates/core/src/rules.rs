@@ -10,6 +10,7 @@ use std::io::Cursor;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::checked::CheckedInput;
 use crate::error::Error;
 use crate::media::{Media, MediaKind};
 use crate::probe::{self, ImageFormat, ProbeError, Probed};
@@ -526,22 +527,29 @@ impl fmt::Display for Violations {
     }
 }
 
-/// Runs every rule on `request`, returning what is broken. Local images
-/// must be one of `image_formats`.
-pub(crate) fn check(request: &Request, image_formats: &[ImageFormat]) -> Vec<Violation> {
+/// Runs every rule on `request`, returning what is broken and what each
+/// media input is, probed once. Local images must be one of
+/// `image_formats`.
+pub(crate) fn check(
+    request: &Request,
+    image_formats: &[ImageFormat],
+) -> (Vec<Violation>, Vec<CheckedInput>) {
     let mut violations = Vec::new();
     check_prompt(request, &mut violations);
     check_inputs(request, &mut violations);
     check_duration(request, &mut violations);
+    let mut inputs = Vec::new();
     for input in request.media() {
-        violations.extend(check_media(
-            input.field,
-            input.kind,
-            input.media,
-            image_formats,
-        ));
+        let (probed, broken) =
+            check_media(input.field.clone(), input.kind, input.media, image_formats);
+        violations.extend(broken);
+        inputs.push(CheckedInput {
+            field: input.field,
+            kind: input.kind,
+            probed,
+        });
     }
-    violations
+    (violations, inputs)
 }
 
 fn check_prompt(request: &Request, out: &mut Vec<Violation>) {
@@ -630,25 +638,27 @@ fn check_duration(request: &Request, out: &mut Vec<Violation>) {
 }
 
 /// Checks one media input: a URL's form, or a local file's or bytes'
-/// content.
+/// content, returning what probing found.
 fn check_media(
     field: String,
     kind: MediaKind,
     media: &Media,
     image_formats: &[ImageFormat],
-) -> Vec<Violation> {
+) -> (Option<Probed>, Vec<Violation>) {
     let probed = match media {
-        Media::Url(raw) => return check_url(field, raw).into_iter().collect(),
+        Media::Url(raw) => return (None, check_url(field, raw).into_iter().collect()),
         Media::Bytes { data, .. } if data.is_empty() => {
-            return vec![Violation::EmptyMedia { field }];
+            return (None, vec![Violation::EmptyMedia { field }]);
         }
         Media::Bytes { data, .. } => probe::probe_reader(Cursor::new(&data[..])),
         Media::File(path) => probe::probe_file(path),
     };
-    check_probed(&field, kind, probed, image_formats).violations
+    let report = check_probed(&field, kind, probed, image_formats);
+    (report.probed, report.violations)
 }
 
-fn check_url(field: String, raw: &str) -> Option<Violation> {
+/// A URL input's form: parsed, with a scheme providers fetch and a host.
+pub(crate) fn check_url(field: String, raw: &str) -> Option<Violation> {
     match url::Url::parse(raw) {
         Err(e) => Some(Violation::InvalidUrl {
             field,

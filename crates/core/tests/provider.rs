@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Provider};
 use kling_core::{
-    AnimateRequest, ComposeRequest, EditRequest, Element, Error, JobHandle, JobState, JobStatus,
-    Media, Model, ReferRequest, Request, Task,
+    AnimateRequest, Checked, ComposeRequest, EditRequest, Element, Error, JobHandle, JobState,
+    JobStatus, Media, Model, ReferRequest, Request, Task,
 };
 
 const CATALOGUE: &[Offering] = &[
@@ -94,10 +94,9 @@ impl Provider for Recorder {
         &CAPS
     }
 
-    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
-        request.validate()?;
-        let offering = self.capabilities().check(request)?;
-        let body = serde_json::json!({ "prompt": request.prompt() });
+    fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error> {
+        let offering = CAPS.accept(checked)?;
+        let body = serde_json::json!({ "prompt": checked.request().prompt() });
         Ok(PreparedCall::new(
             "POST",
             "https://fake.example/jobs".into(),
@@ -106,11 +105,10 @@ impl Provider for Recorder {
         ))
     }
 
-    async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
-        request.validate()?;
-        let offering = self.capabilities().check(request)?;
+    async fn submit(&self, checked: &Checked) -> Result<JobHandle, Error> {
+        let offering = CAPS.accept(checked)?;
         let mut submitted = self.submitted.lock().unwrap();
-        submitted.push(request.clone());
+        submitted.push(checked.request().clone());
         Ok(
             JobHandle::new(self.name(), submitted.len().to_string())
                 .with_model(offering.wire_model),
@@ -131,10 +129,10 @@ impl Provider for Recorder {
 async fn provider_is_object_safe_and_default_cancel_is_unsupported() {
     let recorder = Recorder::default();
     let provider: &dyn Provider = &recorder;
-    let job = provider
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
-        .await
+    let checked = CAPS
+        .validate(&EditRequest::new(url("in.mp4"), "go").into())
         .unwrap();
+    let job = provider.submit(&checked).await.unwrap();
     assert_eq!(job.to_string(), "fake:1");
     assert_eq!(job.model.as_deref(), Some("o1-edit"));
     assert_eq!(
@@ -142,15 +140,21 @@ async fn provider_is_object_safe_and_default_cancel_is_unsupported() {
         JobState::Running
     );
 
-    let invalid = provider
-        .submit(&EditRequest::new(url("in.mp4"), "").into())
-        .await
+    // An invalid request never becomes a checked one, so it cannot be
+    // submitted at all; one checked for another provider is refused.
+    let invalid = CAPS
+        .validate(&EditRequest::new(url("in.mp4"), "").into())
         .unwrap_err();
     assert!(invalid.is_invalid_request());
+    let other = Capabilities::new("other", CAPS.offerings);
+    let theirs = other
+        .validate(&EditRequest::new(url("in.mp4"), "go").into())
+        .unwrap();
+    assert!(provider.submit(&theirs).await.unwrap_err().is_unsupported());
     assert_eq!(
         recorder.submitted.lock().unwrap().len(),
         1,
-        "nothing sent for an invalid request"
+        "nothing sent for a request checked for another provider"
     );
 
     let err = provider.cancel(&job).await.unwrap_err();

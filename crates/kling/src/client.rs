@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kling_core::provider::{Found, LostCreate, Offering, PreparedCall, Provider, Pushed};
+use kling_core::provider::{Found, LostCreate, PreparedCall, Provider, Pushed};
 use kling_core::{
-    Charge, Delivery, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Request, Task,
+    Charge, Checked, Delivery, Error, JobHandle, JobState, JobStatus, Media, Request,
 };
 use kling_http::{Clock, DownloadError, DownloadOptions, RetryPolicy, TokioClock};
 
@@ -76,16 +76,19 @@ impl Client {
         &*self.provider
     }
 
-    /// Checks every local rule, reading local files, and that the provider
-    /// offers what `request` uses. Returns the offering that will run it.
+    /// Checks every local rule, probing each local file once, that the
+    /// provider offers what `request` uses, and that its local files can
+    /// reach it (inline, or through the uploader). The [`Checked`] request
+    /// it returns is what everything else here takes: nothing unchecked is
+    /// priced, prepared or sent.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidRequest`] or [`Error::Unsupported`]; nothing is sent.
-    pub fn validate(&self, request: &Request) -> Result<Offering, Error> {
-        let offering = self.provider.capabilities().validate(request).copied()?;
+    pub fn validate(&self, request: &Request) -> Result<Checked, Error> {
+        let checked = self.provider.capabilities().validate(request)?;
         self.check_local_files(request)?;
-        Ok(offering)
+        Ok(checked)
     }
 
     /// Refuses local inputs on a provider that fetches URLs when no
@@ -104,8 +107,8 @@ impl Client {
         };
         let inline: Vec<&str> = crate::PROVIDERS
             .iter()
-            .filter(|p| p.local_files)
-            .map(|p| p.provider)
+            .filter(|p| p.capabilities.local_files)
+            .map(kling_core::Descriptor::name)
             .collect();
         let inline = if inline.is_empty() {
             String::new()
@@ -115,32 +118,24 @@ impl Client {
                 inline.join(", ")
             )
         };
-        Err(Error::Unsupported {
-            provider: capabilities.provider.to_owned(),
-            task: None,
-            model: None,
-            feature: format!(
+        Err(Error::unsupported(
+            capabilities.provider,
+            format!(
                 "local files ({}: {}): it fetches inputs by URL. Give a URL, plug an Uploader \
                  that turns files into URLs (Client::with_uploader; kling::upload::PostUploader \
                  for the sandbox){inline}",
                 local.field, local.media
             ),
-        })
+        ))
     }
 
-    /// What `request` will cost, from the provider's published price and
-    /// the seconds it bills.
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::validate`].
-    pub fn estimate(&self, request: &Request) -> Result<Estimate, Error> {
-        let offering = self.validate(request)?;
-        let seconds = match request.task() {
-            Task::Edit => request.video().and_then(input_seconds),
-            _ => request.duration(),
-        };
-        Ok(Estimate::new(offering.price(request.mode()), seconds))
+    /// What `checked` will cost, from the provider's published price and
+    /// the seconds it bills (probed when it was checked).
+    pub fn estimate(&self, checked: &Checked) -> Estimate {
+        Estimate::new(
+            checked.offering().price(checked.request().mode()),
+            checked.billed_seconds(),
+        )
     }
 
     /// The create call `submit` would send, without sending it or reading a
@@ -149,56 +144,52 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// As [`Client::validate`], and the adapter's refusals.
-    pub fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
-        self.validate(request)?;
-        let request = if self.uploader.is_some() && !self.provider.capabilities().local_files {
-            request.clone().map_media(|_, media| match media {
-                Media::File(path) => {
-                    let name = path
+    /// The adapter's refusals.
+    pub fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error> {
+        if self.uploader.is_some() && !self.provider.capabilities().local_files {
+            let placeholder = checked.clone().with_urls(|_, media| {
+                let name = match media {
+                    Media::File(path) => path
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    Media::url(format!("{UPLOAD_PLACEHOLDER}{name}"))
-                }
-                Media::Bytes { .. } => Media::url(format!("{UPLOAD_PLACEHOLDER}bytes")),
-                other => other,
-            })
-        } else {
-            request.clone()
-        };
-        self.provider.prepare(&request)
+                        .unwrap_or_default(),
+                    _ => "bytes".to_owned(),
+                };
+                Ok(format!("{UPLOAD_PLACEHOLDER}{name}"))
+            })?;
+            return self.provider.prepare(&placeholder);
+        }
+        self.provider.prepare(checked)
     }
 
-    /// Validates, uploads local inputs when an uploader is set, and creates
-    /// the job, once.
+    /// Uploads local inputs when an uploader is set, and creates the job,
+    /// once.
     ///
     /// # Errors
     ///
-    /// Local refusals before anything is sent; the provider's refusals; a
-    /// transport error that says whether the create may have been sent.
-    pub async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
-        let request = self.upload_inputs(request).await?;
-        self.create(&request).await
+    /// The uploader's; the provider's refusals; a transport error that
+    /// says whether the create may have been sent.
+    pub async fn submit(&self, checked: &Checked) -> Result<JobHandle, Error> {
+        let sent = self.upload_inputs(checked).await?;
+        self.create(&sent).await
     }
 
-    /// Validates `request` and uploads its local inputs when the provider
-    /// fetches URLs and an uploader is set: the request as it will be sent.
-    /// Nothing is created, so a failure here never leaves a paid job.
+    /// Uploads `checked`'s local inputs when the provider fetches URLs and
+    /// an uploader is set: the request as it will be sent. Nothing is
+    /// created, so a failure here never leaves a paid job.
     ///
     /// This and [`Client::create`] are [`Client::submit`] in two steps, for
     /// a caller that records the moment the create leaves (the ledger).
     ///
     /// # Errors
     ///
-    /// As [`Client::validate`], and the uploader's.
-    pub async fn upload_inputs(&self, request: &Request) -> Result<Request, Error> {
-        self.validate(request)?;
+    /// The uploader's.
+    pub async fn upload_inputs(&self, checked: &Checked) -> Result<Checked, Error> {
         match &self.uploader {
             Some(uploader) if !self.provider.capabilities().local_files => {
-                upload_all(&**uploader, request).await
+                upload_all(&**uploader, checked).await
             }
-            _ => Ok(request.clone()),
+            _ => Ok(checked.clone()),
         }
     }
 
@@ -208,8 +199,8 @@ impl Client {
     /// # Errors
     ///
     /// As [`Client::submit`], less the uploader's.
-    pub async fn create(&self, request: &Request) -> Result<JobHandle, Error> {
-        self.provider.submit(request).await
+    pub async fn create(&self, checked: &Checked) -> Result<JobHandle, Error> {
+        self.provider.submit(checked).await
     }
 
     /// Asks where a job is.
@@ -487,37 +478,18 @@ fn download_error(job: &JobHandle, error: DownloadError, options: &DownloadOptio
     }
 }
 
-/// The seconds an edit bills: its input's length rounded to the nearest
-/// second, when the input is local.
-fn input_seconds(video: &Media) -> Option<u32> {
-    let probed = match video {
-        Media::File(path) => kling_core::probe::probe_file(path).ok()?,
-        Media::Bytes { data, .. } => {
-            kling_core::probe::probe_reader(std::io::Cursor::new(&data[..])).ok()?
-        }
-        _ => return None,
-    };
-    match probed {
-        kling_core::probe::Probed::Video(video) => {
-            u32::try_from((video.duration.as_millis() + 500) / 1000).ok()
-        }
-        kling_core::probe::Probed::Image(_) => None,
-    }
-}
-
-/// Uploads every local input and returns the request with URLs in their place.
-async fn upload_all(uploader: &dyn Uploader, request: &Request) -> Result<Request, Error> {
+/// Uploads every local input and returns the checked request with URLs
+/// in their place.
+async fn upload_all(uploader: &dyn Uploader, checked: &Checked) -> Result<Checked, Error> {
     let mut urls = Vec::new();
-    for input in request.media() {
-        if matches!(input.media, Media::File(_) | Media::Bytes { .. }) {
+    for input in checked.request().media() {
+        if !matches!(input.media, Media::Url(_)) {
             urls.push(uploader.upload(input.media).await?);
         }
     }
     let mut urls = urls.into_iter();
-    Ok(request
-        .clone()
-        .map_media(|_: MediaKind, media| match media {
-            Media::File(_) | Media::Bytes { .. } => urls.next().map_or(media, Media::Url),
-            other => other,
-        }))
+    checked.clone().with_urls(|field, _| {
+        urls.next()
+            .ok_or_else(|| Error::unsupported("the uploader", format!("a URL for {field}")))
+    })
 }

@@ -2,7 +2,8 @@
 //! Oxen.ai through one provider-neutral request.
 //!
 //! A [`Client`] drives any [`Provider`]: it checks a request against every
-//! local rule before anything is sent ([`Client::validate`]), prices it
+//! local rule before anything is sent ([`Client::validate`], which makes
+//! the [`Checked`] request everything else takes), prices it
 //! ([`Client::estimate`]), submits it once ([`Client::submit`]), waits for
 //! the job with a polling policy made for jobs that take minutes
 //! ([`Client::wait`]), and downloads the result resumably
@@ -22,8 +23,9 @@
 //!     Media::url("https://example.com/street.mp4"),
 //!     "Make it snow on @Video1",
 //! ));
-//! println!("about {}", client.estimate(&request)?);
-//! let job = client.submit(&request).await?;
+//! let checked = client.validate(&request)?; // every rule, before anything is paid
+//! println!("about {}", client.estimate(&checked));
+//! let job = client.submit(&checked).await?;
 //! let done = client.wait(&job, &WaitOptions::default()).await?;
 //! client.download(&job, &done, "snowy.mp4".as_ref()).await?;
 //! # Ok(())
@@ -34,46 +36,23 @@
 
 mod client;
 mod estimate;
+mod providers;
 pub mod upload;
 pub mod wait;
 
 pub use client::Client;
 pub use estimate::Estimate;
-/// The AI/ML API adapter.
-#[cfg(feature = "aimlapi")]
-pub use kling_aimlapi as aimlapi;
 pub use kling_core::provider::{
-    self, Capabilities, Found, LostCreate, PreparedCall, Price, Provider,
+    self, Capabilities, Descriptor, Found, LostCreate, PreparedCall, Price, Provider,
 };
 pub use kling_core::{
-    AnimateRequest, AspectRatio, Charge, ComposeRequest, Credits, Delivery, EditRequest, Element,
-    Error, JobHandle, JobState, JobStatus, Media, MediaKind, Mode, Model, ReferRequest, Request,
-    RequestSpec, Task, Usd, job, money, probe, prompt, rules,
+    AnimateRequest, AspectRatio, Charge, Checked, ComposeRequest, Credits, Delivery, EditRequest,
+    Element, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Mode, Model, ReferRequest,
+    Request, RequestSpec, Task, Usd, job, money, probe, prompt, rules,
 };
 pub use kling_http::{
     Clock, DownloadError, DownloadOptions, RetryPolicy, SecretString, TokioClock,
 };
-/// The Oxen.ai adapter.
-#[cfg(feature = "oxen")]
-pub use kling_oxen as oxen;
-/// The ShortAPI adapter.
-#[cfg(feature = "shortapi")]
-pub use kling_shortapi as shortapi;
+pub use providers::*;
 pub use upload::Uploader;
 pub use wait::{WaitOptions, WaitPolicy};
-
-/// What each provider compiled in offers, in the order `kling providers`
-/// lists them: one entry per enabled adapter feature.
-///
-/// ```
-/// # #[cfg(feature = "shortapi")]
-/// assert!(kling::PROVIDERS.iter().any(|p| p.provider == "shortapi"));
-/// ```
-pub const PROVIDERS: &[Capabilities] = &[
-    #[cfg(feature = "shortapi")]
-    kling_shortapi::CAPABILITIES,
-    #[cfg(feature = "aimlapi")]
-    kling_aimlapi::CAPABILITIES,
-    #[cfg(feature = "oxen")]
-    kling_oxen::CAPABILITIES,
-];

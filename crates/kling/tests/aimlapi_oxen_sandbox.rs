@@ -18,6 +18,8 @@ use kling::{
 };
 use kling_sandbox::{Config, Fault, FaultKind, Provider, Sandbox};
 
+mod support;
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -74,7 +76,7 @@ async fn run_every_task(
 ) {
     let dir = tempfile::tempdir().unwrap();
     for (name, request) in tasks {
-        let job = client.submit(&request).await.unwrap();
+        let job = support::submit(client, &request).await.unwrap();
         let done = client.wait(&job, options).await.unwrap();
         let dest = dir.path().join(format!("{name}.mp4"));
         client.download(&job, &done, &dest).await.unwrap();
@@ -190,8 +192,7 @@ async fn oxen_runs_every_task_and_learns_of_each_end_from_its_events() {
 async fn a_dropped_event_stream_falls_back_to_polling_and_reconnects() {
     let sandbox = sandbox(Config::default().job_duration(Duration::from_millis(1500))).await;
     let client = kling::Client::new(oxen_adapter(&sandbox));
-    let job = client
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
+    let job = support::submit(&client, &EditRequest::new(url("in.mp4"), "go").into())
         .await
         .unwrap();
     let cut = async {
@@ -216,8 +217,7 @@ async fn a_silent_event_stream_counts_as_lost() {
     .await;
     let adapter = oxen_adapter(&sandbox).silence_limit(Duration::from_millis(150));
     let client = kling::Client::new(adapter);
-    let job = client
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
+    let job = support::submit(&client, &EditRequest::new(url("in.mp4"), "go").into())
         .await
         .unwrap();
     let done = client
@@ -234,8 +234,7 @@ async fn a_silent_event_stream_counts_as_lost() {
 async fn an_oxen_job_can_be_cancelled() {
     let sandbox = sandbox(Config::default().job_duration(Duration::from_secs(60))).await;
     let client = kling::Client::new(oxen_adapter(&sandbox));
-    let job = client
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
+    let job = support::submit(&client, &EditRequest::new(url("in.mp4"), "go").into())
         .await
         .unwrap();
     client.cancel(&job).await.unwrap();
@@ -265,7 +264,7 @@ async fn failed_jobs_end_the_wait_with_their_reason_on_each_provider() {
         aimlapi(&sandbox),
         kling::Client::new(oxen_adapter(&sandbox)),
     ] {
-        let job = client.submit(&request).await.unwrap();
+        let job = support::submit(&client, &request).await.unwrap();
         let err = client
             .wait(&job, &quick(Duration::from_secs(60)))
             .await
@@ -288,10 +287,12 @@ async fn failed_jobs_end_the_wait_with_their_reason_on_each_provider() {
 async fn the_providers_refusals_surface_as_errors() {
     let sandbox = sandbox(Config::default()).await;
     let keyless = AimlApi::with_base_url(&sandbox.url(Provider::AimlApi), " ".into()).unwrap();
-    let err = kling::Client::new(keyless)
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
-        .await
-        .unwrap_err();
+    let err = support::submit(
+        &kling::Client::new(keyless),
+        &EditRequest::new(url("in.mp4"), "go").into(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_auth(), "{err}");
 
     let unknown = kling::JobHandle::new("aimlapi", "nope:klingai/video-o1-image-to-video");
@@ -308,10 +309,12 @@ async fn the_providers_refusals_surface_as_errors() {
 async fn local_files_without_an_uploader_are_refused_before_sending() {
     let sandbox = sandbox(Config::default()).await;
     let client = kling::Client::new(oxen_adapter(&sandbox));
-    let err = client
-        .submit(&EditRequest::new(Media::file(fixture("moov_at_end.mp4")), "go").into())
-        .await
-        .unwrap_err();
+    let err = support::submit(
+        &client,
+        &EditRequest::new(Media::file(fixture("moov_at_end.mp4")), "go").into(),
+    )
+    .await
+    .unwrap_err();
     let text = err.to_string();
     assert!(
         text.starts_with("oxen does not offer local files (video: "),

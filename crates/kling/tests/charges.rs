@@ -15,6 +15,8 @@ use kling::{
 };
 use kling_sandbox::{Config, Fault, FaultKind, Operation, Provider, Sandbox};
 
+mod support;
+
 fn url(name: &str) -> Media {
     Media::url(format!("https://media.example/{name}"))
 }
@@ -34,8 +36,8 @@ fn quick() -> WaitOptions {
 
 #[tokio::test]
 async fn only_oxen_declares_the_lookup() {
-    for capabilities in kling::PROVIDERS {
-        assert_eq!(capabilities.lookup, capabilities.provider == "oxen");
+    for provider in kling::PROVIDERS {
+        assert_eq!(provider.capabilities.lookup, provider.name() == "oxen");
     }
     // The others answer that they cannot look.
     let sandbox = Sandbox::start(Config::default()).await.unwrap();
@@ -46,7 +48,11 @@ async fn only_oxen_declares_the_lookup() {
     ];
     for client in clients {
         let found = client
-            .find_lost(&LostCreate::new(&request, SystemTime::now(), &[]))
+            .find_lost(&LostCreate::new(
+                &support::checked(&client, &request),
+                SystemTime::now(),
+                &[],
+            ))
             .await
             .unwrap();
         assert_eq!(found, Found::Unsupported);
@@ -75,15 +81,15 @@ async fn each_provider_reports_its_charge_where_it_does() {
     // ShortAPI: at create, in dollars, the published price.
     let shortapi =
         Client::new(ShortApi::with_base_url(&sandbox.url(Provider::ShortApi), "k".into()).unwrap());
-    let job = shortapi.submit(&request).await.unwrap();
-    let estimate = shortapi.estimate(&request).unwrap();
+    let job = support::submit(&shortapi, &request).await.unwrap();
+    let estimate = support::estimate(&shortapi, &request).unwrap();
     assert_eq!(job.charge, estimate.usd.map(Charge::Usd));
     assert!(job.charge.is_some());
 
     // AI/ML API: with the status, in credits.
     let aimlapi =
         Client::new(AimlApi::with_base_url(&sandbox.url(Provider::AimlApi), "k".into()).unwrap());
-    let job = aimlapi.submit(&request).await.unwrap();
+    let job = support::submit(&aimlapi, &request).await.unwrap();
     assert_eq!(job.charge, None);
     let done = aimlapi.wait(&job, &quick()).await.unwrap();
     let used = done.raw["meta"]["usage"]["credits_used"].as_u64().unwrap();
@@ -98,7 +104,7 @@ async fn each_provider_reports_its_charge_where_it_does() {
             .unwrap()
             .without_events(),
     );
-    let job = oxen.submit(&request).await.unwrap();
+    let job = support::submit(&oxen, &request).await.unwrap();
     let done = oxen.wait(&job, &quick()).await.unwrap();
     assert!(matches!(done.state, JobState::Succeeded { .. }));
     assert_eq!(done.charge, None);
@@ -135,11 +141,15 @@ async fn a_dropped_oxen_create_is_found_and_followed_to_its_end() {
             .duration(6),
     );
     let sent_at = SystemTime::now();
-    let err = client.submit(&request).await.unwrap_err();
+    let err = support::submit(&client, &request).await.unwrap_err();
     assert!(err.may_have_been_sent(), "{err}");
 
     let Found::Job(job) = client
-        .find_lost(&LostCreate::new(&request, sent_at, &[]))
+        .find_lost(&LostCreate::new(
+            &support::checked(&client, &request),
+            sent_at,
+            &[],
+        ))
         .await
         .unwrap()
     else {

@@ -19,6 +19,8 @@ use kling::{
 use kling_http::{ApiClient, Clock, part_path};
 use kling_sandbox::{Config, Fault, FaultKind, Operation, Provider, Sandbox};
 
+mod support;
+
 /// Time that passes only when someone sleeps, moving the sandbox's clock
 /// with it: waits and retry backoffs take no real time.
 #[derive(Debug)]
@@ -63,10 +65,12 @@ async fn succeeded_job(faults: &[Fault]) -> (Arc<Sandbox>, kling::Client, JobHan
     let client = kling::Client::new(ShortApi::with_client(api))
         .with_clock(clock)
         .with_seed(1);
-    let job = client
-        .submit(&EditRequest::new(Media::url("https://media.example/in.mp4"), "go").into())
-        .await
-        .unwrap();
+    let job = support::submit(
+        &client,
+        &EditRequest::new(Media::url("https://media.example/in.mp4"), "go").into(),
+    )
+    .await
+    .unwrap();
     let done = client.wait(&job, &WaitOptions::default()).await.unwrap();
     (sandbox, client, job, done)
 }

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 
 use kling::prompt::{Prompt, Syntax};
 use kling::{
-    AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, Media, PreparedCall,
-    Provider, Request,
+    AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, Media, PreparedCall, Request,
 };
 use serde_json::{Value, json};
 
@@ -69,15 +68,16 @@ fn neutral(provider: &str, call: &PreparedCall) -> BTreeMap<String, Value> {
     out
 }
 
+/// The body every provider in the facade's list prepares for `request`.
 fn prepare(request: &Request) -> Vec<(&'static str, PreparedCall)> {
-    let shortapi = kling::shortapi::ShortApi::new("k".into()).unwrap();
-    let aimlapi = kling::aimlapi::AimlApi::new("k".into()).unwrap();
-    let oxen = kling::oxen::Oxen::new("k".into()).unwrap();
-    vec![
-        ("shortapi", shortapi.prepare(request).unwrap()),
-        ("aimlapi", aimlapi.prepare(request).unwrap()),
-        ("oxen", oxen.prepare(request).unwrap()),
-    ]
+    kling::PROVIDERS
+        .iter()
+        .map(|p| {
+            let provider = (p.build)(p.base_url, "k".into()).unwrap();
+            let checked = provider.capabilities().validate(request).unwrap();
+            (p.name(), provider.prepare(&checked).unwrap())
+        })
+        .collect()
 }
 
 #[test]

@@ -8,6 +8,8 @@ use kling::{
 };
 use kling_http::ApiClient;
 
+mod support;
+
 const CANARY: &str = "sk-kling-canary-0b7e55d2";
 
 fn key() -> SecretString {
@@ -43,13 +45,15 @@ async fn the_key_shows_in_no_debug_call_or_error() {
     for provider in providers {
         let name = provider.name();
         clean(name, &format!("{provider:?}"));
-        let call = provider.prepare(&request).unwrap();
+        let call = provider
+            .prepare(&provider.capabilities().validate(&request).unwrap())
+            .unwrap();
         clean(name, &format!("{call:?} {}", call.body));
         let client = kling::Client::from_arc(provider.into());
         clean(name, &format!("{client:?}"));
         let job = JobHandle::new(name, "j1");
         let errors = [
-            client.submit(&request).await.unwrap_err(),
+            support::submit(&client, &request).await.unwrap_err(),
             client.status(&job).await.unwrap_err(),
             client
                 .wait(

@@ -20,6 +20,8 @@ use kling::{
 use kling_http::{ApiClient, Clock, RetryPolicy};
 use kling_sandbox::{Config, Fault, FaultKind, Operation, Provider, Sandbox};
 
+mod support;
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -140,7 +142,7 @@ async fn every_task_completes_and_downloads_a_real_video() {
         ),
     ];
     for (name, request) in &requests {
-        let job = client.submit(request).await.unwrap();
+        let job = support::submit(&client, request).await.unwrap();
         assert_eq!(job.provider, "shortapi");
         let done = client.wait(&job, &WaitOptions::default()).await.unwrap();
         let dest = dir.path().join(format!("{name}.mp4"));
@@ -169,8 +171,9 @@ async fn every_task_completes_and_downloads_a_real_video() {
 async fn the_providers_refusals_surface_as_its_errors() {
     let Setup { sandbox, .. } = setup(Config::default(), Duration::from_secs(5)).await;
     let shortapi = ShortApi::with_base_url(&sandbox.url(Provider::ShortApi), "k".into()).unwrap();
+    let request = ReferRequest::new(url("in.mp4"), "go").into();
     let mut call = shortapi
-        .prepare(&ReferRequest::new(url("in.mp4"), "go").into())
+        .prepare(&shortapi.capabilities().validate(&request).unwrap())
         .unwrap();
     // O1 wants its duration as a string; an integer is refused with code != 0.
     call.body["args"]["duration"] = serde_json::json!(5);
@@ -192,10 +195,12 @@ async fn the_providers_refusals_surface_as_its_errors() {
     );
 
     let keyless = ShortApi::with_base_url(&sandbox.url(Provider::ShortApi), " ".into()).unwrap();
-    let err = keyless
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
-        .await
-        .unwrap_err();
+    let err = support::submit(
+        &kling::Client::new(keyless),
+        &EditRequest::new(url("in.mp4"), "go").into(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_auth(), "{err}");
 }
 
@@ -217,8 +222,7 @@ async fn rate_limits_and_server_errors_on_status_are_retried() {
         client,
         clock,
     } = setup(config, Duration::from_secs(30)).await;
-    let job = client
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
+    let job = support::submit(&client, &EditRequest::new(url("in.mp4"), "go").into())
         .await
         .unwrap();
     let done = client.wait(&job, &WaitOptions::default()).await.unwrap();
@@ -234,8 +238,7 @@ async fn a_dropped_create_says_the_job_may_exist_and_is_not_retried() {
     let Setup {
         sandbox, client, ..
     } = setup(config, Duration::from_secs(5)).await;
-    let err = client
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
+    let err = support::submit(&client, &EditRequest::new(url("in.mp4"), "go").into())
         .await
         .unwrap_err();
     assert!(err.may_have_been_sent(), "{err}");
@@ -258,8 +261,7 @@ async fn an_expired_result_url_is_refreshed_by_one_status_query() {
     let Setup {
         sandbox, client, ..
     } = setup(config, Duration::from_secs(20)).await;
-    let job = client
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
+    let job = support::submit(&client, &EditRequest::new(url("in.mp4"), "go").into())
         .await
         .unwrap();
     let done = client.wait(&job, &WaitOptions::default()).await.unwrap();
@@ -281,8 +283,7 @@ async fn the_wait_policy_on_a_240_second_job() {
         client,
         clock,
     } = setup(Config::default(), Duration::from_secs(240)).await;
-    let job = client
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
+    let job = support::submit(&client, &EditRequest::new(url("in.mp4"), "go").into())
         .await
         .unwrap();
     client.wait(&job, &WaitOptions::default()).await.unwrap();
@@ -301,8 +302,7 @@ async fn the_wait_policy_on_a_240_second_job() {
 #[tokio::test]
 async fn the_deadline_ends_a_wait_with_the_job_in_the_error() {
     let Setup { client, .. } = setup(Config::default(), Duration::from_secs(600)).await;
-    let job = client
-        .submit(&EditRequest::new(url("in.mp4"), "go").into())
+    let job = support::submit(&client, &EditRequest::new(url("in.mp4"), "go").into())
         .await
         .unwrap();
     let err = client
@@ -325,23 +325,23 @@ async fn estimates_come_from_the_price_table() {
     ));
     // 5.04 s rounds to 5 s, at $0.143/s in pro.
     assert_eq!(
-        client.estimate(&edit).unwrap().to_string(),
+        support::estimate(&client, &edit).unwrap().to_string(),
         "$0.715 (5 s at $0.143/s)"
     );
     let remote = Request::from(EditRequest::new(url("in.mp4"), "go"));
-    assert!(client.estimate(&remote).unwrap().usd.is_none());
+    assert!(support::estimate(&client, &remote).unwrap().usd.is_none());
     let refer = Request::from(
         ReferRequest::new(url("in.mp4"), "go")
             .duration(10)
             .mode(kling::Mode::Std),
     );
     assert_eq!(
-        client.estimate(&refer).unwrap().to_string(),
+        support::estimate(&client, &refer).unwrap().to_string(),
         "$1.10 (10 s at $0.11/s)"
     );
     let animate = Request::from(AnimateRequest::new(url("a.png"), "go").duration(10));
     assert_eq!(
-        client.estimate(&animate).unwrap().to_string(),
+        support::estimate(&client, &animate).unwrap().to_string(),
         "$0.10 (10 s at $0.10/request)"
     );
 }

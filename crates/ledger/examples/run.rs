@@ -26,9 +26,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Media::url("https://media.example/street.mp4"),
         "Make it snow on @Video1",
     ));
+    // Every rule is checked before anything is recorded or sent.
+    let checked = client.validate(&request)?;
     let options = RunOptions::default().timeout(Duration::from_secs(600));
     let done = ledger
-        .run(&client, Intent::new(request, out), &options)
+        .run(&client, Intent::new(checked, out), &options)
         .await?;
     println!("{}", done.output.display());
     Ok(())

@@ -27,8 +27,10 @@
 //!     Media::url("https://example.com/street.mp4"),
 //!     "Make it snow on @Video1",
 //! ));
-//! // Run again after a crash: the same intent finds the same row.
-//! let done = ledger.run(&client, Intent::new(request, "snowy.mp4"), &RunOptions::default()).await?;
+//! // Every rule is checked before anything is recorded; run again after a
+//! // crash: the same intent finds the same row.
+//! let intent = Intent::new(client.validate(&request)?, "snowy.mp4");
+//! let done = ledger.run(&client, intent, &RunOptions::default()).await?;
 //! println!("{} bytes in {}", done.size, done.output.display());
 //! # Ok(())
 //! # }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kling::{Client, Estimate, JobHandle, JobStatus, Price, Request, Usd, WaitOptions};
+use kling::{Checked, Client, Estimate, JobHandle, JobStatus, Price, Usd, WaitOptions};
 use tokio::sync::mpsc;
 
 use crate::record::{Output, absolute, identity, recorded};
@@ -189,15 +189,15 @@ impl fmt::Display for Priced {
 }
 
 impl Ledger {
-    /// Prices `request` on `client`'s provider: the published price, or,
+    /// Prices `checked` on `client`'s provider: the published price, or,
     /// where none is published, the average per second of what the
     /// provider charged for the same model in this ledger.
     ///
     /// # Errors
     ///
-    /// As [`Client::validate`].
-    pub async fn estimate(&self, client: &Client, request: &Request) -> Result<Priced, Error> {
-        let published = client.estimate(request)?;
+    /// [`Error::Store`] when past charges cannot be read.
+    pub async fn estimate(&self, client: &Client, checked: &Checked) -> Result<Priced, Error> {
+        let published = client.estimate(checked);
         if published.usd.is_some() || matches!(published.price, Price::PerRequest(_)) {
             return Ok(Priced {
                 usd: published.usd,
@@ -207,7 +207,7 @@ impl Ledger {
         }
         let (usd, source) = match published.seconds {
             Some(seconds) => {
-                let model = client.validate(request)?.wire_model;
+                let model = checked.offering().wire_model;
                 let past = self
                     .inner
                     .store
@@ -243,9 +243,10 @@ impl Ledger {
     /// [`Error::Kling`] for a broken rule, [`Error::Output`],
     /// [`Error::Budget`], [`Error::Store`]; nothing was sent.
     pub async fn record(&self, client: &Client, intent: &Intent) -> Result<Record, Error> {
-        let request = &intent.request;
-        let offering = client.validate(request)?;
+        let checked = &intent.checked;
+        let request = checked.request();
         let provider = client.provider();
+        let offering = provider.capabilities().accept(checked)?;
         let base_url = provider.base_url().map(str::to_owned);
         let (output, output_dir) = match &intent.output {
             Output::File(path) => (Some(absolute(path)), None),
@@ -276,7 +277,7 @@ impl Ledger {
                 })?;
             }
         }
-        let priced = self.estimate(client, request).await?;
+        let priced = self.estimate(client, checked).await?;
         if let Some(max) = intent.max_cost
             && priced.usd.is_none_or(|usd| usd > max)
         {
@@ -416,7 +417,22 @@ impl Ledger {
         options: &RunOptions,
     ) -> Result<Done, Error> {
         let row = self.record(client, &intent).await?;
-        self.work(client, row.intent, options).await
+        match self
+            .claim_and(
+                client,
+                row.intent,
+                options,
+                Goal::Result,
+                Some(intent.checked),
+            )
+            .await?
+        {
+            Reached::Done(done) => Ok(done),
+            Reached::Job(row) => Err(Error::Conflict(format!(
+                "intent #{} stopped at {}",
+                row.intent, row.state
+            ))),
+        }
     }
 
     /// Works the unfinished rows of `client`'s provider (at its address)
@@ -489,7 +505,7 @@ impl Ledger {
         options: &RunOptions,
     ) -> Result<Done, Error> {
         match self
-            .claim_and(client, intent, options, Goal::Result)
+            .claim_and(client, intent, options, Goal::Result, None)
             .await?
         {
             Reached::Done(done) => Ok(done),
@@ -515,7 +531,7 @@ impl Ledger {
     ) -> Result<Record, Error> {
         let row = self.record(client, &intent).await?;
         match self
-            .claim_and(client, row.intent, options, Goal::Job)
+            .claim_and(client, row.intent, options, Goal::Job, Some(intent.checked))
             .await?
         {
             Reached::Job(row) => Ok(row),
@@ -523,12 +539,16 @@ impl Ledger {
         }
     }
 
+    /// Claims row `intent` and works it towards `goal`. `checked` is the
+    /// request as this run checked it, when it has: sent as it is if the
+    /// row is still to send, so that one run validates once.
     async fn claim_and(
         &self,
         client: &Client,
         intent: i64,
         options: &RunOptions,
         goal: Goal,
+        mut checked: Option<Checked>,
     ) -> Result<Reached, Error> {
         let started = Instant::now();
         let mut announced = false;
@@ -557,6 +577,7 @@ impl Ledger {
                         options,
                         started,
                         token: &token,
+                        checked: checked.take(),
                         pending: None,
                         created_now: false,
                     };
@@ -654,6 +675,8 @@ struct Worker<'a> {
     started: Instant,
     /// The claim this worker holds.
     token: &'a str,
+    /// The request as this run checked it, for the row it recorded.
+    checked: Option<Checked>,
     /// A job id the ledger could not write yet (a full disk): written with
     /// the next change that gets through.
     pending: Option<(JobHandle, StoreError)>,
@@ -806,7 +829,15 @@ impl Worker<'_> {
             return Err(e);
         }
         let request = row.request()?;
-        let sent = match self.client.upload_inputs(&request).await {
+        let checked = match self.checked.take() {
+            Some(checked) if recorded(checked.request()) == row.request => Ok(checked),
+            _ => self.client.validate(&request),
+        };
+        let uploaded = match checked {
+            Ok(checked) => self.client.upload_inputs(&checked).await,
+            Err(e) => Err(e),
+        };
+        let sent = match uploaded {
             Ok(sent) => sent,
             Err(e) => {
                 // An upload creates no job: this is never `may_exist`.
@@ -822,7 +853,7 @@ impl Worker<'_> {
         };
         // The line between "safe to send again" and "may be paid for".
         let change = Change {
-            sent_request: Some(crate::canonical(&sent)),
+            sent_request: Some(crate::canonical(sent.request())),
             sending_at: Some(now_ms()),
             ..Change::state(State::Sending)
         };
@@ -939,6 +970,14 @@ impl Worker<'_> {
         let known = self.ledger.inner.store.job_ids(&row.provider).await?;
         let sent_at =
             std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(sending_at).unwrap_or(0));
+        let sent = match self.client.validate(&sent) {
+            Ok(sent) => sent,
+            Err(e) => {
+                return Err(may_exist(format!(
+                    "what was sent no longer passes the checks ({e}); {by_hand}"
+                )));
+            }
+        };
         let lost = kling::provider::LostCreate::new(&sent, sent_at, &known);
         match self.client.find_lost(&lost).await {
             Ok(kling::provider::Found::Job(job)) => {
@@ -1305,14 +1344,14 @@ mod tests {
             failures: AtomicU32::new(failures),
         };
         let ledger = Ledger::with_store(Arc::new(store), crate::DEFAULT_LEASE);
-        let request = Request::from(kling::EditRequest::new(
+        let request = kling::Request::from(kling::EditRequest::new(
             kling::Media::url("https://media.example/in.mp4"),
             "snow",
         ));
         let result = ledger
             .run(
                 &client,
-                Intent::new(request, dir.join("o.mp4")),
+                Intent::new(client.validate(&request).unwrap(), dir.join("o.mp4")),
                 &RunOptions::default(),
             )
             .await;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kling::{JobHandle, Media, Request, RequestSpec, Usd};
+use kling::{Checked, JobHandle, Media, Request, RequestSpec, Usd};
 use sha2::{Digest as _, Sha256};
 
 use crate::State;
@@ -158,18 +158,23 @@ impl Output {
 /// caller that means a new job each time gives a fresh
 /// [`key`](Intent::key); a batch gives the line's content and occurrence.
 ///
+/// The request comes checked ([`Client::validate`](kling::Client::validate)):
+/// the ledger records nothing that broke a rule.
+///
 /// ```
 /// use kling::{EditRequest, Media, Request};
 /// use kling_ledger::Intent;
 ///
+/// let client = kling::Client::new(kling::shortapi::ShortApi::new("key".into())?);
 /// let request = Request::from(EditRequest::new(Media::url("https://example.com/a.mp4"), "Snow"));
-/// let intent = Intent::new(request, "snowy.mp4").overwrite(true);
-/// # let _ = intent;
+/// let intent = Intent::new(client.validate(&request)?, "snowy.mp4").overwrite(true);
+/// assert_eq!(intent.request(), &request);
+/// # Ok::<(), kling::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct Intent {
-    pub(crate) request: Request,
+    pub(crate) checked: Checked,
     pub(crate) output: Output,
     pub(crate) key: Option<String>,
     pub(crate) overwrite: bool,
@@ -178,10 +183,10 @@ pub struct Intent {
 }
 
 impl Intent {
-    /// `request`, its result written to `output`.
-    pub fn new(request: Request, output: impl Into<PathBuf>) -> Self {
+    /// `checked`, its result written to `output`.
+    pub fn new(checked: Checked, output: impl Into<PathBuf>) -> Self {
         Intent {
-            request,
+            checked,
             output: Output::File(output.into()),
             key: None,
             overwrite: false,
@@ -190,12 +195,12 @@ impl Intent {
         }
     }
 
-    /// `request`, its result written in `dir` as `JOB-ID.mp4`. Such an
+    /// `checked`, its result written in `dir` as `JOB-ID.mp4`. Such an
     /// intent has no natural identity: give it a [`key`](Intent::key).
-    pub fn named_by_job(request: Request, dir: impl Into<PathBuf>) -> Self {
+    pub fn named_by_job(checked: Checked, dir: impl Into<PathBuf>) -> Self {
         Intent {
             output: Output::NamedByJob(dir.into()),
-            ..Intent::new(request, PathBuf::new())
+            ..Intent::new(checked, PathBuf::new())
         }
     }
 
@@ -228,7 +233,7 @@ impl Intent {
 
     /// The request.
     pub fn request(&self) -> &Request {
-        &self.request
+        self.checked.request()
     }
 
     /// Where the result goes.

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use kling::shortapi::ShortApi;
-use kling::{Client, EditRequest, Media, Request, SecretString};
+use kling::{Checked, Client, EditRequest, Media, Request, SecretString};
 use kling_ledger::{Error, Filter, Intent, Ledger, RunOptions, State};
 use kling_sandbox::{Config, Sandbox};
 
@@ -23,8 +23,14 @@ async fn sandbox() -> (Sandbox, Client) {
     (sandbox, Client::new(adapter))
 }
 
-fn request(prompt: &str) -> Request {
-    EditRequest::new(Media::url("https://media.example/in.mp4"), prompt).into()
+/// An edit, checked for the sandbox's ShortAPI.
+fn request(prompt: &str) -> Checked {
+    let request: Request =
+        EditRequest::new(Media::url("https://media.example/in.mp4"), prompt).into();
+    kling::shortapi::DESCRIPTOR
+        .capabilities
+        .validate(&request)
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

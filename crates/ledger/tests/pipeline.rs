@@ -53,7 +53,10 @@ async fn each_provider_s_charge_is_recorded_as_reported() {
         let done = ledger
             .run(
                 &client,
-                Intent::new(edit("snow"), dir.path().join("o.mp4")),
+                Intent::new(
+                    client.validate(&edit("snow")).unwrap(),
+                    dir.path().join("o.mp4"),
+                ),
                 &RunOptions::default(),
             )
             .await
@@ -79,7 +82,10 @@ async fn a_lost_oxen_create_is_found_again_and_finished() {
     let done = ledger
         .run(
             &client,
-            Intent::new(edit("fog"), dir.path().join("o.mp4")),
+            Intent::new(
+                client.validate(&edit("fog")).unwrap(),
+                dir.path().join("o.mp4"),
+            ),
             &RunOptions::default(),
         )
         .await
@@ -110,7 +116,10 @@ async fn a_lost_create_without_a_lookup_stays_may_exist_until_attached() {
     let (sandbox, client) = start(config, kling_sandbox::Provider::ShortApi, SHORTAPI).await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path().join("l.sqlite3")).unwrap();
-    let intent = Intent::new(edit("hail"), dir.path().join("o.mp4"));
+    let intent = Intent::new(
+        client.validate(&edit("hail")).unwrap(),
+        dir.path().join("o.mp4"),
+    );
     let error = ledger
         .run(&client, intent.clone(), &RunOptions::default())
         .await
@@ -160,7 +169,7 @@ async fn a_failed_upload_is_not_sent_and_is_sent_once_the_uploader_works() {
         .with_uploader(Arc::new(PostUploader::new("http://127.0.0.1:1/uploads")));
     let ledger = Ledger::open(dir.path().join("l.sqlite3")).unwrap();
     let request: Request = EditRequest::new(Media::file(&video), "rain on @Video1").into();
-    let intent = Intent::new(request, dir.path().join("o.mp4"));
+    let intent = Intent::new(broken.validate(&request).unwrap(), dir.path().join("o.mp4"));
     let error = ledger
         .run(&broken, intent.clone(), &RunOptions::default())
         .await
@@ -196,12 +205,15 @@ async fn without_a_published_price_past_charges_make_the_estimate() {
             .duration(5)
             .model(kling::Model::O3)
             .into();
-    let before = ledger.estimate(&client, &request).await.unwrap();
+    let before = ledger
+        .estimate(&client, &client.validate(&request).unwrap())
+        .await
+        .unwrap();
     assert_eq!((before.usd, before.source), (None, PriceSource::Unknown));
     ledger
         .run(
             &client,
-            Intent::new(request.clone(), dir.path().join("o.mp4")),
+            Intent::new(client.validate(&request).unwrap(), dir.path().join("o.mp4")),
             &RunOptions::default(),
         )
         .await
@@ -211,7 +223,10 @@ async fn without_a_published_price_past_charges_make_the_estimate() {
             .duration(10)
             .model(kling::Model::O3)
             .into();
-    let after = ledger.estimate(&client, &longer).await.unwrap();
+    let after = ledger
+        .estimate(&client, &client.validate(&longer).unwrap())
+        .await
+        .unwrap();
     assert_eq!(after.source, PriceSource::PastCharges { jobs: 1 });
     assert_eq!(
         after.usd,

@@ -26,10 +26,11 @@
 //! use kling_oxen::Oxen;
 //!
 //! let oxen = Oxen::new("ox-…".into())?;
-//! let call = oxen.prepare(&Request::from(EditRequest::new(
+//! let request = Request::from(EditRequest::new(
 //!     Media::url("https://example.com/in.mp4"),
 //!     "Make [@Video1] snowy",
-//! ).model(Model::O3)))?;
+//! ).model(Model::O3));
+//! let call = oxen.prepare(&oxen.capabilities().validate(&request)?)?;
 //! assert_eq!(call.url, "https://hub.oxen.ai/api/ai/queue");
 //! assert_eq!(call.body["model"], "kling-video-o3-omni");
 //! assert_eq!(call.body["video_mode"], "edit");
@@ -49,12 +50,13 @@ use async_trait::async_trait;
 use kling_core::probe::ImageFormat;
 use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{
-    Capabilities, Feature, Found, LostCreate, Offering, PreparedCall, Provider, PushFuture,
-    require_url,
+    Capabilities, Descriptor, Feature, Found, LostCreate, Offering, PreparedCall, Provider,
+    PushFuture, read_answer, require_url,
 };
-use kling_core::{Charge, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task, Usd};
+use kling_core::{
+    Charge, Checked, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task, Usd,
+};
 use kling_http::{ApiClient, SecretString};
-use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::events::Events;
@@ -63,11 +65,9 @@ use crate::wire::{
 };
 
 /// The provider's name in job handles and on the command line.
-pub const NAME: &str = "oxen";
+const NAME: &str = "oxen";
 /// Oxen.ai's API.
-pub const BASE_URL: &str = "https://hub.oxen.ai";
-/// The environment variable the CLI reads the key from.
-pub const KEY_VARIABLE: &str = "OXEN_API_KEY";
+const BASE_URL: &str = "https://hub.oxen.ai";
 
 const O1_EDIT: &str = "kling-video-o1-video-to-video-edit";
 const O1_FRAMES: &str = "kling-video-o1-image-to-video";
@@ -97,7 +97,7 @@ pub const DEFAULT_SILENCE_LIMIT: Duration = Duration::from_secs(45);
 
 /// Oxen's Kling catalogue. Oxen publishes no prices per model here:
 /// estimates are unknown.
-pub const CATALOGUE: &[Offering] = &[
+const CATALOGUE: &[Offering] = &[
     Offering::new(Task::Edit, Model::O1, O1_EDIT)
         .features(&[Feature::Images, Feature::Elements, Feature::KeepAudio])
         .modes(PRO_ONLY),
@@ -117,17 +117,46 @@ pub const CATALOGUE: &[Offering] = &[
         .durations(O1_DURATIONS),
 ];
 
-/// What Oxen offers: cancel, the lookup of a lost create, and GIF images
-/// besides JPEG, PNG and WebP.
-pub const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE)
+/// What Oxen offers: cancel, the lookup of a lost create, pushed events,
+/// and GIF images besides JPEG, PNG and WebP.
+const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE)
     .with_cancel()
     .with_lookup()
+    .with_push()
     .with_image_formats(&[
         ImageFormat::Jpeg,
         ImageFormat::Png,
         ImageFormat::Webp,
         ImageFormat::Gif,
     ]);
+
+/// Oxen.ai, described for the facade's list of providers.
+///
+/// ```
+/// let oxen = kling_oxen::DESCRIPTOR;
+/// assert_eq!(oxen.name(), "oxen");
+/// assert!(oxen.capabilities.lookup && oxen.capabilities.push && oxen.capabilities.cancel);
+/// ```
+pub const DESCRIPTOR: Descriptor = Descriptor::new(CAPABILITIES, |base_url, key| {
+    Ok(Arc::new(Oxen::with_base_url(base_url, key)?))
+})
+.title("Oxen.ai")
+.package(env!("CARGO_PKG_NAME"))
+.key_variable("OXEN_API_KEY")
+.base_url(BASE_URL)
+.wire_schemas(wire::body_schemas)
+.openapi_create_path(QUEUE)
+.read_answers(|bytes| {
+    let mut statuses = Vec::new();
+    if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+        let _ = parse_charge(&value);
+        statuses.extend(parse_generation(value).ok());
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        statuses.extend(parse_event(text).ok().map(|(_, status)| status));
+    }
+    statuses
+});
 
 /// The Oxen.ai adapter. Clones share one event stream.
 #[derive(Debug, Clone)]
@@ -248,12 +277,10 @@ fn body(request: &Request, model: &str) -> Result<Value, Error> {
             duration,
         }),
         _ => {
-            return Err(Error::Unsupported {
-                provider: NAME.to_owned(),
-                task: Some(request.task()),
-                model: None,
-                feature: "this task".to_owned(),
-            });
+            return Err(Error::unsupported(
+                NAME,
+                format!("the {} task", request.task()),
+            ));
         }
     };
     Ok(value)
@@ -284,13 +311,8 @@ fn body(request: &Request, model: &str) -> Result<Value, Error> {
 /// [`Error::Protocol`] when the body is not a queue entry, has an unknown
 /// status, or succeeded without a URL.
 pub fn parse_generation(raw: Value) -> Result<JobStatus, Error> {
-    let protocol = |message: String| Error::Protocol {
-        provider: NAME.to_owned(),
-        message,
-        body: raw.to_string(),
-    };
-    let generation: Generation = serde_json::from_value(raw.clone())
-        .map_err(|e| protocol(format!("not an Oxen queue entry: {e}")))?;
+    let protocol = |message: String| Error::protocol(NAME, message, raw.to_string());
+    let generation: Generation = read_answer(NAME, "an Oxen queue entry", &raw)?;
     let state = match generation.status.as_str() {
         "queued" => JobState::Queued,
         "processing" => JobState::Running,
@@ -328,15 +350,10 @@ fn failed(reason: Option<String>) -> JobState {
 ///
 /// [`Error::Protocol`] when the data is not that event's shape.
 pub fn parse_event(data: &str) -> Result<(String, JobStatus), Error> {
-    let protocol = |message: String| Error::Protocol {
-        provider: NAME.to_owned(),
-        message,
-        body: data.to_owned(),
-    };
+    let protocol = |message: String| Error::protocol(NAME, message, data);
     let raw: Value = serde_json::from_str(data)
         .map_err(|e| protocol(format!("the event's data is not JSON: {e}")))?;
-    let event: Completed = serde_json::from_value(raw.clone())
-        .map_err(|e| protocol(format!("not a completion event: {e}")))?;
+    let event: Completed = read_answer(NAME, "a completion event", &raw)?;
     let state = match event.status.as_str() {
         "succeeded" => succeeded(event.url).map_err(protocol)?,
         "failed" => failed(event.error),
@@ -374,14 +391,8 @@ pub fn parse_event(data: &str) -> Result<(String, JobStatus), Error> {
 /// [`Error::Protocol`] when the body is not a generation record or its
 /// `cost` is not an amount of dollars.
 pub fn parse_charge(raw: &Value) -> Result<Option<Charge>, Error> {
-    let protocol = |message: String| Error::Protocol {
-        provider: NAME.to_owned(),
-        message,
-        body: raw.to_string(),
-    };
-    let show = GenerationShow::deserialize(raw)
-        .map_err(|e| protocol(format!("not an Oxen generation record: {e}")))?;
-    cost(&show.generation).map_err(protocol)
+    let show: GenerationShow = read_answer(NAME, "an Oxen generation record", raw)?;
+    cost(&show.generation).map_err(|message| Error::protocol(NAME, message, raw.to_string()))
 }
 
 /// A row's `cost`, in dollars.
@@ -476,9 +487,9 @@ impl Provider for Oxen {
         &CAPABILITIES
     }
 
-    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
-        let offering = CAPABILITIES.validate(request)?;
-        let body = body(request, offering.wire_model)?;
+    fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error> {
+        let offering = CAPABILITIES.accept(checked)?;
+        let body = body(checked.request(), offering.wire_model)?;
         Ok(PreparedCall::new(
             "POST",
             self.api.url(QUEUE),
@@ -487,8 +498,8 @@ impl Provider for Oxen {
         ))
     }
 
-    async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
-        let call = self.prepare(request)?;
+    async fn submit(&self, checked: &Checked) -> Result<JobHandle, Error> {
+        let call = self.prepare(checked)?;
         self.enqueue(&call.model, &call.body).await
     }
 
@@ -544,12 +555,7 @@ impl Provider for Oxen {
                     ],
                 )
                 .await?;
-            let rows_page: GenerationList =
-                serde_json::from_value(raw.clone()).map_err(|e| Error::Protocol {
-                    provider: NAME.to_owned(),
-                    message: format!("not a page of Oxen generations: {e}"),
-                    body: raw.to_string(),
-                })?;
+            let rows_page: GenerationList = read_answer(NAME, "a page of Oxen generations", &raw)?;
             let rows = rows_page.generations.len();
             let mut passed_the_window = false;
             for row in rows_page.generations {
@@ -576,9 +582,9 @@ impl Provider for Oxen {
                 return Ok(earliest.map_or(Found::NotFound, |row| Found::Job(handle(row))));
             }
         }
-        Err(Error::Protocol {
-            provider: NAME.to_owned(),
-            message: format!(
+        Err(Error::protocol(
+            NAME,
+            format!(
                 "more than {} generations of {} since {}: the lookup stops there, and the job \
                  may be further back; look for it on the hub",
                 LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE,
@@ -587,8 +593,8 @@ impl Provider for Oxen {
                     UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0))
                 )
             ),
-            body: String::new(),
-        })
+            "",
+        ))
     }
 }
 

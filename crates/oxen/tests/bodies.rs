@@ -2,13 +2,21 @@
 //! against `schemas/published/oxen` (the queue envelope and the model),
 //! and what it refuses before enqueueing.
 
-use kling_core::provider::Provider;
 use kling_core::{
     AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, Media, Mode, Model,
     ReferRequest, Request,
 };
-use kling_oxen::{CAPABILITIES, Oxen};
+use kling_oxen::{DESCRIPTOR, Oxen};
 use kling_sandbox::{Provider as Emulated, published_schema_errors};
+
+/// Validates `request` for `provider`, then prepares it: the path every
+/// create takes.
+fn prepare(
+    provider: &impl kling_core::provider::Provider,
+    request: &kling_core::Request,
+) -> Result<kling_core::provider::PreparedCall, kling_core::Error> {
+    provider.prepare(&provider.capabilities().validate(request)?)
+}
 
 fn url(name: &str) -> Media {
     Media::url(format!("https://media.example/{name}"))
@@ -85,7 +93,7 @@ fn cases() -> Vec<(&'static str, Request)> {
 #[test]
 fn every_body_matches_its_snapshot_and_the_published_schema() {
     for (name, request) in cases() {
-        let call = oxen().prepare(&request).unwrap();
+        let call = prepare(&oxen(), &request).unwrap();
         let errors = published_schema_errors(Emulated::Oxen, &call.model, &call.body);
         assert!(errors.is_empty(), "{name}: {errors:?}");
         insta::assert_json_snapshot!(name, call.body);
@@ -109,7 +117,7 @@ fn every_rule_applies_before_enqueueing() {
             "prompt_empty",
         ),
     ] {
-        let err = oxen().prepare(&request).unwrap_err();
+        let err = prepare(&oxen(), &request).unwrap_err();
         assert_eq!(err.violations()[0].rule(), expected, "{err}");
     }
     for (request, expected) in [
@@ -130,7 +138,7 @@ fn every_rule_applies_before_enqueueing() {
             "oxen does not offer keeping the audio (keep_audio) for edit on o3; nothing was sent",
         ),
     ] {
-        let err = oxen().prepare(&request).unwrap_err();
+        let err = prepare(&oxen(), &request).unwrap_err();
         assert!(!err.may_have_been_sent());
         assert_eq!(err.to_string(), expected);
     }
@@ -141,11 +149,11 @@ fn gif_images_pass_here_and_local_files_need_an_uploader() {
     let gif = Request::from(
         ComposeRequest::new("@Image1 spins").image(Media::file(fixture("image.gif"))),
     );
-    assert!(CAPABILITIES.validate(&gif).is_ok());
+    assert!(DESCRIPTOR.capabilities.validate(&gif).is_ok());
     let err = gif.validate().unwrap_err();
     assert_eq!(err.violations()[0].rule(), "image_format", "{err}");
 
-    let err = oxen().prepare(&gif).unwrap_err();
+    let err = prepare(&oxen(), &gif).unwrap_err();
     let text = err.to_string();
     assert!(
         text.starts_with("oxen does not offer local files (images[0]: "),

@@ -9,9 +9,27 @@ use kling_core::{
     AnimateRequest, Charge, ComposeRequest, EditRequest, Error, JobHandle, Media, Model,
     ReferRequest, Request,
 };
-use kling_oxen::{CAPABILITIES, Oxen};
+use kling_oxen::{DESCRIPTOR, Oxen};
 use kling_sandbox::{Config, Fault, FaultKind, Operation, Provider, Sandbox};
 use serde_json::Value;
+
+/// Validates `request` for `provider`, then submits it.
+async fn submit(
+    provider: &impl kling_core::provider::Provider,
+    request: &kling_core::Request,
+) -> Result<kling_core::JobHandle, kling_core::Error> {
+    provider
+        .submit(&provider.capabilities().validate(request)?)
+        .await
+}
+
+/// `request`, checked for `provider`.
+fn checked(
+    provider: &impl kling_core::provider::Provider,
+    request: &kling_core::Request,
+) -> kling_core::Checked {
+    provider.capabilities().validate(request).unwrap()
+}
 
 fn url(name: &str) -> Media {
     Media::url(format!("https://media.example/{name}"))
@@ -96,7 +114,7 @@ async fn the_charge_is_the_generation_records_cost() {
     ];
     let mut jobs = Vec::new();
     for (request, seconds) in cases {
-        let job = oxen.submit(&request).await.unwrap();
+        let job = submit(&oxen, &request).await.unwrap();
         // Not charged while it runs.
         assert_eq!(oxen.charge(&job).await.unwrap(), None);
         jobs.push((job, seconds));
@@ -134,17 +152,17 @@ async fn the_charge_is_the_generation_records_cost() {
 
 #[tokio::test]
 async fn a_dropped_create_is_found_again() {
-    const { assert!(CAPABILITIES.lookup) };
+    const { assert!(DESCRIPTOR.capabilities.lookup) };
     let sandbox = sandbox(&[dropped_creates(1)]).await;
     let oxen = oxen(&sandbox);
     let request = refer("Fly over @Video1 at dawn");
     let sent_at = SystemTime::now();
-    let err = oxen.submit(&request).await.unwrap_err();
+    let err = submit(&oxen, &request).await.unwrap_err();
     assert!(err.may_have_been_sent(), "{err:?}");
     assert_eq!(sandbox.stats().oxen.creates, 1);
 
     let found = oxen
-        .find_lost(&LostCreate::new(&request, sent_at, &[]))
+        .find_lost(&LostCreate::new(&checked(&oxen, &request), sent_at, &[]))
         .await
         .unwrap();
     let Found::Job(job) = found else {
@@ -166,7 +184,7 @@ async fn a_dropped_create_is_found_again() {
     // Once known, it is not found again.
     let known = [job.id.clone()];
     assert_eq!(
-        oxen.find_lost(&LostCreate::new(&request, sent_at, &known))
+        oxen.find_lost(&LostCreate::new(&checked(&oxen, &request), sent_at, &known))
             .await
             .unwrap(),
         Found::NotFound
@@ -182,7 +200,7 @@ async fn a_dropped_create_is_found_again() {
         EditRequest::new(url("in.mp4"), "Fly over @Video1 at dawn").into(),
     ] {
         assert_eq!(
-            oxen.find_lost(&LostCreate::new(&other, sent_at, &[]))
+            oxen.find_lost(&LostCreate::new(&checked(&oxen, &other), sent_at, &[]))
                 .await
                 .unwrap(),
             Found::NotFound,
@@ -192,7 +210,7 @@ async fn a_dropped_create_is_found_again() {
     // A create sent well after the job was enqueued is not this one.
     let later = sent_at + Duration::from_secs(3600);
     assert_eq!(
-        oxen.find_lost(&LostCreate::new(&request, later, &[]))
+        oxen.find_lost(&LostCreate::new(&checked(&oxen, &request), later, &[]))
             .await
             .unwrap(),
         Found::NotFound
@@ -213,22 +231,23 @@ async fn the_earliest_unknown_match_is_found_among_identical_creates() {
     );
     let sent_at = SystemTime::now();
     assert!(
-        oxen.submit(&request)
+        submit(&oxen, &request)
             .await
             .unwrap_err()
             .may_have_been_sent()
     );
     assert!(
-        oxen.submit(&request)
+        submit(&oxen, &request)
             .await
             .unwrap_err()
             .may_have_been_sent()
     );
-    let answered = oxen.submit(&request).await.unwrap();
+    let answered = submit(&oxen, &request).await.unwrap();
     // Enough other generations of the model that the lost ones are on a
     // later page, newest first.
     for n in 0..120 {
-        oxen.submit(
+        submit(
+            &oxen,
             &EditRequest::new(url("in.mp4"), format!("Make @Video1 rainy, take {n}")).into(),
         )
         .await
@@ -244,7 +263,7 @@ async fn the_earliest_unknown_match_is_found_among_identical_creates() {
         let oxen = oxen.clone();
         let request = request.clone();
         async move {
-            oxen.find_lost(&LostCreate::new(&request, sent_at, &known))
+            oxen.find_lost(&LostCreate::new(&checked(&oxen, &request), sent_at, &known))
                 .await
                 .unwrap()
         }
@@ -283,7 +302,11 @@ async fn a_lookup_that_fails_says_so() {
     .without_events();
     let request = refer("Fly");
     let err = oxen
-        .find_lost(&LostCreate::new(&request, SystemTime::now(), &[]))
+        .find_lost(&LostCreate::new(
+            &checked(&oxen, &request),
+            SystemTime::now(),
+            &[],
+        ))
         .await
         .unwrap_err();
     assert!(
@@ -291,16 +314,14 @@ async fn a_lookup_that_fails_says_so() {
         "a lookup creates nothing: {err:?}"
     );
     assert!(sandbox.stats().oxen.faults >= 1);
-    // Local rules still apply: a request that could not have been sent is
-    // refused before anything is asked.
+    // A request that could not have been sent is never checked, so it can
+    // never be looked up: local rules still apply.
     let bad = Request::from(ReferRequest::new(url("in.mp4"), "Fly").duration(30));
-    let lookups = sandbox.stats().oxen.lookups;
     assert!(
-        oxen.find_lost(&LostCreate::new(&bad, SystemTime::now(), &[]))
-            .await
+        oxen.capabilities()
+            .validate(&bad)
             .unwrap_err()
             .is_invalid_request()
     );
-    assert_eq!(sandbox.stats().oxen.lookups, lookups);
     sandbox.stop().await;
 }

@@ -11,10 +11,11 @@
 //! use kling_shortapi::ShortApi;
 //!
 //! let shortapi = ShortApi::new("sk-…".into())?;
-//! let call = shortapi.prepare(&Request::from(EditRequest::new(
+//! let request = Request::from(EditRequest::new(
 //!     Media::url("https://example.com/in.mp4"),
 //!     "Make @Video1 snowy",
-//! )))?;
+//! ));
+//! let call = shortapi.prepare(&shortapi.capabilities().validate(&request)?)?;
 //! assert_eq!(call.url, "https://api.shortapi.ai/api/v1/job/create");
 //! assert_eq!(call.body["args"]["prompt"], "Make [@Video1] snowy");
 //! # Ok::<(), kling_core::Error>(())
@@ -24,13 +25,17 @@
 
 pub mod wire;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{
-    Capabilities, Feature, Offering, PreparedCall, Price, Provider, require_url,
+    Capabilities, Descriptor, Feature, Offering, PreparedCall, Price, Provider, read_answer,
+    require_url,
 };
 use kling_core::{
-    AspectRatio, Charge, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task, Usd,
+    AspectRatio, Charge, Checked, Error, JobHandle, JobState, JobStatus, Mode, Model, Request,
+    Task, Usd,
 };
 use kling_http::{ApiClient, SecretString};
 use serde_json::Value;
@@ -38,11 +43,9 @@ use serde_json::Value;
 use crate::wire::{CreateAnswer, CreateBody, ImageAction, QueryAnswer, VideoAction};
 
 /// The provider's name in job handles and on the command line.
-pub const NAME: &str = "shortapi";
+const NAME: &str = "shortapi";
 /// ShortAPI's API.
-pub const BASE_URL: &str = "https://api.shortapi.ai";
-/// The environment variable the CLI reads the key from.
-pub const KEY_VARIABLE: &str = "SHORTAPI_KEY";
+const BASE_URL: &str = "https://api.shortapi.ai";
 
 const O1_V2V: &str = "kwaivgi/kling-o1/video-to-video";
 const O3_V2V: &str = "kwaivgi/kling-o3/video-to-video";
@@ -52,7 +55,7 @@ const CREATE: &str = "/api/v1/job/create";
 const QUERY: &str = "/api/v1/job/query";
 
 /// When the prices below were read from ShortAPI's model pages.
-pub const PRICES_AS_OF: &str = "2026-11-22";
+const PRICES_AS_OF: &str = "2026-11-22";
 
 const fn per_second(micros: u64) -> Price {
     Price::PerSecond(Usd::from_micros(micros))
@@ -63,9 +66,9 @@ const VIDEO_FEATURES_O1: &[Feature] = &[Feature::Images, Feature::Elements, Feat
 const VIDEO_FEATURES_O3: &[Feature] = &[Feature::Images, Feature::Elements];
 
 /// ShortAPI's catalogue and prices, as its model pages publish them
-/// ([`PRICES_AS_OF`]). O1 image-to-video in pro mode is published as "$0.1
+/// (`PRICES_AS_OF`). O1 image-to-video in pro mode is published as "$0.1
 /// per request", and kept so.
-pub const CATALOGUE: &[Offering] = &[
+const CATALOGUE: &[Offering] = &[
     Offering::new(Task::Edit, Model::O1, O1_V2V)
         .features(VIDEO_FEATURES_O1)
         .prices(per_second(110_000), per_second(143_000)),
@@ -93,7 +96,28 @@ pub const CATALOGUE: &[Offering] = &[
 ];
 
 /// What ShortAPI offers.
-pub const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE);
+const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE);
+
+/// ShortAPI, described for the facade's list of providers.
+///
+/// ```
+/// let shortapi = kling_shortapi::DESCRIPTOR;
+/// assert_eq!(shortapi.name(), "shortapi");
+/// assert_eq!(shortapi.key_variable, "SHORTAPI_KEY");
+/// let adapter = (shortapi.build)("http://127.0.0.1:9/shortapi", "key".into())?;
+/// assert_eq!(adapter.base_url(), Some("http://127.0.0.1:9/shortapi"));
+/// # Ok::<(), kling_core::Error>(())
+/// ```
+pub const DESCRIPTOR: Descriptor = Descriptor::new(CAPABILITIES, |base_url, key| {
+    Ok(Arc::new(ShortApi::with_base_url(base_url, key)?))
+})
+.title("ShortAPI")
+.package(env!("CARGO_PKG_NAME"))
+.key_variable("SHORTAPI_KEY")
+.base_url(BASE_URL)
+.prices_as_of(PRICES_AS_OF)
+.wire_schemas(wire::body_schemas)
+.read_answers(|bytes| parse_callback(bytes).into_iter().collect());
 
 /// The ShortAPI adapter.
 #[derive(Debug, Clone)]
@@ -158,11 +182,8 @@ impl ShortApi {
     pub async fn send(&self, call: &PreparedCall) -> Result<JobHandle, Error> {
         let attempt = self.api.attempt(CREATE, &call.model);
         let raw = self.api.create(CREATE, &call.body, &attempt).await?;
-        let answer: CreateAnswer = serde_json::from_value(raw.clone()).map_err(|e| {
-            attempt.unreadable(format!(
-                "the create answer is not ShortAPI's shape ({e}): {raw}"
-            ))
-        })?;
+        let answer: CreateAnswer = read_answer(NAME, "a ShortAPI create answer", &raw)
+            .map_err(|e| attempt.unreadable(e.to_string()))?;
         match (answer.code, answer.data) {
             (0, Some(data)) => {
                 let job = JobHandle::new(NAME, data.job_id)
@@ -176,12 +197,12 @@ impl ShortApi {
                 })
             }
             (0, None) => Err(attempt.unreadable(format!("code 0 without a job id: {raw}"))),
-            (code, _) => Err(Error::Rejected {
-                provider: NAME.to_owned(),
-                status: None,
-                message: answer.message.unwrap_or_else(|| format!("code {code}")),
-                body: raw.to_string(),
-            }),
+            (code, _) => Err(Error::rejected(
+                NAME,
+                None,
+                answer.message.unwrap_or_else(|| format!("code {code}")),
+                raw.to_string(),
+            )),
         }
     }
 }
@@ -280,12 +301,10 @@ fn body(request: &Request, model: &str, callback_url: Option<&String>) -> Result
             })
         }
         _ => {
-            return Err(Error::Unsupported {
-                provider: NAME.to_owned(),
-                task: Some(request.task()),
-                model: None,
-                feature: "this task".to_owned(),
-            });
+            return Err(Error::unsupported(
+                NAME,
+                format!("the {} task", request.task()),
+            ));
         }
     };
     Ok(value)
@@ -298,26 +317,19 @@ fn body(request: &Request, model: &str, callback_url: Option<&String>) -> Result
 /// [`Error::Rejected`] when `code` is not 0; [`Error::Protocol`] when the
 /// body is not ShortAPI's shape or a success carries no URL.
 pub fn parse_status(raw: Value) -> Result<JobStatus, Error> {
-    let protocol = |message: String| Error::Protocol {
-        provider: NAME.to_owned(),
-        message,
-        body: raw.to_string(),
-    };
-    let answer: QueryAnswer = serde_json::from_value(raw.clone())
-        .map_err(|e| protocol(format!("not a ShortAPI query answer: {e}")))?;
+    let protocol = |message: &str| Error::protocol(NAME, message, raw.to_string());
+    let answer: QueryAnswer = read_answer(NAME, "a ShortAPI query answer", &raw)?;
     if answer.code != 0 {
-        return Err(Error::Rejected {
-            provider: NAME.to_owned(),
-            status: None,
-            message: answer
+        return Err(Error::rejected(
+            NAME,
+            None,
+            answer
                 .message
                 .unwrap_or_else(|| format!("code {}", answer.code)),
-            body: raw.to_string(),
-        });
+            raw.to_string(),
+        ));
     }
-    let data = answer
-        .data
-        .ok_or_else(|| protocol("code 0 without data".to_owned()))?;
+    let data = answer.data.ok_or_else(|| protocol("code 0 without data"))?;
     let state = match data.status {
         0 => JobState::Queued,
         1 => JobState::Running,
@@ -330,9 +342,7 @@ pub fn parse_status(raw: Value) -> Result<JobStatus, Error> {
                 .map(|u| u.url)
                 .collect();
             if outputs.is_empty() {
-                return Err(protocol(
-                    "status 2 (succeeded) without a result URL".to_owned(),
-                ));
+                return Err(protocol("status 2 (succeeded) without a result URL"));
             }
             JobState::Succeeded { outputs }
         }
@@ -352,10 +362,12 @@ pub fn parse_status(raw: Value) -> Result<JobStatus, Error> {
 ///
 /// As [`parse_status`], and [`Error::Protocol`] for a body that is not JSON.
 pub fn parse_callback(body: &[u8]) -> Result<JobStatus, Error> {
-    let raw: Value = serde_json::from_slice(body).map_err(|e| Error::Protocol {
-        provider: NAME.to_owned(),
-        message: format!("the callback body is not JSON: {e}"),
-        body: String::from_utf8_lossy(body).into_owned(),
+    let raw: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(
+            NAME,
+            format!("the callback body is not JSON: {e}"),
+            String::from_utf8_lossy(body),
+        )
     })?;
     parse_status(raw)
 }
@@ -370,9 +382,13 @@ impl Provider for ShortApi {
         &CAPABILITIES
     }
 
-    fn prepare(&self, request: &Request) -> Result<PreparedCall, Error> {
-        let offering = CAPABILITIES.validate(request)?;
-        let body = body(request, offering.wire_model, self.callback_url.as_ref())?;
+    fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error> {
+        let offering = CAPABILITIES.accept(checked)?;
+        let body = body(
+            checked.request(),
+            offering.wire_model,
+            self.callback_url.as_ref(),
+        )?;
         Ok(PreparedCall::new(
             "POST",
             self.api.url(CREATE),
@@ -381,8 +397,8 @@ impl Provider for ShortApi {
         ))
     }
 
-    async fn submit(&self, request: &Request) -> Result<JobHandle, Error> {
-        let call = self.prepare(request)?;
+    async fn submit(&self, checked: &Checked) -> Result<JobHandle, Error> {
+        let call = self.prepare(checked)?;
         self.send(&call).await
     }
 

@@ -238,6 +238,7 @@ const IMAGE_HEAD_MAX_BYTES: u64 = 1 << 20;
 
 /// Probes the file at `path`.
 pub fn probe_file(path: &Path) -> Result<Probed, ProbeError> {
+    crate::counters::count(&format!("probe {}", path.display()));
     probe_reader(File::open(path)?)
 }
 

@@ -1,0 +1,172 @@
+//! The checked request: what validation produces, and the only request
+//! adapters prepare and send.
+
+use crate::error::Error;
+use crate::media::{Media, MediaKind};
+use crate::probe::Probed;
+use crate::provider::{Capabilities, Offering};
+use crate::request::{Request, Task};
+use crate::rules::{self, Violations};
+
+/// A request that passed every local rule and one provider's
+/// capabilities, with what probing its local files found.
+///
+/// Only [`Capabilities::validate`] builds one, and adapters prepare and
+/// submit nothing else: "nothing is sent before every rule passed" holds
+/// by construction. Each local file is probed once, here; the facts are
+/// kept for the estimate and the uploads.
+///
+/// ```
+/// use kling_core::provider::{Capabilities, Offering};
+/// use kling_core::{EditRequest, Media, Model, Request, Task};
+///
+/// const CAPS: Capabilities =
+///     Capabilities::new("example", &[Offering::new(Task::Edit, Model::O1, "example/edit")]);
+///
+/// let request = Request::from(EditRequest::new(Media::url("https://example.com/in.mp4"), "Snow"));
+/// let checked = CAPS.validate(&request)?;
+/// assert_eq!(checked.provider(), "example");
+/// assert_eq!(checked.offering().wire_model, "example/edit");
+/// // A URL's length is not known locally: the seconds billed are not either.
+/// assert_eq!(checked.billed_seconds(), None);
+/// # Ok::<(), kling_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Checked {
+    request: Request,
+    offering: Offering,
+    provider: &'static str,
+    inputs: Vec<CheckedInput>,
+}
+
+/// What validation learnt of one media input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckedInput {
+    /// The field that holds it (`video`, `images[0]`, …), as in
+    /// [`Request::media`].
+    pub field: String,
+    /// Whether it must be a video or an image.
+    pub kind: MediaKind,
+    /// What its header says, for a local file or bytes; `None` for a URL.
+    pub probed: Option<Probed>,
+}
+
+impl Checked {
+    /// Runs every local rule on `request` with `capabilities`' image
+    /// formats, then [`Capabilities::check`].
+    pub(crate) fn new(capabilities: &Capabilities, request: &Request) -> Result<Checked, Error> {
+        crate::counters::count("validate");
+        let (violations, inputs) = rules::check(request, capabilities.image_formats);
+        Violations::into_result(violations)?;
+        let offering = *capabilities.check(request)?;
+        Ok(Checked {
+            request: request.clone(),
+            offering,
+            provider: capabilities.provider,
+            inputs,
+        })
+    }
+
+    /// The request.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The offering that runs it.
+    pub fn offering(&self) -> &Offering {
+        &self.offering
+    }
+
+    /// The provider it was checked for.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Every media input with what validation found, in the order of
+    /// [`Request::media`].
+    pub fn inputs(&self) -> &[CheckedInput] {
+        &self.inputs
+    }
+
+    /// The seconds the provider bills: an edit's input length rounded to
+    /// the nearest second (known when the input is local), otherwise the
+    /// output's length.
+    ///
+    /// ```
+    /// use kling_core::provider::{Capabilities, Feature, Offering};
+    /// use kling_core::{ComposeRequest, Media, Model, Request, Task};
+    ///
+    /// const CAPS: Capabilities =
+    ///     Capabilities::new("example", &[Offering::new(Task::Compose, Model::O1, "c").features(&[Feature::Images])]);
+    /// let request = Request::from(
+    ///     ComposeRequest::new("Bloom").image(Media::url("https://example.com/a.png")).duration(7),
+    /// );
+    /// assert_eq!(CAPS.validate(&request)?.billed_seconds(), Some(7));
+    /// # Ok::<(), kling_core::Error>(())
+    /// ```
+    pub fn billed_seconds(&self) -> Option<u32> {
+        if self.request.task() != Task::Edit {
+            return self.request.duration();
+        }
+        self.inputs
+            .iter()
+            .find(|input| input.kind == MediaKind::Video)
+            .and_then(|input| match &input.probed {
+                Some(Probed::Video(video)) => {
+                    u32::try_from((video.duration.as_millis() + 500) / 1000).ok()
+                }
+                _ => None,
+            })
+    }
+
+    /// The same checked request with each local input (file or bytes)
+    /// replaced by the URL `upload` gives for it, in the order of
+    /// [`Request::media`]: what is sent once an uploader has run. The
+    /// probed facts stay; each URL is checked as any URL input is.
+    ///
+    /// ```
+    /// use kling_core::provider::{Capabilities, Feature, Offering};
+    /// use kling_core::{EditRequest, Media, Model, Request, Task};
+    ///
+    /// const CAPS: Capabilities =
+    ///     Capabilities::new("example", &[Offering::new(Task::Edit, Model::O1, "e").features(&[Feature::Images])]);
+    /// let request = Request::from(
+    ///     EditRequest::new(Media::url("https://example.com/in.mp4"), "Snow on @Image1")
+    ///         .image(Media::file("tests/fixtures/image.png")),
+    /// );
+    /// let checked = CAPS.validate(&request)?;
+    /// let sent = checked.with_urls(|field, _| Ok(format!("https://bucket.example/{field}")))?;
+    /// assert_eq!(sent.request().images()[0], &Media::url("https://bucket.example/images[0]"));
+    ///
+    /// let refused = CAPS.validate(&request)?.with_urls(|_, _| Ok("ftp://x/y".to_owned()));
+    /// assert!(refused.is_err());
+    /// # Ok::<(), kling_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first error `upload` returns, or [`Error::InvalidRequest`] when
+    /// a URL it gives is not one a provider can fetch.
+    pub fn with_urls(
+        self,
+        mut upload: impl FnMut(&str, &Media) -> Result<String, Error>,
+    ) -> Result<Checked, Error> {
+        let mut urls = Vec::new();
+        for input in self.request.media() {
+            if !matches!(input.media, Media::Url(_)) {
+                let url = upload(&input.field, input.media)?;
+                if let Some(violation) = rules::check_url(input.field.clone(), &url) {
+                    return Err(Error::InvalidRequest(vec![violation].into()));
+                }
+                urls.push(url);
+            }
+        }
+        let mut urls = urls.into_iter();
+        let request = self.request.map_media(|_, media| match media {
+            Media::Url(_) => media,
+            local => urls.next().map_or(local, Media::Url),
+        });
+        Ok(Checked { request, ..self })
+    }
+}
