@@ -16,8 +16,8 @@
 //! (`STEM-HASH.mp4`) is stable too.
 
 use std::collections::HashMap;
-use std::io::Read as _;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -27,44 +27,20 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::Exit;
-use crate::jobs::View;
+use crate::args::BatchPlan;
+use crate::error::Failure;
 use crate::ledger::LedgerChoice;
+use crate::output::Output;
 use crate::providers::{ProviderChoice, Session};
+use crate::text::escaped;
+use crate::view::View;
 
-/// The largest batch file read: a million lines of requests fit well
-/// within it.
+/// The largest batch read: a million lines of requests fit well within it.
 const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// `kling batch`'s flags.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    /// The requests, one JSON object a line (blank lines and lines starting
-    /// with # are skipped).
-    #[arg(value_name = "FILE.jsonl")]
-    file: PathBuf,
-    /// How many jobs run at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    concurrency: u32,
-    /// Where results go, as STEM-HASH.mp4 (HASH names the line's request).
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    out_dir: PathBuf,
-    /// Replace a result file that exists but that the ledger did not write.
-    #[arg(long)]
-    overwrite: bool,
-    /// Create again the jobs that failed, were cancelled or were refused
-    /// in an earlier run.
-    #[arg(long)]
-    retry_failed: bool,
-    /// How long a line stays claimed by a worker that stops renewing it
-    /// (a process killed, a machine gone) before another worker takes it
-    /// over.
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..=86_400))]
-    lease: u64,
-    /// Give up waiting for a job after this many seconds (it stays in the
-    /// ledger for `kling resume`).
-    #[arg(long, value_name = "SECS", default_value_t = 1800)]
-    timeout: u64,
-}
+/// The longest line read: a request with a long prompt and many inputs is
+/// a few KiB.
+const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// How one line ended, for this process's summary.
 #[derive(Debug)]
@@ -125,52 +101,168 @@ struct Line {
     out: PathBuf,
 }
 
-/// Reads the file, bounded: a batch is text, not a stream without end.
-fn read_file(args: &Args) -> Result<String, Exit> {
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("error: cannot read {}: {e}", args.file.display());
-        Exit::Usage
-    };
-    let file = std::fs::File::open(&args.file).map_err(|e| fail(&e))?;
+/// A line that cannot be sent, and why.
+struct BadLine {
+    number: i64,
+    rule: &'static str,
+    message: String,
+    exit: Exit,
+}
+
+impl BadLine {
+    fn malformed(number: i64, rule: &'static str, message: String) -> Self {
+        BadLine {
+            number,
+            rule,
+            message,
+            exit: Exit::Usage,
+        }
+    }
+}
+
+/// Opens the batch: a regular file or a FIFO (a pipe, `<(…)`), which is
+/// read line by line; a device (`/dev/zero`), a folder or a socket is
+/// refused before a byte is read.
+fn open(path: &Path) -> Result<std::fs::File, Failure> {
+    let fail =
+        |e: &dyn std::fmt::Display| Failure::usage(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
     let meta = file.metadata().map_err(|e| fail(&e))?;
-    if !meta.is_file() {
-        eprintln!(
-            "error: {} is not a regular file; a batch is a JSON Lines file",
-            args.file.display()
-        );
-        return Err(Exit::Usage);
+    #[cfg(unix)]
+    let fifo = std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type());
+    #[cfg(not(unix))]
+    let fifo = false;
+    if !meta.is_file() && !fifo {
+        return Err(Failure::usage(format!(
+            "{} is not a regular file or a pipe; a batch is a JSON Lines file",
+            path.display()
+        )));
     }
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| fail(&e))?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        eprintln!(
-            "error: {} is larger than {} MiB; split it into several batches",
-            args.file.display(),
-            MAX_FILE_BYTES / 1024 / 1024
-        );
-        return Err(Exit::Usage);
+    Ok(file)
+}
+
+/// The lines read, with their numbers, and those that cannot be read.
+type RawLines = (Vec<(i64, String)>, Vec<BadLine>);
+
+/// Reads the lines of `reader`, bounded: each line at most
+/// [`MAX_LINE_BYTES`], the whole at most [`MAX_FILE_BYTES`], so that a
+/// stream without end (or without a line break) fails fast in little
+/// memory. A byte order mark, a line that is not UTF-8 and a line too long
+/// are each reported with its number; reading stops at a line too long.
+fn read_raw_lines(reader: impl Read, path: &Path) -> Result<RawLines, Failure> {
+    let mut reader = BufReader::new(reader);
+    let (mut lines, mut bad) = (Vec::new(), Vec::new());
+    let mut total = 0u64;
+    let mut number = 0i64;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        number += 1;
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+        if read == 0 {
+            break;
+        }
+        total += read as u64;
+        if total > MAX_FILE_BYTES {
+            return Err(Failure::usage(format!(
+                "{} is larger than {} MiB; split it into several batches",
+                path.display(),
+                MAX_FILE_BYTES >> 20
+            )));
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        } else if buf.len() > MAX_LINE_BYTES {
+            bad.push(BadLine::malformed(
+                number,
+                "batch_line_too_long",
+                format!(
+                    "the line is longer than {} MiB; the rest of the file was not read",
+                    MAX_LINE_BYTES >> 20
+                ),
+            ));
+            break;
+        }
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+        if number == 1 && buf.starts_with(b"\xef\xbb\xbf") {
+            bad.push(BadLine::malformed(
+                number,
+                "batch_bom",
+                "the file starts with a UTF-8 byte order mark; save it without one".to_owned(),
+            ));
+            continue;
+        }
+        match String::from_utf8(std::mem::take(&mut buf)) {
+            Ok(text) => lines.push((number, text)),
+            Err(e) => bad.push(BadLine::malformed(
+                number,
+                "batch_utf8",
+                format!(
+                    "the line is not UTF-8 text (byte {} of the line is invalid)",
+                    e.utf8_error().valid_up_to() + 1
+                ),
+            )),
+        }
     }
-    Ok(text)
+    Ok((lines, bad))
+}
+
+/// The failure for a batch with lines that cannot be sent: each named with
+/// its number, nothing sent.
+fn bad_lines(path: &Path, bad: &[BadLine]) -> Failure {
+    let exit = if bad.iter().any(|b| b.exit == Exit::Usage) {
+        Exit::Usage
+    } else {
+        bad.first().map_or(Exit::Usage, |b| b.exit)
+    };
+    let kind = if exit == Exit::Rejected {
+        "rejected"
+    } else {
+        "usage"
+    };
+    let shown = path.display();
+    let mut failure = Failure::new(
+        exit,
+        kind,
+        format!(
+            "{} line{} of {shown} cannot be sent; nothing was sent: fix {} and run the batch \
+             again",
+            bad.len(),
+            if bad.len() == 1 { "" } else { "s" },
+            if bad.len() == 1 { "it" } else { "them" },
+        ),
+    );
+    for line in bad {
+        failure = failure
+            .detail(format!("{shown}:{}: {}", line.number, line.message))
+            .violation(json!({ "rule": line.rule, "line": line.number, "message": line.message }));
+    }
+    failure
 }
 
 /// Reads and checks every line before anything is sent.
-fn read_lines(args: &Args, client: &Client) -> Result<Vec<Line>, Exit> {
-    let text = read_file(args)?;
-    let stem = args
+fn read_lines(
+    plan: &BatchPlan,
+    raw: Vec<(i64, String)>,
+    client: &Client,
+) -> Result<Vec<Line>, Failure> {
+    let stem = plan
         .file
         .file_stem()
         .map_or_else(|| "batch".to_owned(), |s| s.to_string_lossy().into_owned());
-    let name = args
+    let name = plan
         .file
         .file_name()
         .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let mut seen: HashMap<String, u32> = HashMap::new();
     let mut lines = Vec::new();
-    let mut worst = None;
-    for (index, raw) in text.lines().enumerate() {
-        let number = i64::try_from(index + 1).unwrap_or(i64::MAX);
+    let mut bad = Vec::new();
+    for (number, raw) in raw {
         let raw = raw.trim();
         if raw.is_empty() || raw.starts_with('#') {
             continue;
@@ -178,12 +270,14 @@ fn read_lines(args: &Args, client: &Client) -> Result<Vec<Line>, Exit> {
         let spec: RequestSpec = match serde_json::from_str(raw) {
             Ok(spec) => spec,
             Err(e) => {
-                eprintln!(
-                    "error: {}:{number}: not a request ({e}); each line is one JSON object such as \
-                     {{\"task\": \"edit\", \"video\": \"in.mp4\", \"prompt\": \"…\"}}",
-                    args.file.display()
-                );
-                worst = Some(Exit::Usage);
+                bad.push(BadLine::malformed(
+                    number,
+                    "batch_json",
+                    format!(
+                        "not a request ({e}); each line is one JSON object such as \
+                         {{\"task\": \"edit\", \"video\": \"in.mp4\", \"prompt\": \"…\"}}"
+                    ),
+                ));
                 continue;
             }
         };
@@ -197,76 +291,76 @@ fn read_lines(args: &Args, client: &Client) -> Result<Vec<Line>, Exit> {
                 let hash = kling_ledger::fingerprint(&key);
                 lines.push(Line {
                     number,
-                    out: args.out_dir.join(format!("{stem}-{}.mp4", &hash[..12])),
+                    out: plan.out_dir.join(format!("{stem}-{}.mp4", &hash[..12])),
                     request,
                     key,
                 });
             }
-            Err(e) => {
-                eprintln!("error: {}:{number}: {e}", args.file.display());
-                worst = worst.or(Some(crate::jobs::exit_for(&e)));
-            }
+            Err(e) => bad.push(BadLine {
+                number,
+                rule: e.violations().first().map_or("unsupported", |v| v.rule()),
+                message: e.to_string(),
+                exit: crate::error::exit_for(&e),
+            }),
         }
     }
-    match worst {
-        Some(exit) => {
-            eprintln!("nothing was sent: fix the lines above and run the batch again");
-            Err(exit)
-        }
-        None => Ok(lines),
+    if bad.is_empty() {
+        Ok(lines)
+    } else {
+        Err(bad_lines(&plan.file, &bad))
     }
 }
 
-pub(crate) fn run(args: &Args, choice: &ProviderChoice, ledger: &LedgerChoice, json: bool) -> Exit {
+pub(crate) fn run(
+    plan: &BatchPlan,
+    choice: &ProviderChoice,
+    ledger: &LedgerChoice,
+    output: Output,
+) -> Result<(), Failure> {
+    // The file first, bounded: a stream without end fails here, before
+    // anything is opened or sent.
+    let (raw, bad) = read_raw_lines(open(&plan.file)?, &plan.file)?;
+    if !bad.is_empty() {
+        return Err(bad_lines(&plan.file, &bad));
+    }
     crate::providers::block_on(async move {
-        let session = match Session::open(choice, false).await {
-            Ok(session) => Arc::new(session),
-            Err(exit) => return exit,
-        };
-        let exit = run_session(args, &session, ledger, json).await;
+        let session = Arc::new(Session::open(choice, false).await?);
+        let result = run_session(plan, raw, &session, ledger, output).await;
         if let Ok(session) = Arc::try_unwrap(session) {
             session.close().await;
         }
-        exit
+        result
     })
 }
 
 async fn run_session(
-    args: &Args,
+    plan: &BatchPlan,
+    raw: Vec<(i64, String)>,
     session: &Arc<Session>,
     choice: &LedgerChoice,
-    json: bool,
-) -> Exit {
+    output: Output,
+) -> Result<(), Failure> {
     if session.target().is_none() {
-        eprintln!(
-            "error: a batch runs through the ledger, which the in-process sandbox cannot use \
-             (its jobs end with the command); run `kling sandbox` and pass --provider and \
-             --base-url, or a real provider"
-        );
-        return Exit::Usage;
+        return Err(Failure::usage(
+            "a batch runs through the ledger, which the in-process sandbox cannot use (its \
+             jobs end with the command); run `kling sandbox` and pass --provider and \
+             --base-url, or a real provider",
+        ));
     }
-    let ledger = match choice.open() {
-        Ok(ledger) => ledger.with_lease(Duration::from_secs(args.lease)),
-        Err(exit) => return exit,
-    };
-    let lines = match read_lines(args, &session.client) {
-        Ok(lines) => lines,
-        Err(exit) => return exit,
-    };
-    if let Err(e) = std::fs::create_dir_all(&args.out_dir) {
-        eprintln!("error: cannot create {}: {e}", args.out_dir.display());
-        return Exit::Usage;
-    }
+    let ledger = choice.open()?.with_lease(plan.lease);
+    let lines = read_lines(plan, raw, &session.client)?;
+    std::fs::create_dir_all(&plan.out_dir)
+        .map_err(|e| Failure::usage(format!("cannot create {}: {e}", plan.out_dir.display())))?;
     let total = lines.len();
     eprintln!(
         "batch: {total} requests from {}, {} at a time, ledger {}",
-        args.file.display(),
-        args.concurrency,
+        plan.file.display(),
+        plan.concurrency,
         ledger.location()
     );
-    let slots = Arc::new(Semaphore::new(args.concurrency as usize));
+    let slots = Arc::new(Semaphore::new(plan.concurrency));
     let gate = Arc::new(Gate::default());
-    let batch = Arc::new(kling_ledger::absolute(&args.file).display().to_string());
+    let batch = Arc::new(kling_ledger::absolute(&plan.file).display().to_string());
     let mut tasks = tokio::task::JoinSet::new();
     for line in lines {
         let (slots, gate, ledger, session, batch) = (
@@ -277,9 +371,9 @@ async fn run_session(
             Arc::clone(&batch),
         );
         let settings = Settings {
-            timeout: Duration::from_secs(args.timeout),
-            retry_failed: args.retry_failed,
-            overwrite: args.overwrite,
+            timeout: plan.timeout,
+            retry_failed: plan.retry_failed,
+            overwrite: plan.overwrite,
         };
         tasks.spawn(async move {
             let line_job = LineJob {
@@ -301,7 +395,11 @@ async fn run_session(
         }
     }
     results.sort_by_key(|(number, _)| *number);
-    summarize(&results, json)
+    match summarize(&results, output) {
+        Exit::Success => Ok(()),
+        // The summary said which lines failed, and why.
+        exit => Err(Failure::reported(exit)),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -423,7 +521,7 @@ impl LineJob<'_> {
 }
 
 fn outcome_of(row: &Record, error: &Error) -> Outcome {
-    let name = crate::text::escaped(&row.name());
+    let name = row.name();
     if error.may_exist() {
         return Outcome::MayExist(format!("{name}: {error}"));
     }
@@ -438,7 +536,7 @@ fn outcome_of(row: &Record, error: &Error) -> Outcome {
     }
 }
 
-fn summarize(results: &[(i64, Outcome)], json: bool) -> Exit {
+fn summarize(results: &[(i64, Outcome)], output: Output) -> Exit {
     let count = |f: fn(&Outcome) -> bool| results.iter().filter(|(_, o)| f(o)).count();
     let done = count(|o| matches!(o, Outcome::Done { .. }));
     let skipped = count(|o| matches!(o, Outcome::Skipped));
@@ -478,7 +576,7 @@ fn summarize(results: &[(i64, Outcome)], json: bool) -> Exit {
             }
         }
     }
-    if json {
+    if output.is_json() {
         let list = |items: &[(&i64, &String)]| -> Vec<serde_json::Value> {
             items
                 .iter()
@@ -501,13 +599,13 @@ fn summarize(results: &[(i64, Outcome)], json: bool) -> Exit {
         );
     }
     for (line, reason) in &failed {
-        eprintln!("line {line}: failed: {reason}");
+        eprintln!("line {line}: failed: {}", escaped(reason));
     }
     for (line, reason) in &may_exist {
-        eprintln!("line {line}: may exist: {reason}");
+        eprintln!("line {line}: may exist: {}", escaped(reason));
     }
     for (line, reason) in &unfinished {
-        eprintln!("line {line}: unfinished: {reason}");
+        eprintln!("line {line}: unfinished: {}", escaped(reason));
     }
     eprintln!(
         "batch: {done} done, {skipped} already done, {elsewhere} done by another process, {} \
@@ -527,5 +625,87 @@ fn summarize(results: &[(i64, Outcome)], json: bool) -> Exit {
         Exit::Refused
     } else {
         Exit::Success
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> (Vec<(i64, String)>, Vec<BadLine>) {
+        read_raw_lines(bytes, Path::new("b.jsonl")).unwrap_or_else(|_| panic!("read failed"))
+    }
+
+    #[test]
+    fn lines_are_read_with_their_numbers() {
+        let (lines, bad) = read(b"{\"a\": 1}\r\n\n# x\nlast");
+        assert!(bad.is_empty());
+        let numbers: Vec<_> = lines.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        assert_eq!(
+            numbers,
+            [(1, "{\"a\": 1}"), (2, ""), (3, "# x"), (4, "last")]
+        );
+    }
+
+    #[test]
+    fn a_bom_and_bytes_that_are_not_utf8_are_named_by_line() {
+        let (lines, bad) = read(b"\xef\xbb\xbf{}\n{}\nab\xff\n{}\n");
+        let found: Vec<_> = bad.iter().map(|b| (b.number, b.rule, b.exit)).collect();
+        assert_eq!(
+            found,
+            [
+                (1, "batch_bom", Exit::Usage),
+                (3, "batch_utf8", Exit::Usage)
+            ]
+        );
+        assert!(bad[1].message.contains("byte 3"), "{}", bad[1].message);
+        assert_eq!(lines.len(), 2);
+    }
+
+    #[test]
+    fn a_stream_without_line_breaks_ends_after_one_line_of_the_cap() {
+        // An endless stream: what /dev/zero or `yes | tr -d '\n'` gives.
+        let started = Instant::now();
+        let (lines, bad) =
+            read_raw_lines(std::io::repeat(0), Path::new("zero")).unwrap_or_else(|_| panic!());
+        assert!(lines.is_empty());
+        assert_eq!(bad.len(), 1);
+        assert_eq!((bad[0].number, bad[0].rule), (1, "batch_line_too_long"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // A long line after good ones is named with its number.
+        let mut text = b"{}\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
+        let (lines, bad) = read(&text);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(bad[0].number, 2);
+        // A line of exactly the cap is read.
+        let mut text = vec![b' '; MAX_LINE_BYTES];
+        text.push(b'\n');
+        let (lines, bad) = read(&text);
+        assert!(bad.is_empty());
+        assert_eq!(lines.len(), 1);
+    }
+
+    #[test]
+    fn bad_lines_are_one_failure_with_a_violation_each() {
+        let bad = [
+            BadLine::malformed(2, "batch_json", "not a request".to_owned()),
+            BadLine {
+                number: 5,
+                rule: "duration_range",
+                message: "duration: 7 s".to_owned(),
+                exit: Exit::Rejected,
+            },
+        ];
+        let failure = bad_lines(Path::new("b.jsonl"), &bad);
+        assert_eq!(failure.exit, Exit::Usage);
+        let doc = failure.document();
+        assert_eq!(doc["error"]["violations"][1]["line"], 5);
+        assert_eq!(doc["error"]["violations"][0]["rule"], "batch_json");
+        assert!(failure.message().contains("2 lines of b.jsonl"));
+        // Lines that only break rules: exit 1.
+        let failure = bad_lines(Path::new("b.jsonl"), &bad[1..]);
+        assert_eq!(failure.exit, Exit::Rejected);
+        assert_eq!(failure.document()["error"]["kind"], "rejected");
     }
 }

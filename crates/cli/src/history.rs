@@ -5,71 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kling::{JobHandle, Usd};
+use kling::Usd;
 use kling_ledger::{Filter, Ledger, Record, RunOptions, State};
 use serde_json::json;
 
 use crate::Exit;
-use crate::jobs::{Output, View, report};
+use crate::args::JobsQuery;
+use crate::error::Failure;
 use crate::ledger::LedgerChoice;
+use crate::output::Output;
 use crate::providers::{ProviderChoice, Session};
 use crate::text::escaped;
-
-/// `kling jobs`' flags and actions.
-#[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub(crate) struct JobsArgs {
-    #[command(subcommand)]
-    action: Option<JobsAction>,
-    /// Totals of estimates and charges by provider and model instead of
-    /// the rows.
-    #[arg(long)]
-    summary: bool,
-    /// Only jobs recorded since then: a duration ago (7d, 12h) or an RFC
-    /// 3339 time.
-    #[arg(long, value_name = "WHEN", value_parser = parse_when)]
-    since: Option<i64>,
-    /// Only jobs recorded before then: a duration ago or an RFC 3339 time.
-    #[arg(long, value_name = "WHEN", value_parser = parse_when)]
-    until: Option<i64>,
-}
-
-/// What `kling jobs` can do to a row.
-#[derive(Debug, clap::Subcommand)]
-enum JobsAction {
-    /// Adopt a job found in the provider's dashboard for an intent that may
-    /// exist (its create's answer was lost); `kling resume` then waits for
-    /// it and downloads its result.
-    Attach {
-        /// The intent number, as `kling jobs` shows it.
-        intent: i64,
-        /// PROVIDER:ID.
-        job: JobHandle,
-    },
-    /// Release an intent that may exist, once you have checked that the
-    /// provider has no job for it: it is no longer reported, and never
-    /// sent again.
-    Forget {
-        /// The intent number.
-        intent: i64,
-    },
-}
-
-/// `7d`, `12h` (that long ago) or an RFC 3339 time, as seconds since the
-/// epoch.
-fn parse_when(text: &str) -> Result<i64, String> {
-    let at = if let Ok(ago) = humantime::parse_duration(text) {
-        SystemTime::now()
-            .checked_sub(ago)
-            .ok_or_else(|| format!("{text} ago is before the epoch"))?
-    } else {
-        humantime::parse_rfc3339_weak(text).map_err(|_| {
-            format!("{text:?} is neither a duration (7d, 12h) nor a time (2026-11-01T00:00:00Z)")
-        })?
-    };
-    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Ok(i64::try_from(secs).unwrap_or(i64::MAX))
-}
+use crate::view::View;
 
 fn age(created_at: i64) -> String {
     let now = SystemTime::now()
@@ -135,57 +82,59 @@ pub(crate) fn row_json(row: &Record) -> serde_json::Value {
 }
 
 /// `kling jobs`, its summary, attach and forget.
-pub(crate) fn jobs(args: &JobsArgs, choice: &LedgerChoice, json: bool) -> Exit {
-    let ledger = match choice.open() {
-        Ok(ledger) => ledger,
-        Err(exit) => return exit,
-    };
+pub(crate) fn jobs(
+    query: &JobsQuery,
+    choice: &LedgerChoice,
+    output: Output,
+) -> Result<(), Failure> {
+    let ledger = choice.open()?;
     crate::providers::block_on(async move {
-        match &args.action {
-            Some(JobsAction::Attach { intent, job }) => {
-                change(ledger.attach(*intent, job).await, json)
+        match query {
+            JobsQuery::Attach { intent, job } => {
+                change(&ledger.attach(*intent, job).await?, output);
             }
-            Some(JobsAction::Forget { intent }) => change(ledger.forget(*intent).await, json),
-            None => {
-                let filter = Filter::all().created(args.since, args.until);
-                match ledger.jobs(&filter).await {
-                    Ok(rows) if args.summary => summary(&ledger, &rows, json),
-                    Ok(rows) => list(&ledger, &rows, json),
-                    Err(e) => crate::ledger::fail(&e, json),
+            JobsQuery::Forget { intent } => change(&ledger.forget(*intent).await?, output),
+            JobsQuery::List {
+                summary: totals,
+                since,
+                until,
+            } => {
+                let filter = Filter::all().created(*since, *until);
+                let rows = ledger.jobs(&filter).await?;
+                if *totals {
+                    summary(&ledger, &rows, output);
+                } else {
+                    list(&ledger, &rows, output);
                 }
             }
         }
+        Ok(())
     })
 }
 
-fn change(result: Result<Record, kling_ledger::Error>, json: bool) -> Exit {
-    match result {
-        Ok(row) => {
-            if json {
-                println!("{}", json!({ "job": row_json(&row) }));
-            } else {
-                println!(
-                    "intent #{}: {} {}",
-                    row.intent,
-                    row.state,
-                    escaped(&row.name())
-                );
-            }
-            Exit::Success
-        }
-        Err(e) => crate::ledger::fail(&e, json),
-    }
+fn change(row: &Record, output: Output) {
+    output.print(
+        || json!({ "job": row_json(row) }),
+        || {
+            format!(
+                "intent #{}: {} {}",
+                row.intent,
+                row.state,
+                escaped(&row.name())
+            )
+        },
+    );
 }
 
-fn list(ledger: &Ledger, rows: &[Record], json: bool) -> Exit {
-    if json {
+fn list(ledger: &Ledger, rows: &[Record], output: Output) {
+    if output.is_json() {
         let rows: Vec<_> = rows.iter().rev().map(row_json).collect();
         println!("{}", json!({ "journal": ledger.location(), "jobs": rows }));
-        return Exit::Success;
+        return;
     }
     if rows.is_empty() {
         eprintln!("no jobs in {}", ledger.location());
-        return Exit::Success;
+        return;
     }
     println!(
         "{:>6} {:<44} {:<8} {:<8} {:<10} {:>5} {:>9} {:>9}  OUTPUT",
@@ -210,7 +159,7 @@ fn list(ledger: &Ledger, rows: &[Record], json: bool) -> Exit {
             "{:>6} {:<44} {:<8} {:<8} {:<10} {:>5} {:>9} {:>9}  {}",
             row.intent,
             escaped(&row.job().map_or_else(|| "-".into(), |j| j.to_string())),
-            row.provider,
+            escaped(&row.provider),
             row.task,
             row.state.as_str(),
             age(row.created_at),
@@ -220,11 +169,10 @@ fn list(ledger: &Ledger, rows: &[Record], json: bool) -> Exit {
         );
     }
     eprintln!("ledger: {}", ledger.location());
-    Exit::Success
 }
 
 /// Totals by provider and model.
-fn summary(ledger: &Ledger, rows: &[Record], json: bool) -> Exit {
+fn summary(ledger: &Ledger, rows: &[Record], output: Output) {
     #[derive(Default)]
     struct Total {
         jobs: u64,
@@ -253,7 +201,7 @@ fn summary(ledger: &Ledger, rows: &[Record], json: bool) -> Exit {
             total.uncharged += 1;
         }
     }
-    if json {
+    if output.is_json() {
         let rows: Vec<_> = totals
             .iter()
             .map(|((provider, model), t)| {
@@ -272,7 +220,7 @@ fn summary(ledger: &Ledger, rows: &[Record], json: bool) -> Exit {
             "{}",
             json!({ "journal": ledger.location(), "summary": rows })
         );
-        return Exit::Success;
+        return;
     }
     println!(
         "{:<9} {:<44} {:>5} {:>10} {:>10} {:>10}",
@@ -281,41 +229,39 @@ fn summary(ledger: &Ledger, rows: &[Record], json: bool) -> Exit {
     for ((provider, model), t) in &totals {
         println!(
             "{:<9} {:<44} {:>5} {:>10} {:>10} {:>10}",
-            provider,
-            model,
+            escaped(provider),
+            escaped(model),
             t.jobs,
             Usd::from_micros(t.estimate).to_string(),
             Usd::from_micros(t.charged_usd).to_string(),
             micros_json(Some(t.charged_credits)).to_string(),
         );
     }
-    Exit::Success
 }
 
 /// `kling resume`: works every unfinished row of the ledger, a few at a
 /// time: sends what never left, looks up what may exist, waits for and
 /// downloads what has a job. Opens only the providers that have such rows.
+///
+/// With `--json`, one summary document accounts for every row, its exit
+/// code and its error included; a failure before any row is worked is the
+/// error document.
 pub(crate) fn resume(
     choice: &LedgerChoice,
     timeout: Duration,
     concurrency: usize,
-    json: bool,
-) -> Exit {
-    let ledger = match choice.open() {
-        Ok(ledger) => ledger,
-        Err(exit) => return exit,
-    };
+    output: Output,
+) -> Result<(), Failure> {
+    let ledger = choice.open()?;
+    let json = output.is_json();
     crate::providers::block_on(async move {
-        let rows = match ledger.jobs(&Filter::unfinished()).await {
-            Ok(rows) => rows,
-            Err(e) => return crate::ledger::fail(&e, json),
-        };
+        let rows = ledger.jobs(&Filter::unfinished()).await?;
         if rows.is_empty() {
             eprintln!("nothing to resume in {}", ledger.location());
             if json {
                 println!("{}", json!({ "resumed": [], "may_exist": [] }));
             }
-            return Exit::Success;
+            return Ok(());
         }
         let mut targets: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
         for row in &rows {
@@ -332,41 +278,44 @@ pub(crate) fn resume(
             .observer(view.observer());
         for ((provider, base_url), count) in targets {
             let Some(choice) = ProviderChoice::hosted(&provider, base_url.clone()) else {
-                eprintln!("error: {count} jobs are on {provider}, which this build does not know");
+                eprintln!(
+                    "error: {count} jobs are on {}, which this build does not know",
+                    escaped(&provider)
+                );
                 worst = Exit::Usage;
                 continue;
             };
             let session = match Session::open(&choice, false).await {
                 Ok(session) => session,
-                Err(exit) => {
-                    worst = exit;
+                Err(failure) => {
+                    // Said here, on stderr: the summary document is the
+                    // one document on stdout.
+                    worst = failure.report(Output::Text);
                     continue;
                 }
             };
-            eprintln!("resuming {count} jobs on {provider}");
+            eprintln!("resuming {count} jobs on {}", escaped(&provider));
             let results = ledger.resume(&session.client, concurrency, &options).await;
             session.close().await;
             let results = match results {
                 Ok(results) => results,
                 Err(e) => {
-                    worst = crate::ledger::fail(&e, json);
+                    worst = Failure::from(&e).report(Output::Text);
                     continue;
                 }
             };
             for (row, result) in results {
                 let exit = match &result {
                     Ok(done) => {
-                        report(done, if json { Output::Quiet } else { Output::Text });
+                        Output::done((!json).then_some(Output::Text), done);
                         Exit::Success
                     }
-                    Err(e) if e.may_exist() => {
-                        eprintln!("{}: {e}", escaped(&row.name()));
-                        may_exist.push(row_json(&row));
-                        Exit::Transport
-                    }
                     Err(e) => {
-                        eprintln!("{}: {e}", escaped(&row.name()));
-                        crate::ledger::exit_for(e)
+                        eprintln!("{}: {}", escaped(&row.name()), escaped(&e.to_string()));
+                        if e.may_exist() {
+                            may_exist.push(row_json(&row));
+                        }
+                        Failure::from(e).exit
                     }
                 };
                 let job = match &result {
@@ -378,6 +327,7 @@ pub(crate) fn resume(
                     "job": job.map(|j| j.to_string()),
                     "output": result.as_ref().ok().map(|d| &d.output),
                     "exit": exit.code(),
+                    "error": result.as_ref().err().map(|e| Failure::from(e).document()["error"].clone()),
                 }));
                 if exit != Exit::Success && worst == Exit::Success {
                     worst = exit;
@@ -388,6 +338,9 @@ pub(crate) fn resume(
         if json {
             println!("{}", json!({ "resumed": resumed, "may_exist": may_exist }));
         }
-        worst
+        match worst {
+            Exit::Success => Ok(()),
+            exit => Err(Failure::reported(exit)),
+        }
     })
 }

@@ -1,11 +1,12 @@
 //! Which ledger a command uses (`--journal`, `KLING_JOURNAL`, or the
-//! platform's data directory), and how a ledger error is reported.
+//! platform's data directory). Its errors are reported as every other
+//! ([`crate::error::Failure`]).
 
 use std::path::PathBuf;
 
-use kling_ledger::{Error, Ledger};
+use kling_ledger::Ledger;
 
-use crate::Exit;
+use crate::error::Failure;
 
 /// Where the ledger lives when neither `--journal` nor `KLING_JOURNAL`
 /// says: the platform's data directory.
@@ -37,18 +38,14 @@ impl LedgerChoice {
     }
 
     /// Opens it, or says why not and what to do.
-    pub(crate) fn open(&self) -> Result<Ledger, Exit> {
+    pub(crate) fn open(&self) -> Result<Ledger, Failure> {
         let Some(path) = self.path() else {
-            eprintln!(
-                "error: no data directory is known for the job ledger (HOME is not set); pass \
-                 --journal PATH or set KLING_JOURNAL"
-            );
-            return Err(Exit::Usage);
+            return Err(Failure::usage(
+                "no data directory is known for the job ledger (HOME is not set); pass \
+                 --journal PATH or set KLING_JOURNAL",
+            ));
         };
-        Ledger::open(&path).map_err(|e| {
-            eprintln!("error: {e}; pass --journal PATH to use another file");
-            Exit::Usage
-        })
+        Ledger::open(&path).map_err(|e| Failure::from(&e).with_exit(crate::Exit::Usage))
     }
 
     /// Opens it only when it exists: a lookup never creates a ledger.
@@ -56,55 +53,5 @@ impl LedgerChoice {
         self.path()
             .filter(|path| path.exists())
             .and_then(|path| Ledger::open(path).ok())
-    }
-}
-
-/// The exit code for a ledger error, as the CLI contract says.
-pub(crate) fn exit_for(error: &Error) -> Exit {
-    match error {
-        Error::Kling(e) => crate::jobs::exit_for(e),
-        Error::Budget { .. } => Exit::Rejected,
-        Error::Refused { .. } => Exit::Refused,
-        Error::MayExist { .. } | Error::Unrecorded { .. } | Error::Busy { .. } => Exit::Transport,
-        _ => Exit::Usage,
-    }
-}
-
-/// Reports a ledger error on stderr (and, with `--json`, as one document
-/// on stdout), with what to do about it; returns its exit code.
-pub(crate) fn fail(error: &Error, json: bool) -> Exit {
-    match error {
-        Error::Kling(e) => crate::jobs::fail(e, json),
-        other => {
-            crate::jobs::report_error(
-                &other.to_string(),
-                error_kind(other),
-                other.may_exist(),
-                other.job(),
-                json,
-            );
-            if let Error::MayExist { .. } = other {
-                eprintln!(
-                    "hint: `kling jobs` lists it; `kling resume` looks for it again where the \
-                     provider allows it"
-                );
-            }
-            exit_for(other)
-        }
-    }
-}
-
-fn error_kind(error: &Error) -> &'static str {
-    match error {
-        Error::Kling(_) => "provider",
-        Error::Store(_) => "ledger",
-        Error::Output { .. } => "output",
-        Error::Budget { .. } => "budget",
-        Error::Unrecorded { .. } => "unrecorded",
-        Error::Busy { .. } => "busy",
-        Error::Conflict(_) => "conflict",
-        Error::MayExist { .. } => "may_exist",
-        Error::Refused { .. } => "refused",
-        _ => "other",
     }
 }

@@ -4,11 +4,12 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use kling::upload::PostUploader;
-use kling::{Client, Descriptor, JobHandle, SecretString};
+use kling::{Client, Descriptor, Error, JobHandle, SecretString};
 use kling_sandbox::Sandbox;
 use serde_json::json;
 
 use crate::Exit;
+use crate::error::Failure;
 
 /// A provider name on the command line: `sandbox`, or one of the facade's
 /// list of providers.
@@ -68,28 +69,26 @@ impl ProviderChoice {
     }
 
     /// The choice for following `job`: the provider its handle names.
-    pub(crate) fn for_job(&self, job: &JobHandle) -> Result<ProviderChoice, Exit> {
+    pub(crate) fn for_job(&self, job: &JobHandle) -> Result<ProviderChoice, Failure> {
         let Some(hosted) = kling::provider_named(&job.provider) else {
             let known: Vec<&str> = kling::PROVIDERS.iter().map(Descriptor::name).collect();
-            eprintln!(
-                "error: unknown provider {:?} in {job}; this build knows {}",
+            return Err(Failure::usage(format!(
+                "unknown provider {:?} in {job}; this build knows {}",
                 job.provider,
                 known.join(", ")
-            );
-            return Err(Exit::Usage);
+            )));
         };
         if self.name.0.is_none() && self.base_url.is_none() {
-            eprintln!(
-                "error: {job} is a {} job id; the in-process sandbox forgets its jobs when the \
-                 command that made them exits. For {} itself, set {} and pass --provider {}; for \
-                 a running `kling sandbox`, add --base-url http://ADDR/{}.",
+            return Err(Failure::usage(format!(
+                "{job} is a {} job id; the in-process sandbox forgets its jobs when the command \
+                 that made them exits. For {} itself, set {} and pass --provider {}; for a \
+                 running `kling sandbox`, add --base-url http://ADDR/{}.",
                 hosted.title,
                 hosted.title,
                 hosted.key_variable,
                 hosted.name(),
                 hosted.name()
-            );
-            return Err(Exit::Usage);
+            )));
         }
         Ok(ProviderChoice {
             name: ProviderName(Some(hosted)),
@@ -129,7 +128,7 @@ pub(crate) struct Session {
 impl Session {
     /// Opens the chosen provider. A key is read only when something will
     /// be sent (`dry_run` needs none).
-    pub(crate) async fn open(choice: &ProviderChoice, dry_run: bool) -> Result<Session, Exit> {
+    pub(crate) async fn open(choice: &ProviderChoice, dry_run: bool) -> Result<Session, Failure> {
         let Some(hosted) = choice.name.0 else {
             return Self::in_process_sandbox().await;
         };
@@ -137,16 +136,24 @@ impl Session {
             Ok(key) if !key.trim().is_empty() => SecretString::from(key),
             _ if dry_run => SecretString::from(""),
             _ => {
-                eprintln!(
-                    "error: {} is not set; export your {} key in it (or use --dry-run, or \
-                     --provider sandbox)",
+                return Err(Failure::usage(format!(
+                    "{} is not set; export your {} key in it (or use --dry-run, or --provider \
+                     sandbox)",
                     hosted.key_variable, hosted.title
-                );
-                return Err(Exit::Usage);
+                )));
             }
         };
         let base = choice.base_url.as_deref().unwrap_or(hosted.base_url);
-        let adapter = (hosted.build)(base, key).map_err(|e| crate::jobs::fail(&e, false))?;
+        let adapter = (hosted.build)(base, key).map_err(|e| match e {
+            // Nothing was recorded or sent: the key is refused as it is read.
+            Error::InvalidKey { problem, .. } => Failure::usage(format!(
+                "{} cannot be used as an API key: {problem}; nothing was sent",
+                hosted.key_variable
+            )),
+            // --base-url is a flag: a URL the key must not go to is a usage error.
+            Error::Unsupported { .. } => Failure::from(&e).with_exit(Exit::Usage),
+            e => Failure::from(&e),
+        })?;
         let mut client = Client::from_arc(adapter);
         if let Some(uploads) = choice.uploads() {
             client = client.with_uploader(Arc::new(PostUploader::new(uploads)));
@@ -167,11 +174,14 @@ impl Session {
             .map(|(provider, base)| (*provider, base.as_deref()))
     }
 
-    async fn in_process_sandbox() -> Result<Session, Exit> {
+    async fn in_process_sandbox() -> Result<Session, Failure> {
         let config = kling_sandbox::Config::default().job_duration(SANDBOX_JOB);
         let sandbox = Sandbox::start(config).await.map_err(|e| {
-            eprintln!("error: cannot start the sandbox: {e}");
-            Exit::Transport
+            Failure::new(
+                Exit::Transport,
+                "transport",
+                format!("cannot start the sandbox: {e}"),
+            )
         })?;
         eprintln!(
             "provider: sandbox (an offline emulator of ShortAPI on {}; nothing leaves this machine and nothing is charged)",
@@ -182,7 +192,7 @@ impl Session {
             &format!("{}/shortapi", sandbox.base_url()),
             SecretString::from("sandbox"),
         )
-        .map_err(|e| crate::jobs::fail(&e, false))?;
+        .map_err(Failure::from)?;
         let client = Client::new(shortapi).with_uploader(Arc::new(PostUploader::new(format!(
             "{}/uploads",
             sandbox.base_url()
@@ -192,8 +202,9 @@ impl Session {
             sandbox: Some(sandbox),
             target: None,
             scratch: Some(tempfile::tempdir().map_err(|e| {
-                eprintln!("error: cannot make a temporary ledger for the sandbox: {e}");
-                Exit::Usage
+                Failure::usage(format!(
+                    "cannot make a temporary ledger for the sandbox: {e}"
+                ))
             })?),
         })
     }
@@ -204,13 +215,10 @@ impl Session {
     pub(crate) fn ledger(
         &self,
         choice: &crate::ledger::LedgerChoice,
-    ) -> Result<kling_ledger::Ledger, Exit> {
+    ) -> Result<kling_ledger::Ledger, Failure> {
         match &self.scratch {
             Some(dir) => {
-                kling_ledger::Ledger::open(dir.path().join("ledger.sqlite3")).map_err(|e| {
-                    eprintln!("error: {e}");
-                    Exit::Usage
-                })
+                kling_ledger::Ledger::open(dir.path().join("ledger.sqlite3")).map_err(Failure::from)
             }
             None => choice.open(),
         }
@@ -224,16 +232,19 @@ impl Session {
 }
 
 /// Runs `future` on a fresh runtime.
-pub(crate) fn block_on(future: impl std::future::Future<Output = Exit>) -> Exit {
+pub(crate) fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime.block_on(future),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            Exit::Transport
-        }
+        Err(e) => Err(Failure::new(
+            Exit::Transport,
+            "runtime",
+            format!("cannot start the async runtime: {e}"),
+        )),
     }
 }
 

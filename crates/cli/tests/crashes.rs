@@ -6,10 +6,7 @@
 
 mod support;
 
-use std::path::Path;
-
-use serde_json::Value;
-use support::{SandboxProcess, kling_with_journal};
+use support::{SandboxProcess, jobs as rows, kling_with_journal};
 
 /// The steps a run can die after, in order.
 const POINTS: [&str; 6] = [
@@ -26,15 +23,6 @@ fn key(provider: &str) -> &'static str {
         "oxen" => "OXEN_API_KEY",
         _ => "SHORTAPI_KEY",
     }
-}
-
-fn rows(journal: &Path) -> Vec<Value> {
-    let output = kling_with_journal(journal)
-        .args(["--json", "jobs"])
-        .output()
-        .unwrap();
-    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
-    doc["jobs"].as_array().cloned().unwrap_or_default()
 }
 
 /// What `kling resume` must leave after a crash at `point` on `provider`:

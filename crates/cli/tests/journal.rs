@@ -9,23 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{SandboxProcess, kling_with_journal};
-
-/// `kling jobs --json` on `journal`.
-fn jobs(journal: &Path) -> Vec<Value> {
-    let output = kling_with_journal(journal)
-        .args(["--json", "jobs"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
-    doc["jobs"].as_array().cloned().unwrap_or_default()
-}
+use support::{SandboxProcess, eventually, jobs, kling_with_journal};
 
 /// The results a batch wrote in `dir`: `STEM-HASH.mp4` files.
 fn results_in(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -36,17 +20,6 @@ fn results_in(dir: &Path) -> Vec<std::path::PathBuf> {
         .collect();
     found.sort();
     found
-}
-
-/// Polls every 50 ms, for at most 20 s, until `ready`.
-fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if ready() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// `kling edit` on the sandbox's ShortAPI, in the background.

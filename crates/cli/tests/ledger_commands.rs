@@ -6,22 +6,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{SandboxProcess, kling_with_journal};
-
-fn kling_json(journal: &Path, args: &[&str]) -> Value {
-    let output = kling_with_journal(journal)
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
+use support::{SandboxProcess, kling_json, kling_with_journal};
 
 fn edit(
     sandbox: &SandboxProcess,

@@ -157,6 +157,49 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The API key cannot be used as it is: it holds a character no HTTP
+    /// header can carry (a line break, another control character).
+    /// Nothing was sent. The message names the problem,
+    /// never the key.
+    #[error("the API key for {provider} cannot be sent: {problem}; nothing was sent")]
+    InvalidKey {
+        /// The provider.
+        provider: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// A request that is safe to repeat (a status, a cancel, a lookup) kept
+    /// failing on the provider's side (5xx answers, answers that are not
+    /// readable) until its retries were spent. It created nothing; a later
+    /// try may succeed.
+    #[error("{provider} kept failing on {request} ({tries} tries): {message}")]
+    Unavailable {
+        /// The provider.
+        provider: String,
+        /// The request: `GET /path`.
+        request: String,
+        /// How many tries were made.
+        tries: u32,
+        /// What the last try got.
+        message: String,
+    },
+
+    /// A local file could not be read or written (a full disk, a folder
+    /// that cannot be written, a failed rename): the provider is not
+    /// concerned, and nothing was sent because of it.
+    #[error("{what}: {error}")]
+    Local {
+        /// The job whose result was being written, when there is one (it
+        /// is done at the provider; its result can be fetched again).
+        job: Option<Box<JobHandle>>,
+        /// What was being done: `cannot write the result of shortapi:abc`.
+        what: String,
+        /// The I/O error.
+        #[source]
+        error: BoxError,
+    },
+
     /// The provider answered with something we cannot interpret (an
     /// unknown status, a body that is not the documented shape).
     #[error("unexpected answer from {provider}: {message}")]
@@ -299,6 +342,40 @@ impl Error {
         matches!(self, Error::Timeout { .. })
     }
 
+    /// Whether trying the same idempotent request again later may succeed:
+    /// a transport failure, a timeout, a provider that kept failing
+    /// ([`Error::Unavailable`]), a rate limit or an answer that could not
+    /// be read ([`Error::Protocol`]). False for refusals, broken rules,
+    /// failed jobs and local errors.
+    ///
+    /// ```
+    /// use kling_core::Error;
+    ///
+    /// let err = Error::Unavailable {
+    ///     provider: "shortapi".into(),
+    ///     request: "GET /status".into(),
+    ///     tries: 6,
+    ///     message: "HTTP 500".into(),
+    /// };
+    /// assert!(err.is_transient());
+    /// assert!(!err.may_have_been_sent());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Transport { .. }
+                | Error::Timeout { .. }
+                | Error::Unavailable { .. }
+                | Error::RateLimited { .. }
+                | Error::Protocol { .. }
+        )
+    }
+
+    /// A local file could not be read or written.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Error::Local { .. })
+    }
+
     /// How long the provider asked to wait before trying again.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -339,7 +416,7 @@ impl Error {
     pub fn job(&self) -> Option<&JobHandle> {
         match self {
             Error::JobFailed { job, .. } | Error::JobCancelled { job } => Some(job),
-            Error::Timeout { job, .. } => job.as_deref(),
+            Error::Timeout { job, .. } | Error::Local { job, .. } => job.as_deref(),
             _ => None,
         }
     }

@@ -68,14 +68,28 @@ impl ApiClient {
     /// # Errors
     ///
     /// [`Error::Unsupported`] for a base URL that is not `https` (or `http`
-    /// on loopback); [`Error::Transport`] when the HTTP client cannot be
-    /// built (TLS setup).
+    /// on loopback); [`Error::InvalidKey`] for a key no HTTP header can
+    /// carry (a line break or another control character), before anything
+    /// is sent; [`Error::Transport`] when the HTTP
+    /// client cannot be built (TLS setup).
+    ///
+    /// ```
+    /// use kling_http::{ApiClient, SecretString};
+    ///
+    /// let key = Some(SecretString::from("sk-123\n"));
+    /// let err = ApiClient::new("shortapi", "https://api.shortapi.ai", key).unwrap_err();
+    /// assert!(matches!(err, kling_core::Error::InvalidKey { .. }));
+    /// assert!(!err.to_string().contains("sk-123"));
+    /// ```
     pub fn new(
         provider: &'static str,
         base_url: &str,
         key: Option<SecretString>,
     ) -> Result<Self, Error> {
         check_base_url(provider, base_url)?;
+        if let Some(key) = &key {
+            check_key(provider, key)?;
+        }
         let http = crate::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -139,12 +153,7 @@ impl ApiClient {
             .request(method, self.url(path))
             .timeout(self.request_timeout);
         if let Some(key) = &self.key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-                .map_err(|_| Error::Auth {
-                    provider: self.provider.to_owned(),
-                    status: 0,
-                    message: "the API key holds characters a header cannot carry".to_owned(),
-                })?;
+            let mut value = bearer(self.provider, key)?;
             value.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, value);
         }
@@ -307,13 +316,7 @@ impl ApiClient {
         // No overall timeout: the stream stays open.
         let mut builder = self.http.get(self.url(path));
         if let Some(key) = &self.key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-                .map_err(|_| {
-                    self.transport(
-                        Delivery::NotSent,
-                        "the API key cannot be sent in a header".into(),
-                    )
-                })?;
+            let mut value = bearer(self.provider, key)?;
             value.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, value);
         }
@@ -332,6 +335,12 @@ impl ApiClient {
         }
     }
 
+    /// Sends a request that is safe to repeat, retrying it on 429, 5xx,
+    /// connection errors and success answers that are not JSON (an HTML
+    /// page from a proxy says nothing about the job). Once retries are
+    /// spent, a provider that kept failing is [`Error::Unavailable`] (a
+    /// transient failure, never a refusal); a rate limit stays
+    /// [`Error::RateLimited`] and a dropped connection [`Error::Transport`].
     async fn idempotent(
         &self,
         method: Method,
@@ -343,32 +352,46 @@ impl ApiClient {
             retry += 1;
             let last_try = retry >= self.retry.max_attempts;
             let request = self.request(method.clone(), path)?.query(query);
+            let unavailable = |message: String| Error::Unavailable {
+                provider: self.provider.to_owned(),
+                request: format!("{method} {path}"),
+                tries: retry,
+                message,
+            };
             let (error, retry_after) = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = retry_after(&response);
                     if status.is_success() {
                         match read_capped(response).await {
-                            Ok(bytes) => {
-                                return serde_json::from_slice(&bytes).map_err(|e| {
-                                    Error::Protocol {
-                                        provider: self.provider.to_owned(),
-                                        message: format!(
-                                            "the answer to {method} {path} is not JSON: {e}"
-                                        ),
-                                        body: excerpt(&String::from_utf8_lossy(&bytes)),
-                                    }
-                                });
-                            }
+                            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                                Ok(value) => return Ok(value),
+                                Err(e) => (
+                                    unavailable(format!(
+                                        "HTTP {status} with an answer that is not JSON ({e}): {}",
+                                        short_excerpt(&String::from_utf8_lossy(&bytes))
+                                    )),
+                                    None,
+                                ),
+                            },
                             Err(e) => (self.transport(Delivery::MaybeSent, e.into()), None),
                         }
                     } else {
                         let body = read_text(response).await;
-                        let error = self.refusal(status, &body, retry_after);
-                        if !(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) {
-                            return Err(error);
+                        if status.is_server_error() {
+                            let message =
+                                provider_message(&body).unwrap_or_else(|| short_excerpt(&body));
+                            (
+                                unavailable(format!("HTTP {status}: {message}")),
+                                retry_after,
+                            )
+                        } else {
+                            let error = self.refusal(status, &body, retry_after);
+                            if status != StatusCode::TOO_MANY_REQUESTS {
+                                return Err(error);
+                            }
+                            (error, retry_after)
                         }
-                        (error, retry_after)
                     }
                 }
                 Err(e) => {
@@ -480,6 +503,42 @@ pub fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
+/// The `Authorization` header for `key`, or why it cannot be one.
+fn bearer(provider: &str, key: &SecretString) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
+        Error::InvalidKey {
+            provider: provider.to_owned(),
+            problem: key_problem(key.expose_secret()),
+        }
+    })
+}
+
+/// Refuses a key no header can carry, saying why without showing it.
+fn check_key(provider: &str, key: &SecretString) -> Result<(), Error> {
+    bearer(provider, key).map(drop)
+}
+
+/// What makes `key` unusable in a header, in words that do not show it.
+fn key_problem(key: &str) -> String {
+    let position = |at: usize| key[..at].chars().count() + 1;
+    match key
+        .char_indices()
+        .find(|(_, c)| c.is_control() && *c != '\t')
+    {
+        Some((at, '\n' | '\r')) => format!(
+            "it holds a line break (character {} of {}); copy the key again without it",
+            position(at),
+            key.chars().count()
+        ),
+        Some((at, _)) => format!(
+            "it holds a control character (character {} of {})",
+            position(at),
+            key.chars().count()
+        ),
+        None => "it holds characters an HTTP header cannot carry".to_owned(),
+    }
+}
+
 /// Refuses a base URL the key must not be sent to: anything but `https`,
 /// except `http` on a loopback address.
 fn check_base_url(provider: &str, base_url: &str) -> Result<(), Error> {
@@ -563,6 +622,14 @@ fn retry_after(response: &Response) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// At most 200 characters of a body, for an error's one-line message.
+fn short_excerpt(body: &str) -> String {
+    match body.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &body[..cut]),
+        None => body.to_owned(),
+    }
+}
+
 /// At most 2,000 characters of a body, for errors.
 fn excerpt(body: &str) -> String {
     match body.char_indices().nth(2000) {
@@ -591,5 +658,35 @@ mod tests {
         ] {
             assert_eq!(provider_message(body).as_deref(), expected, "{body}");
         }
+    }
+
+    #[test]
+    fn a_key_no_header_can_carry_is_refused_without_showing_it() {
+        for (key, says) in [
+            ("sk-secret\n", "line break (character 10 of 10)"),
+            ("sk-\rsecret", "line break (character 4 of 10)"),
+            ("sk-\u{1b}secret", "control character (character 4 of 10)"),
+        ] {
+            let err = ApiClient::new(
+                "shortapi",
+                "https://api.shortapi.ai",
+                Some(SecretString::from(key)),
+            )
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Error::InvalidKey { .. }), "{key:?}: {err:?}");
+            assert!(text.contains(says), "{key:?}: {text}");
+            assert!(!text.contains("secret") && !text.contains("cret"), "{text}");
+        }
+        // A key with a tab or spaces is sent as it is (and the http crate
+        // lets non-ASCII bytes through).
+        assert!(
+            ApiClient::new(
+                "shortapi",
+                "https://api.shortapi.ai",
+                Some(SecretString::from("sk 1\t2"))
+            )
+            .is_ok()
+        );
     }
 }

@@ -115,7 +115,10 @@ async fn huge_and_garbled_answers_give_typed_errors() {
     for path in ["/huge", "/binary", "/html"] {
         let err = api.get(path, &[]).await.unwrap_err();
         assert!(
-            matches!(err, Error::Protocol { .. } | Error::Transport { .. }),
+            matches!(
+                err,
+                Error::Protocol { .. } | Error::Transport { .. } | Error::Unavailable { .. }
+            ),
             "{path}: {err:?}"
         );
     }

@@ -397,11 +397,13 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Timeout`] carrying the job when `options.deadline` passes
-    /// (the partial file is kept for the next try); otherwise an
+    /// (the partial file is kept for the next try); [`Error::Local`]
+    /// naming the job when the file cannot be written (a full disk, a
+    /// failed rename, a `dest` that is not a regular file); otherwise an
     /// [`Error::Transport`] naming the job, whose source is the
     /// [`DownloadError`]: retries spent or a stall (the partial file kept),
     /// a result that is not a video twice, another download writing `dest`
-    /// ([`DownloadError::Busy`]), a `dest` that is not a regular file. None
+    /// ([`DownloadError::Busy`]). None
     /// of them may have created anything: [`Error::may_have_been_sent`] is
     /// false. Or the refreshed status's error.
     pub async fn download_with_options(
@@ -460,8 +462,9 @@ fn first_output(job: &JobHandle, status: &JobStatus) -> Result<String, Error> {
 }
 
 /// A download's error as the facade's: the deadline as a timeout on the
-/// job, anything else as a transport error naming it. A download creates
-/// nothing, so none of them may have been sent.
+/// job, a file that cannot be written as a local error, anything else as a
+/// transport error naming it. A download creates nothing, so none of them
+/// may have been sent.
 fn download_error(job: &JobHandle, error: DownloadError, options: &DownloadOptions) -> Error {
     if let DownloadError::TimedOut { .. } = error {
         return Error::Timeout {
@@ -470,11 +473,19 @@ fn download_error(job: &JobHandle, error: DownloadError, options: &DownloadOptio
             delivery: Delivery::NotSent,
         };
     }
-    Error::Transport {
-        provider: job.provider.clone(),
-        delivery: Delivery::NotSent,
-        attempt: Some(format!("downloading the result of {job}")),
-        source: Box::new(error),
+    match error {
+        // The disk, not the connection: say so.
+        DownloadError::Io { .. } | DownloadError::NotARegularFile { .. } => Error::Local {
+            job: Some(Box::new(job.clone())),
+            what: format!("the result of {job} could not be written"),
+            error: Box::new(error),
+        },
+        error => Error::Transport {
+            provider: job.provider.clone(),
+            delivery: Delivery::NotSent,
+            attempt: Some(format!("downloading the result of {job}")),
+            source: Box::new(error),
+        },
     }
 }
 

@@ -94,12 +94,13 @@ impl Uploader for PostUploader {
         let (what, bytes): (String, Vec<u8>) = match media {
             Media::File(path) => {
                 let what = path.display().to_string();
-                let bytes = tokio::fs::read(path).await.map_err(|e| {
-                    upload_error(
-                        &what,
-                        &self.endpoint,
-                        format!("cannot read {}: {e}", path.display()),
-                    )
+                let bytes = tokio::fs::read(path).await.map_err(|e| Error::Local {
+                    job: None,
+                    what: format!(
+                        "cannot read {} to upload it (no job was created)",
+                        path.display()
+                    ),
+                    error: Box::new(e),
                 })?;
                 (what, bytes)
             }

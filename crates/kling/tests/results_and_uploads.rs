@@ -327,8 +327,12 @@ async fn an_unreadable_file_or_a_refused_upload_created_nothing() {
         .upload(&Media::file("/nonexistent/in.mp4"))
         .await
         .unwrap_err();
-    assert_upload_not_sent(&err);
+    // The disk, not the connection: a local error, and nothing was sent.
+    assert!(!err.may_have_been_sent(), "{err}");
+    assert!(err.is_local(), "{err:?}");
+    assert!(err.to_string().contains("no job was created"), "{err}");
     assert!(err.to_string().contains("/nonexistent/in.mp4"), "{err}");
+    assert!(!err.to_string().contains("connection"), "{err}");
     // The sandbox refuses an empty upload with 400.
     let err = uploader
         .upload(&Media::bytes(&b""[..], None))

@@ -1216,9 +1216,15 @@ fn done(row: Record, status: Option<JobStatus>) -> Done {
     }
 }
 
-/// A job id as a file name: letters, digits, `-` and `_` kept, anything
-/// else `_`, at most 64 characters (a longer id keeps its start and a hash
-/// of the whole).
+/// How many characters of a job id a file name keeps before its hash.
+const NAME_PREFIX: usize = 47;
+
+/// A job id as a file name (without its extension), safe on every file
+/// system: letters, digits, `-` and `_` kept, anything else `_`. An id kept
+/// whole as it is (at most 64 such characters, not starting with `-`, not
+/// a name Windows reserves) is its own name; any other keeps a safe prefix
+/// of at most 47 characters and adds `-` and a hash of the whole id, so that
+/// two ids never share a name and no name passes 64 bytes.
 pub(crate) fn file_name(id: &str) -> String {
     let safe: String = id
         .chars()
@@ -1230,11 +1236,34 @@ pub(crate) fn file_name(id: &str) -> String {
             }
         })
         .collect();
-    if safe.len() <= 64 {
+    let whole = safe == id
+        && !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('-')
+        && !reserved_on_windows(id);
+    if whole {
         return safe;
     }
     let hash = crate::record::identity("file", None, id);
-    format!("{}-{}", &safe[..47], &hash[..16])
+    let prefix: String = safe
+        .trim_start_matches('-')
+        .chars()
+        .take(NAME_PREFIX)
+        .collect();
+    if prefix.is_empty() {
+        format!("job-{}", &hash[..16])
+    } else {
+        format!("{prefix}-{}", &hash[..16])
+    }
+}
+
+/// Names Windows gives to devices, with any extension: `CON`, `NUL.mp4`.
+fn reserved_on_windows(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name).to_ascii_uppercase();
+    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -1248,6 +1277,81 @@ mod tests {
 
     use super::*;
     use crate::store::{Store, StoreResult};
+
+    /// What every name made from a job id must be.
+    fn assert_safe(id: &str, name: &str) {
+        assert!(!name.is_empty() && name.len() <= 64, "{id:?}: {name:?}");
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{id:?}: {name:?}"
+        );
+        assert!(!name.starts_with('-'), "{id:?}: {name:?}");
+        assert!(!reserved_on_windows(name), "{id:?}: {name:?}");
+    }
+
+    #[test]
+    fn job_ids_become_bounded_safe_file_names() {
+        for (id, expected) in [
+            ("abc-123_X", "abc-123_X"),
+            ("a/b", "a_b-"),
+            ("a\\b", "a_b-"),
+            ("C:x", "C_x-"),
+            ("a\0b\nc\u{1b}[2J", "a_b_c__2J-"),
+            ("CON", "CON-"),
+            ("nul", "nul-"),
+            ("Com7", "Com7-"),
+            ("lpt1", "lpt1-"),
+            ("-rf", "rf-"),
+            ("", "job-"),
+            ("..", "__-"),
+            ("/", "_-"),
+            ("ab:o1-edit", "ab_o1-edit-"),
+        ] {
+            let name = file_name(id);
+            assert_safe(id, &name);
+            if expected.ends_with('-') {
+                assert!(name.starts_with(expected), "{id:?}: {name:?}");
+                assert_eq!(name.len(), expected.len() + 16, "{id:?}: {name:?}");
+            } else {
+                assert_eq!(name, expected);
+            }
+        }
+        let long = "x".repeat(10 * 1024);
+        let name = file_name(&long);
+        assert_safe(&long, &name);
+        assert!(name.starts_with(&"x".repeat(NAME_PREFIX)), "{name}");
+        // Ids that differ only where characters were replaced, or past the
+        // prefix, get different names.
+        assert_ne!(file_name("a/b"), file_name("a:b"));
+        assert_ne!(file_name(&long), file_name(&(long.clone() + "y")));
+        assert_ne!(file_name("CON"), file_name("con"));
+    }
+
+    #[test]
+    fn any_job_id_gives_a_safe_distinct_file_name() {
+        // A property over seeded random ids: every name is safe, and
+        // distinct ids give distinct names.
+        let mut rng = fastrand::Rng::with_seed(7);
+        let alphabet: Vec<char> = "aZ09-_./\\:*?\"<>|\0\n\r\t\u{1b}\u{7f} éüЖ💥CONULPT1"
+            .chars()
+            .collect();
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..5000 {
+            let len = match rng.u8(..) {
+                0..10 => rng.usize(3000..12_000),
+                _ => rng.usize(0..80),
+            };
+            let id: String = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            let name = file_name(&id);
+            assert_safe(&id, &name);
+            if let Some(other) = seen.insert(name.clone(), id.clone()) {
+                assert_eq!(other, id, "two ids share the name {name}");
+            }
+        }
+    }
 
     /// A ledger whose disk is full for writes of a job id, `failures` times.
     #[derive(Debug)]

@@ -34,7 +34,9 @@ pub enum FaultKind {
     /// downloads only.
     Stall,
     /// A download answers `200 OK` with a small `text/html` error page in
-    /// place of the video, as a CDN or a proxy may. Acts on downloads only.
+    /// place of the video, as a CDN or a proxy may; a status query answers
+    /// the same page in place of its JSON, as a proxy in front of the API
+    /// may. Acts on downloads and status queries only.
     Html,
 }
 

@@ -78,7 +78,7 @@ async fn download(
 
 /// What a CDN or proxy in trouble answers in place of a file: `200 OK` and
 /// an HTML page (the `html` fault).
-fn html_page() -> Response {
+pub(crate) fn html_page() -> Response {
     const PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>\n\
         <body><h1>Service Unavailable</h1><p>The file is temporarily unavailable; \
         please try again later. (sandbox fault <code>html</code>)</p></body></html>\n";

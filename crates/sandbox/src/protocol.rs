@@ -106,6 +106,11 @@ where
         Ok(faults) => faults,
         Err(answer) => return answer,
     };
+    // An HTML page where JSON belongs, as a proxy in front of the API
+    // may serve: the request did not reach the provider.
+    if faults.contains(&FaultKind::Html) && operation == Operation::Status {
+        return crate::files::html_page();
+    }
     let response = handler().await;
     if faults.contains(&FaultKind::Drop) {
         return dropped();

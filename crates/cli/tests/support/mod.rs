@@ -39,6 +39,51 @@ pub fn kling_with_journal(journal: &Path) -> Command {
     command
 }
 
+/// `kling --json ARGS` with `journal`, which must succeed: its document.
+pub fn kling_json(journal: &Path, args: &[&str]) -> serde_json::Value {
+    let output = kling_with_journal(journal)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The rows of `kling jobs --json` on `journal`, newest first.
+pub fn jobs(journal: &Path) -> Vec<serde_json::Value> {
+    kling_json(journal, &["jobs"])["jobs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The JSON documents on `stdout`, one a line; panics on a line that is
+/// not JSON.
+pub fn documents(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+/// Polls every 50 ms, for at most 20 s, until `ready`.
+pub fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// A GET on the sandbox, answered as raw HTTP.
 pub fn get(base: &str, path: &str) -> String {
     let addr = base.strip_prefix("http://").unwrap();
