@@ -25,6 +25,10 @@ pub struct Client {
     rng: Arc<Mutex<fastrand::Rng>>,
 }
 
+/// Status answers in a row that cannot be read before a wait gives up on
+/// them: each is followed by the usual delay.
+const UNREADABLE_STATUSES_TOLERATED: u32 = 3;
+
 /// Where a local file stands in a dry run: the URL an uploader would give
 /// is not known until it runs.
 const UPLOAD_PLACEHOLDER: &str = "https://upload.invalid/";
@@ -275,6 +279,7 @@ impl Client {
         };
         let mut check = 0;
         let mut push_lost = false;
+        let mut unreadable = 0;
         loop {
             let mut delay = {
                 let mut rng = self
@@ -306,16 +311,33 @@ impl Client {
                 None
             };
             push_lost = false;
-            let status = match pushed {
-                Some(Pushed::Ended(status)) => status,
+            let asked = match pushed {
+                Some(Pushed::Ended(status)) => Ok(status),
                 Some(_) => {
                     push_lost = true;
-                    self.status_within(job, start, options, timeout).await?
+                    self.status_within(job, start, options, timeout).await
                 }
                 None if delay >= remaining => return Err(timeout(options.deadline)),
-                None => self.status_within(job, start, options, timeout).await?,
+                None => self.status_within(job, start, options, timeout).await,
             };
             check += 1;
+            let status = match asked {
+                Ok(status) => {
+                    unreadable = 0;
+                    status
+                }
+                // An answer that cannot be read says nothing of the job,
+                // which may be fine: ask again at the next check, a few
+                // times, before giving up.
+                Err(e @ Error::Protocol { .. }) => {
+                    unreadable += 1;
+                    if unreadable > UNREADABLE_STATUSES_TOLERATED {
+                        return Err(e);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             progress(&status);
             match &status.state {
                 JobState::Succeeded { .. } => return Ok(status),
