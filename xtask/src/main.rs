@@ -18,8 +18,10 @@ usage: cargo xtask COMMAND
 
 commands:
   schemas              regenerate schemas/generated/ from the adapters' wire types
+                       and copy schemas/published/ into the sandbox's package
   check [--against DIR]
-                       fail when schemas/generated/ is stale, or when what the
+                       fail when schemas/generated/ or the sandbox's copy of
+                       schemas/published/ is stale, or when what the
                        adapters send differs from schemas/published/ (or from
                        the providers' OpenAPI documents in DIR) beyond
                        schemas/allowed-differences.toml
@@ -96,7 +98,9 @@ fn faults_command(args: &[&str]) -> ExitCode {
 fn write_schemas(root: &Path) -> ExitCode {
     match schemas::write(root) {
         Ok(changed) if changed.is_empty() => {
-            println!("schemas/generated/ is up to date");
+            println!(
+                "schemas/generated/ and the sandbox's copy of schemas/published/ are up to date"
+            );
             ExitCode::SUCCESS
         }
         Ok(changed) => {
@@ -106,7 +110,7 @@ fn write_schemas(root: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: cannot write schemas/generated/: {e}");
+            eprintln!("error: cannot write schemas/generated/ or the sandbox's copy: {e}");
             ExitCode::FAILURE
         }
     }
@@ -124,6 +128,7 @@ struct Report {
 fn check(root: &Path, against: Option<&Path>) -> Report {
     let mut report = Report::default();
     report.problems.extend(schemas::stale(root));
+    report.problems.extend(schemas::sandbox_copy_drift(root));
     let (published, origin, require_each) = match against {
         None => (
             schemas::published(root),
@@ -206,10 +211,14 @@ mod tests {
 
     use super::*;
 
-    /// A copy of the workspace's schemas, to break on purpose.
+    /// A copy of the workspace's schemas (and the sandbox's copy of the
+    /// published ones), to break on purpose.
     fn copy_of_schemas() -> tempfile::TempDir {
         let copy = tempfile::tempdir().unwrap();
-        let mut pending = vec![PathBuf::from("schemas")];
+        let mut pending = vec![
+            PathBuf::from("schemas"),
+            PathBuf::from(schemas::SANDBOX_COPY),
+        ];
         while let Some(dir) = pending.pop() {
             std::fs::create_dir_all(copy.path().join(&dir)).unwrap();
             for entry in std::fs::read_dir(root().join(&dir)).unwrap().flatten() {
@@ -231,6 +240,15 @@ mod tests {
         std::fs::write(path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
     }
 
+    /// Edits a published schema as a maintainer would: the file under
+    /// `schemas/published/`, then `cargo xtask schemas`, which copies it into
+    /// the sandbox.
+    fn edit_published(copy: &Path, relative: &str, change: impl FnOnce(&mut Value)) {
+        edit_json(&copy.join("schemas/published").join(relative), change);
+        let copied = copy.join(schemas::SANDBOX_COPY).join(relative);
+        std::fs::copy(copy.join("schemas/published").join(relative), copied).unwrap();
+    }
+
     #[test]
     fn the_workspace_passes() {
         let report = check(&root(), None);
@@ -240,18 +258,19 @@ mod tests {
     #[test]
     fn drift_in_a_published_schema_is_reported_exactly() {
         let copy = copy_of_schemas();
-        let file = copy
-            .path()
-            .join("schemas/published/aimlapi/video-o1-image-to-video.json");
-        edit_json(&file, |schema| {
-            schema["properties"]["seed"] = json!({"type": "integer"});
-            schema["required"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!("seed"));
-            schema["properties"]["duration"]["enum"] = json!([5, 10, 15]);
-            schema["properties"]["prompt"]["type"] = json!("integer");
-        });
+        edit_published(
+            copy.path(),
+            "aimlapi/video-o1-image-to-video.json",
+            |schema| {
+                schema["properties"]["seed"] = json!({"type": "integer"});
+                schema["required"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("seed"));
+                schema["properties"]["duration"]["enum"] = json!([5, 10, 15]);
+                schema["properties"]["prompt"]["type"] = json!("integer");
+            },
+        );
         let report = check(copy.path(), None);
         assert_eq!(
             report.problems,
@@ -269,10 +288,8 @@ mod tests {
     #[test]
     fn a_field_we_send_that_is_not_published_is_reported() {
         let copy = copy_of_schemas();
-        let file = copy
-            .path()
-            .join("schemas/published/oxen/kling-video-o1-video-to-video-edit.json");
-        edit_json(&file, |schema| {
+        let file = "oxen/kling-video-o1-video-to-video-edit.json";
+        edit_published(copy.path(), file, |schema| {
             schema["properties"]
                 .as_object_mut()
                 .unwrap()
@@ -310,6 +327,43 @@ mod tests {
         );
         // Regenerating fixes all three, and a second run changes nothing.
         assert_eq!(schemas::write(copy.path()).unwrap().len(), 3);
+        assert_eq!(schemas::write(copy.path()).unwrap(), Vec::<String>::new());
+        assert_eq!(check(copy.path(), None).problems, Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_sandbox_copy_must_match_the_published_schemas() {
+        let copy = copy_of_schemas();
+        let sandbox = copy.path().join(schemas::SANDBOX_COPY);
+        // One byte more is a difference: the copy is compared byte for byte.
+        let edited = sandbox.join("oxen/kling-video-o3-omni.json");
+        let mut text = std::fs::read_to_string(&edited).unwrap();
+        text.push('\n');
+        std::fs::write(&edited, text).unwrap();
+        std::fs::remove_file(sandbox.join("shortapi/create-response.json")).unwrap();
+        std::fs::write(sandbox.join("aimlapi/old.json"), "{}").unwrap();
+        assert_eq!(
+            check(copy.path(), None).problems,
+            [
+                "crates/sandbox/schemas/published/oxen/kling-video-o3-omni.json differs from \
+                 schemas/published/oxen/kling-video-o3-omni.json: run `cargo xtask schemas` \
+                 to copy it again (edit schemas/published/, never the copy)",
+                "crates/sandbox/schemas/published/shortapi/create-response.json is missing \
+                 (the sandbox's copy of schemas/published/shortapi/create-response.json): run \
+                 `cargo xtask schemas`",
+                "crates/sandbox/schemas/published/aimlapi/old.json is not in \
+                 schemas/published/: run `cargo xtask schemas` to remove it",
+            ]
+        );
+        // `cargo xtask schemas` puts the copy right, and changes nothing more.
+        assert_eq!(
+            schemas::write(copy.path()).unwrap(),
+            [
+                "wrote crates/sandbox/schemas/published/oxen/kling-video-o3-omni.json",
+                "wrote crates/sandbox/schemas/published/shortapi/create-response.json",
+                "removed crates/sandbox/schemas/published/aimlapi/old.json",
+            ]
+        );
         assert_eq!(schemas::write(copy.path()).unwrap(), Vec::<String>::new());
         assert_eq!(check(copy.path(), None).problems, Vec::<String>::new());
     }

@@ -11,12 +11,26 @@ use crate::Exit;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Address to listen on; port 0 picks a free one.
+    /// Address to listen on, a loopback one unless --allow-remote; port 0
+    /// picks a free one.
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     listen: SocketAddr,
 
-    /// Seconds a job takes from create to result (the first quarter queued).
-    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    /// Let --listen be an address other hosts can reach. The sandbox takes
+    /// any key and serves whatever is uploaded to it: only on a network you
+    /// trust.
+    #[arg(long)]
+    allow_remote: bool,
+
+    /// Seconds a job takes from create to result (the first quarter
+    /// queued), from 0 to 86400.
+    #[arg(
+        long,
+        default_value_t = 10.0,
+        value_name = "S",
+        value_parser = job_seconds,
+        allow_hyphen_values = true
+    )]
     job_seconds: f64,
 
     /// Inject a fault: KIND[:PROBABILITY][*TIMES][@PROVIDER][/OPERATION], where
@@ -31,7 +45,36 @@ pub(crate) struct Args {
     seed: u64,
 }
 
+/// The longest job the sandbox runs: a day.
+const MAX_JOB_SECONDS: f64 = 86_400.0;
+
+/// Reads `--job-seconds`: a finite number of seconds from 0 to a day.
+fn job_seconds(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| (0.0..=MAX_JOB_SECONDS).contains(s))
+        .ok_or_else(|| {
+            format!("--job-seconds takes a number of seconds from 0 to {MAX_JOB_SECONDS}")
+        })
+}
+
 pub(crate) fn run(args: &Args, json: bool) -> Exit {
+    if !args.listen.ip().is_loopback() {
+        if !args.allow_remote {
+            eprintln!(
+                "error: --listen {} is not a loopback address: the sandbox accepts any key, so \
+                 it listens on loopback (127.0.0.1 or ::1) unless --allow-remote is given",
+                args.listen
+            );
+            return Exit::Usage;
+        }
+        eprintln!(
+            "warning: --allow-remote: the sandbox listens on {}, reachable from other hosts, \
+             and accepts any key",
+            args.listen
+        );
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -43,8 +86,8 @@ pub(crate) fn run(args: &Args, json: bool) -> Exit {
 }
 
 async fn serve(args: &Args, json: bool) -> Exit {
-    let job_duration =
-        Duration::try_from_secs_f64(args.job_seconds.max(0.0)).unwrap_or(Duration::ZERO);
+    // --job-seconds is checked to be finite and from 0 to a day.
+    let job_duration = Duration::from_secs_f64(args.job_seconds);
     let config = args
         .faults
         .iter()

@@ -35,21 +35,26 @@ fn the_readme_main_command_writes_a_real_mp4() {
     let words = readme_main_command();
     let args = &words[words.iter().position(|w| w == "--").unwrap() + 1..];
     let out = args[args.iter().position(|w| w == "--out").unwrap() + 1].clone();
-    let output = kling().args(args).current_dir(root()).output().unwrap();
+    // Run where the README's reader would, but write the result in a
+    // temporary directory: the input is named from the workspace root.
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().canonicalize().unwrap();
+    let video_at = args.iter().position(|w| w == "--video").unwrap() + 1;
+    let mut args = args.to_vec();
+    args[video_at] = root().join(&args[video_at]).display().to_string();
+    let output = kling().args(&args).current_dir(&cwd).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("provider: sandbox"), "{stderr}");
-    let written = root().join(&out);
+    let written = cwd.join(&out);
     let probed = kling_core::probe::probe_file(&written);
     let bytes = std::fs::read(&written).unwrap();
-    std::fs::remove_file(&written).unwrap();
     assert!(matches!(
         probed.unwrap(),
         kling_core::probe::Probed::Video(_)
     ));
     // The sandbox echoes the uploaded input as the result.
-    let video = &args[args.iter().position(|w| w == "--video").unwrap() + 1];
-    assert_eq!(bytes, std::fs::read(root().join(video)).unwrap());
+    assert_eq!(bytes, std::fs::read(&args[video_at]).unwrap());
     // stdout names the result, as the ledger records it: absolute.
     assert_eq!(
         std::path::Path::new(String::from_utf8_lossy(&output.stdout).trim()),

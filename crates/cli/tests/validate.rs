@@ -18,8 +18,12 @@ fn fixture(name: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// `kling`, run in the system's temporary directory: validation writes
+/// nothing, and nothing may land in the source tree.
 fn kling() -> Command {
-    Command::cargo_bin("kling").unwrap()
+    let mut command = Command::cargo_bin("kling").unwrap();
+    command.current_dir(std::env::temp_dir());
+    command
 }
 
 #[test]
@@ -139,5 +143,92 @@ fn usage_errors_exit_two() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(output.stdout.is_empty(), "{args:?}");
         assert!(!output.stderr.is_empty(), "{args:?}");
+    }
+}
+
+/// Runs `kling ARGS` in `dir`, killing it when it has not ended within ten
+/// seconds (a file that blocks its reader must not hang the tests). Returns
+/// its exit code and what it printed, stdout then stderr.
+#[cfg(unix)]
+fn kling_bounded(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    use std::time::{Duration, Instant};
+
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("kling"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KLING_PROVIDER")
+        .env("KLING_JOURNAL", dir.join("journal.sqlite3"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read both streams aside, so that a full pipe cannot stall the child.
+    let drain = |mut stream: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("kling {args:?} was still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let printed = stdout.join().unwrap() + &stderr.join().unwrap();
+    (status.code(), printed)
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("input.mp4");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let fifo = fifo.to_str().unwrap();
+    let folder = dir.path().join("folder.mp4");
+    std::fs::create_dir(&folder).unwrap();
+    let folder = folder.to_str().unwrap();
+
+    let (code, stderr) = kling_bounded(dir.path(), &["validate", fifo]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let expected = format!("{fifo} is a FIFO (named pipe); only regular files are accepted");
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    let (code, stderr) = kling_bounded(dir.path(), &["validate", folder, "/dev/null"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    for expected in [
+        format!("{folder} is a directory; only regular files are accepted"),
+        "/dev/null is a character device; only regular files are accepted".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
+
+    // A job's inputs are checked the same way, before anything is sent.
+    for task in [
+        &["edit", "--video", fifo][..],
+        &["refer", "--video", fifo],
+        &["animate", "--first", fifo],
+        &["compose", "--image", fifo],
+    ] {
+        let mut args = task.to_vec();
+        args.extend(["--prompt", "Make it snow", "--no-wait"]);
+        let (code, stderr) = kling_bounded(dir.path(), &args);
+        assert_eq!(code, Some(1), "{task:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{task:?}: {stderr}");
     }
 }

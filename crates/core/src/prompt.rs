@@ -137,22 +137,32 @@ impl Prompt {
     /// The kind word may be in any case (`[@image1]`, as ShortAPI's own
     /// examples write it). Anything that is not a complete reference stays
     /// text: `@Imagine`, `user@example.com` and `<<<image>>>` are not
-    /// references. Parsing never
-    /// fails; whether each reference points at an input is checked by
-    /// validation, which knows the inputs.
+    /// references. An `@Image1` form starts at a word boundary: after a
+    /// letter, digit or `_` it is text (`ann@Video1.com` is an address), unless
+    /// that character ends another reference (`@Image1@Image2`). The number
+    /// is every digit that follows; one too large for a `u32` is read as
+    /// `u32::MAX`, which no request has, so validation refuses it as it
+    /// refuses any reference to a missing input. Parsing never fails;
+    /// whether each reference points at an input is checked by validation,
+    /// which knows the inputs.
     pub fn parse(text: &str) -> Self {
         let mut prompt = Prompt::default();
         let mut text_start = 0;
         let mut chars_before = 0; // characters in text[..i]
         let mut i = 0;
+        // Where the last reference ended: a reference may follow it directly.
+        let mut reference_end = None;
         while i < text.len() {
-            if let Some((reference, len)) = match_reference(&text[i..]) {
+            let at_boundary = reference_end == Some(i)
+                || !text[..i].chars().next_back().is_some_and(is_word_char);
+            if let Some((reference, len)) = match_reference(&text[i..], at_boundary) {
                 prompt.push_text(&text[text_start..i]);
                 prompt.segments.push(Segment::Reference(reference));
                 prompt.positions.push(chars_before);
                 chars_before += text[i..i + len].chars().count();
                 i += len;
                 text_start = i;
+                reference_end = Some(i);
             } else {
                 // Advance one character; `i` stays on a char boundary.
                 let step = text[i..].chars().next().map_or(1, char::len_utf8);
@@ -230,7 +240,8 @@ impl Prompt {
     ///
     /// In the [`Syntax::At`] form a reference directly followed by a digit
     /// would be read back as a different number (`@Image1` then `2` is
-    /// `@Image12`), so a space is put between them.
+    /// `@Image12`), and one directly after a letter, digit or `_` would be
+    /// read back as text (`ann@Video1`), so a space is put between them.
     pub fn render(&self, syntax: Syntax) -> String {
         let mut out = String::new();
         let mut after_at_reference = false;
@@ -245,6 +256,12 @@ impl Prompt {
                 }
                 Segment::Reference(reference) => {
                     let Reference { kind, index } = *reference;
+                    if syntax == Syntax::At
+                        && !after_at_reference
+                        && out.chars().next_back().is_some_and(is_word_char)
+                    {
+                        out.push(' ');
+                    }
                     // Writing to a String cannot fail.
                     let _ = match syntax {
                         Syntax::At => write!(out, "@{}{index}", kind.word()),
@@ -259,19 +276,25 @@ impl Prompt {
     }
 }
 
-/// The longest run of digits read as a reference number; longer runs are
-/// not references (and cannot overflow `u32`).
-const MAX_INDEX_DIGITS: usize = 9;
+/// A character that joins `@` to a word before it (`ann@Video1`): letters,
+/// digits and `_`.
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
 
 /// Matches a reference at the start of `s`, returning it and its length in
-/// bytes.
-fn match_reference(s: &str) -> Option<(Reference, usize)> {
+/// bytes. The bare `@` form needs `at_boundary`; the bracketed forms are
+/// delimited on their own.
+fn match_reference(s: &str, at_boundary: bool) -> Option<(Reference, usize)> {
     if let Some(rest) = s.strip_prefix("[@") {
         let (reference, len) = match_word_and_number(rest, RefKind::word, "")?;
         rest[len..]
             .starts_with(']')
             .then_some((reference, 2 + len + 1))
     } else if let Some(rest) = s.strip_prefix('@') {
+        if !at_boundary {
+            return None;
+        }
         let (reference, len) = match_word_and_number(rest, RefKind::word, "")?;
         Some((reference, 1 + len))
     } else if let Some(rest) = s.strip_prefix("<<<") {
@@ -298,10 +321,12 @@ fn match_word_and_number(
         }
         let rest = s.get(head.len()..)?.strip_prefix(separator)?;
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 || digits > MAX_INDEX_DIGITS {
+        if digits == 0 {
             return None;
         }
-        let index = rest[..digits].parse().ok()?;
+        // Only overflow can fail here: an absurd number stays a reference,
+        // to an input no request has.
+        let index = rest[..digits].parse().unwrap_or(u32::MAX);
         let len = word(kind).len() + separator.len() + digits;
         Some((Reference { kind, index }, len))
     })
@@ -352,7 +377,9 @@ mod tests {
             "<<<image>>>",
             "<<<image_1>>",
             "[@Image]",
-            "@Image1234567890",
+            "ann@Video1.com",
+            "x_@Image1",
+            "é@Element2",
             "@",
             "",
         ] {
@@ -375,6 +402,55 @@ mod tests {
         let prompt = Prompt::parse("é [@Image1] ü <<<element_3>>>");
         let positions: Vec<_> = prompt.references().map(|r| r.position).collect();
         assert_eq!(positions, [2, 14]);
+    }
+
+    #[test]
+    fn at_form_starts_at_a_word_boundary() {
+        let video = Segment::Reference(Reference {
+            kind: RefKind::Video,
+            index: 1,
+        });
+        for (source, expected) in [
+            ("@Video1", vec![video.clone()]),
+            ("(@Video1)", vec![text("("), video.clone(), text(")")]),
+            ("mail ann@Video1.com", vec![text("mail ann@Video1.com")]),
+            ("-@Video1", vec![text("-"), video.clone()]),
+            ("@Image1@Video1", vec![image(1), video.clone()]),
+            (
+                "ann[@Video1].com",
+                vec![text("ann"), video.clone(), text(".com")],
+            ),
+        ] {
+            assert_eq!(Prompt::parse(source).segments(), expected, "{source}");
+        }
+        // ShortAPI's bracketed form leaves an address alone.
+        assert_eq!(
+            Prompt::parse("ann@Video1.com").render(Syntax::Bracketed),
+            "ann@Video1.com"
+        );
+        // A reference after a word is written apart from it, so it is read
+        // back as a reference.
+        let prompt = Prompt::parse("ann<<<video_1>>>");
+        assert_eq!(prompt.render(Syntax::At), "ann @Video1");
+        assert_eq!(Prompt::parse("ann @Video1").references().count(), 1);
+    }
+
+    #[test]
+    fn every_digit_is_the_number_and_overflow_is_the_largest() {
+        for (source, index) in [
+            ("@Image1234567890", 1_234_567_890),
+            ("@Image0001", 1),
+            ("@Image4294967295", u32::MAX),
+            ("@Image4294967296", u32::MAX),
+            ("@Video99999999999999999999", u32::MAX),
+            ("[@Element99999999999999999999]", u32::MAX),
+            ("<<<image_99999999999999999999>>>", u32::MAX),
+        ] {
+            let prompt = Prompt::parse(source);
+            let found: Vec<u32> = prompt.references().map(|r| r.reference.index).collect();
+            assert_eq!(found, [index], "{source}");
+            assert!(prompt.segments().len() == 1, "{source}");
+        }
     }
 
     #[test]

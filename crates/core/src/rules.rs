@@ -413,6 +413,14 @@ impl Violation {
                     RefKind::Video => "video",
                 };
                 let plural = if *available == 1 { "" } else { "s" };
+                if reference.index == u32::MAX {
+                    // A number too large to read is read as u32::MAX.
+                    return write!(
+                        f,
+                        "the @{}… reference at character {position} has a number too large to be an input; the request has {available} {noun}{plural}",
+                        reference.kind
+                    );
+                }
                 write!(
                     f,
                     "{reference} at character {position} refers to {noun} {}, but the request has {available} {noun}{plural}",
@@ -847,6 +855,10 @@ fn probe_violation(field: String, expected: MediaKind, error: ProbeError) -> Vio
         ProbeError::Io(e) => Violation::FileUnreadable {
             field,
             reason: format!("cannot read the file: {e}"),
+        },
+        e @ ProbeError::NotRegularFile { .. } => Violation::FileUnreadable {
+            field,
+            reason: e.to_string(),
         },
         ProbeError::Empty => Violation::EmptyMedia { field },
         ProbeError::Unrecognized { found, .. } => Violation::WrongFormat {

@@ -318,6 +318,33 @@ fn prompt_references() {
         ],
     );
     check(edit("Add @Element1").element(element(1)), &[]);
+    // A number too large to read is a reference all the same, to no input.
+    for prompt in [
+        "Use @Video99999999999999999999",
+        "Use [@Video99999999999999999999]",
+        "Use <<<video_99999999999999999999>>>",
+    ] {
+        check(
+            edit(prompt),
+            &[
+                "prompt_reference: prompt: the @Video… reference at character 4 has a number too large to be an input; the request has 1 video",
+            ],
+        );
+    }
+    check(
+        edit("Use @Video4294967294"),
+        &[
+            "prompt_reference: prompt: @Video4294967294 at character 4 refers to video 4294967294, but the request has 1 video",
+        ],
+    );
+    // An address is text, not a reference to a missing input.
+    check(edit("Mail ann@Video2.com the result"), &[]);
+    check(
+        edit("Mail ann @Video2"),
+        &[
+            "prompt_reference: prompt: @Video2 at character 9 refers to video 2, but the request has 1 video",
+        ],
+    );
     // For animate, the first frame is @Image1 and the last @Image2.
     let animate = AnimateRequest::new(url("a.png"), "From @Image1 to @Image2");
     check(animate.clone().last(url("b.png")), &[]);

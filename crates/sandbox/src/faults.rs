@@ -186,6 +186,9 @@ pub struct ParseFaultError {
     reason: String,
 }
 
+/// The longest `slow=MS` delay: ten minutes, longer than any client waits.
+const MAX_SLOW_MS: u64 = 600_000;
+
 impl FromStr for Fault {
     type Err = ParseFaultError;
 
@@ -221,10 +224,12 @@ impl FromStr for Fault {
         let (rest, times) = match rest.split_once('*') {
             Some((rest, n)) => (
                 rest,
-                Some(
-                    n.parse::<u32>()
-                        .map_err(|_| err(format!("times {n:?} is not a whole number")))?,
-                ),
+                Some(n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    err(format!(
+                        "times {n:?} is not a whole number from 1 to {}",
+                        u32::MAX
+                    ))
+                })?),
             ),
             None => (rest, None),
         };
@@ -250,11 +255,17 @@ impl FromStr for Fault {
             "stall" => FaultKind::Stall,
             "html" => FaultKind::Html,
             other => match other.strip_prefix("slow=") {
-                Some(ms) => {
-                    FaultKind::Slow(Duration::from_millis(ms.parse().map_err(|_| {
-                        err(format!("delay {ms:?} is not a number of milliseconds"))
-                    })?))
-                }
+                Some(ms) => FaultKind::Slow(Duration::from_millis(
+                    ms.parse()
+                        .ok()
+                        .filter(|ms| *ms <= MAX_SLOW_MS)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "delay {ms:?} is not a number of milliseconds from 0 to \
+                                 {MAX_SLOW_MS}"
+                            ))
+                        })?,
+                )),
                 None => return Err(err(format!("unknown kind {other:?}"))),
             },
         };
@@ -310,12 +321,37 @@ mod tests {
         for (spec, reason) in [
             ("418", "unknown kind \"418\""),
             ("429:2", "probability \"2\" is not a number from 0 to 1"),
-            ("429*x", "times \"x\" is not a whole number"),
+            (
+                "429*x",
+                "times \"x\" is not a whole number from 1 to 4294967295",
+            ),
+            (
+                "429*0",
+                "times \"0\" is not a whole number from 1 to 4294967295",
+            ),
+            (
+                "429*-1",
+                "times \"-1\" is not a whole number from 1 to 4294967295",
+            ),
+            ("429:NaN", "probability \"NaN\" is not a number from 0 to 1"),
+            ("429:inf", "probability \"inf\" is not a number from 0 to 1"),
+            (
+                "429:-0.5",
+                "probability \"-0.5\" is not a number from 0 to 1",
+            ),
+            (
+                "slow=600001",
+                "delay \"600001\" is not a number of milliseconds from 0 to 600000",
+            ),
+            (
+                "slow=-1",
+                "delay \"-1\" is not a number of milliseconds from 0 to 600000",
+            ),
             ("429@fal", "unknown provider \"fal\""),
             ("429/upload", "unknown operation \"upload\""),
             (
                 "slow=soon",
-                "delay \"soon\" is not a number of milliseconds",
+                "delay \"soon\" is not a number of milliseconds from 0 to 600000",
             ),
         ] {
             let err = spec.parse::<Fault>().unwrap_err().to_string();

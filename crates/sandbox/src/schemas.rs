@@ -1,9 +1,12 @@
 //! The published schemas, compiled once, that every create body is checked
 //! against.
 //!
-//! They are the transcriptions in `schemas/published/`, embedded at build
-//! time: the sandbox never looks at the adapters' own types, so it catches
-//! the adapters' mistakes instead of agreeing with them.
+//! They are the transcriptions in the workspace's `schemas/published/`,
+//! embedded at build time from the copy this package carries
+//! (`crates/sandbox/schemas/published/`, kept byte-identical by `cargo xtask
+//! schemas` and checked by `cargo xtask check`): the sandbox never looks at
+//! the adapters' own types, so it catches the adapters' mistakes instead of
+//! agreeing with them.
 
 use std::sync::OnceLock;
 
@@ -24,7 +27,7 @@ macro_rules! published {
         (
             Provider::$provider,
             $model,
-            include_str!(concat!("../../../schemas/published/", $file)),
+            include_str!(concat!("../schemas/published/", $file)),
         )
     };
 }
@@ -84,7 +87,7 @@ const SOURCES: &[(Provider, &str, &str)] = &[
 ];
 
 /// Oxen's envelope: the fields every queued job takes.
-const OXEN_QUEUE: &str = include_str!("../../../schemas/published/oxen/queue-create.json");
+const OXEN_QUEUE: &str = include_str!("../schemas/published/oxen/queue-create.json");
 
 fn compile(source: &str) -> Validator {
     let schema: Value = serde_json::from_str(source).expect("a published schema is JSON");

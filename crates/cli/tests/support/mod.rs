@@ -16,7 +16,8 @@ pub fn root() -> PathBuf {
 }
 
 /// `kling`, with no provider, key or journal from the environment: its
-/// journal is a fresh file under the system's temporary directory.
+/// journal is a fresh file under the system's temporary directory, and it
+/// runs in that directory, so whatever it writes by default stays there.
 pub fn kling() -> Command {
     let journal = tempfile::Builder::new()
         .prefix("kling-test-journal-")
@@ -27,7 +28,8 @@ pub fn kling() -> Command {
     kling_with_journal(&journal)
 }
 
-/// `kling` with a clean environment and `journal`.
+/// `kling` with a clean environment and `journal`, run in the journal's
+/// directory (a test's temporary one), never in the source tree.
 pub fn kling_with_journal(journal: &Path) -> Command {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin!("kling"));
     command
@@ -36,6 +38,10 @@ pub fn kling_with_journal(journal: &Path) -> Command {
         .env_remove("AIMLAPI_KEY")
         .env_remove("OXEN_API_KEY")
         .env("KLING_JOURNAL", journal);
+    match journal.parent().filter(|dir| dir.is_dir()) {
+        Some(dir) => command.current_dir(dir),
+        None => command.current_dir(std::env::temp_dir()),
+    };
     command
 }
 

@@ -179,6 +179,15 @@ pub enum ProbeError {
     /// The file could not be read.
     #[error("cannot read: {0}")]
     Io(#[from] io::Error),
+    /// The path names a FIFO, device, socket or directory, which is never
+    /// opened for reading (a FIFO would wait for a writer).
+    #[error("{} is {what}; only regular files are accepted", .path.display())]
+    NotRegularFile {
+        /// The path as given.
+        path: std::path::PathBuf,
+        /// What it is: `a FIFO (named pipe)`, `a directory`, ….
+        what: &'static str,
+    },
     /// The file has no bytes.
     #[error("the file is empty")]
     Empty,
@@ -236,10 +245,66 @@ fn unrecognized(found: &str, kind: Option<MediaKind>) -> String {
 /// large EXIF blocks).
 const IMAGE_HEAD_MAX_BYTES: u64 = 1 << 20;
 
-/// Probes the file at `path`.
+/// Probes the file at `path`, following symbolic links.
+///
+/// Only a regular file is read: a FIFO, device, socket or directory is
+/// refused with [`ProbeError::NotRegularFile`] before it is opened, and
+/// the file is opened without waiting (a FIFO's open would wait for a
+/// writer) and checked again once open, in case it was replaced between.
 pub fn probe_file(path: &Path) -> Result<Probed, ProbeError> {
     crate::counters::count(&format!("probe {}", path.display()));
-    probe_reader(File::open(path)?)
+    let not_regular = |file_type: std::fs::FileType| ProbeError::NotRegularFile {
+        path: path.to_owned(),
+        what: file_type_name(file_type),
+    };
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(not_regular(metadata.file_type()));
+    }
+    let file = open_without_blocking(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(not_regular(metadata.file_type()));
+    }
+    probe_reader(file)
+}
+
+/// Opens `path` for reading in a way that returns at once whatever it is.
+fn open_without_blocking(path: &Path) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Reads of a regular file ignore O_NONBLOCK.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// What a file that is not a regular one is, for messages.
+fn file_type_name(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if file_type.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_char_device() {
+            return "a character device";
+        }
+        if file_type.is_block_device() {
+            return "a block device";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Probes a file or buffer; it is read from the start and sought through,
