@@ -30,6 +30,8 @@ commands:
                        run N jobs (default 100) per fault kind and provider
                        through `kling batch` against `kling sandbox`; fail on
                        a lost job, a double create, a panic or a hang
+  providers            print each provider of the facade's list: its name (also
+                       its facade feature) and its adapter's package, a line each
   help                 print this message
 ";
 
@@ -49,6 +51,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["schemas"] => write_schemas(&root()),
+        ["providers"] => {
+            for provider in kling::PROVIDERS {
+                println!("{} {}", provider.name(), provider.package);
+            }
+            ExitCode::SUCCESS
+        }
         ["faults", rest @ ..] => faults_command(rest),
         ["bench"] => match bench::run() {
             Ok(()) => ExitCode::SUCCESS,
