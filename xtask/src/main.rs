@@ -9,6 +9,8 @@ mod compare;
 mod faults;
 mod openapi;
 mod schemas;
+#[cfg(test)]
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -86,5 +86,5 @@ async fn a_150_mb_video_goes_inline_and_comes_back_byte_for_byte() {
         same_content(&input, &output),
         "the echo differs from the input"
     );
-    assert_eq!(sandbox.stats().aimlapi.creates, 1);
+    assert_eq!(sandbox.stats()["aimlapi"].creates, 1);
 }

@@ -121,11 +121,9 @@ async fn serve(args: &Args, json: bool) -> Exit {
     };
     let _ = out.flush();
     drop(out);
-    eprintln!(
-        "kling sandbox: offline emulator of ShortAPI, AI/ML API and Oxen.ai (any non-empty key works)"
-    );
+    eprintln!("kling sandbox: offline emulator of each provider's API (any non-empty key works)");
     for provider in Provider::ALL {
-        eprintln!("  {provider:<9} {}", sandbox.url(provider));
+        eprintln!("  {provider:<9} {}", sandbox.url(*provider));
     }
     eprintln!("  stats     {}/_sandbox/stats", sandbox.base_url());
     eprintln!(

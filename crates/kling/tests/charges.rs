@@ -161,7 +161,7 @@ async fn a_dropped_oxen_create_is_found_and_followed_to_its_end() {
         client.charge(&job).await.unwrap(),
         Some(Charge::Usd(Usd::from_micros(600_000)))
     );
-    let stats = sandbox.stats().oxen;
+    let stats = sandbox.stats()["oxen"];
     assert_eq!(stats.creates, 1, "nothing was sent twice");
     sandbox.stop().await;
 }

@@ -92,7 +92,7 @@ fn is_video(path: &Path) -> bool {
 async fn an_html_result_is_refused_after_one_fresh_url() {
     let html = Fault::new(FaultKind::Html).on(Operation::Download);
     let (sandbox, client, job, done) = succeeded_job(&[html]).await;
-    let polls = sandbox.stats().shortapi.status_queries;
+    let polls = sandbox.stats()["shortapi"].status_queries;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("out.mp4");
     let err = client.download(&job, &done, &dest).await.unwrap_err();
@@ -114,7 +114,7 @@ async fn an_html_result_is_refused_after_one_fresh_url() {
     );
     assert!(!dest.exists(), "the HTML page is not the result");
     assert!(!part_path(&dest).exists(), "nor kept as a start");
-    let stats = sandbox.stats().shortapi;
+    let stats = sandbox.stats()["shortapi"];
     assert_eq!(stats.status_queries, polls + 1, "one fresh status query");
     assert_eq!(stats.downloads, 2, "the first URL, then the fresh one");
 }
@@ -128,7 +128,7 @@ async fn an_html_result_once_is_replaced_by_the_video() {
     let size = client.download(&job, &done, &dest).await.unwrap();
     assert_eq!(std::fs::metadata(&dest).unwrap().len(), size);
     assert!(is_video(&dest));
-    assert_eq!(sandbox.stats().shortapi.downloads, 2);
+    assert_eq!(sandbox.stats()["shortapi"].downloads, 2);
 }
 
 #[tokio::test]
@@ -232,7 +232,7 @@ async fn two_downloads_of_one_result_write_it_once_and_intact() {
         .unwrap();
     assert_eq!(size, served.len() as u64);
     assert_eq!(std::fs::read(&dest).unwrap(), served, "byte for byte");
-    assert_eq!(sandbox.stats().shortapi.downloads_with_auth, 0);
+    assert_eq!(sandbox.stats()["shortapi"].downloads_with_auth, 0);
 }
 
 #[tokio::test]
@@ -276,7 +276,11 @@ async fn a_destination_that_is_a_directory_or_a_fifo_is_left_as_it_was() {
                 .is_fifo()
         );
     }
-    assert_eq!(sandbox.stats().shortapi.downloads, 0, "nothing was fetched");
+    assert_eq!(
+        sandbox.stats()["shortapi"].downloads,
+        0,
+        "nothing was fetched"
+    );
 }
 
 /// A loopback port nothing listens on.

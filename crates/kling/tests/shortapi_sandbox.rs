@@ -159,7 +159,7 @@ async fn every_task_completes_and_downloads_a_real_video() {
             kling::probe::Probed::Video(_)
         ));
     }
-    let stats = sandbox.stats().shortapi;
+    let stats = sandbox.stats()["shortapi"];
     assert_eq!(
         (stats.creates, stats.rejected, stats.downloads_with_auth),
         (6, 0, 0)
@@ -227,7 +227,7 @@ async fn rate_limits_and_server_errors_on_status_are_retried() {
         .unwrap();
     let done = client.wait(&job, &WaitOptions::default()).await.unwrap();
     assert!(matches!(done.state, JobState::Succeeded { .. }));
-    let stats = sandbox.stats().shortapi;
+    let stats = sandbox.stats()["shortapi"];
     assert_eq!(stats.faults, 4);
     assert!(clock.now() >= Duration::from_secs(30));
 }
@@ -249,7 +249,7 @@ async fn a_dropped_create_says_the_job_may_exist_and_is_not_retried() {
         "the attempt is identified: {message}"
     );
     assert_eq!(
-        sandbox.stats().shortapi.creates,
+        sandbox.stats()["shortapi"].creates,
         1,
         "exactly one create reached the sandbox"
     );
@@ -265,13 +265,13 @@ async fn an_expired_result_url_is_refreshed_by_one_status_query() {
         .await
         .unwrap();
     let done = client.wait(&job, &WaitOptions::default()).await.unwrap();
-    let polls = sandbox.stats().shortapi.status_queries;
+    let polls = sandbox.stats()["shortapi"].status_queries;
     let dir = tempfile::tempdir().unwrap();
     client
         .download(&job, &done, &dir.path().join("out.mp4"))
         .await
         .unwrap();
-    let stats = sandbox.stats().shortapi;
+    let stats = sandbox.stats()["shortapi"];
     assert_eq!(stats.status_queries, polls + 1, "one fresh status query");
     assert_eq!(stats.downloads, 2, "the expired URL, then the fresh one");
 }
@@ -287,7 +287,7 @@ async fn the_wait_policy_on_a_240_second_job() {
         .await
         .unwrap();
     client.wait(&job, &WaitOptions::default()).await.unwrap();
-    let requests = sandbox.stats().shortapi.status_queries;
+    let requests = sandbox.stats()["shortapi"].status_queries;
     let seen_after = clock.now().saturating_sub(Duration::from_secs(240));
     println!(
         "wait policy, 240 s job: {requests} status requests, completion seen {seen_after:?} after the job ended"

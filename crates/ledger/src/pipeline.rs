@@ -1470,7 +1470,7 @@ mod tests {
         let row = &ledger.jobs(&Filter::all()).await.unwrap()[0];
         assert_eq!(row.state, State::Downloaded);
         assert_eq!(row.job_id, done.record.job_id);
-        assert_eq!(sandbox.stats().shortapi.creates, 1);
+        assert_eq!(sandbox.stats()["shortapi"].creates, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1485,6 +1485,6 @@ mod tests {
         assert_eq!(error.job(), Some(job));
         let row = ledger.get(*intent).await.unwrap().unwrap();
         assert_eq!(row.job_id, None);
-        assert_eq!(sandbox.stats().shortapi.creates, 1);
+        assert_eq!(sandbox.stats()["shortapi"].creates, 1);
     }
 }

@@ -74,7 +74,7 @@ async fn one_identity_is_one_row_across_handles() {
     assert_ne!(keyed.intent, intents[0]);
     assert_eq!(handles[1].jobs(&Filter::all()).await.unwrap().len(), 3);
     assert_eq!(
-        sandbox.stats().shortapi.creates,
+        sandbox.stats()["shortapi"].creates,
         0,
         "recording sends nothing"
     );
@@ -104,7 +104,7 @@ async fn concurrent_runs_of_one_intent_create_once() {
         let done = run.await.unwrap().unwrap();
         assert_eq!(done.record.state, State::Downloaded);
     }
-    assert_eq!(sandbox.stats().shortapi.creates, 1);
+    assert_eq!(sandbox.stats()["shortapi"].creates, 1);
     assert!(kling::probe::probe_file(&out).is_ok());
 }
 
@@ -248,7 +248,7 @@ async fn clones_of_one_ledger_never_work_a_row_together() {
     for run in runs {
         assert_eq!(run.await.unwrap().unwrap().record.state, State::Downloaded);
     }
-    assert_eq!(sandbox.stats().shortapi.creates, 1);
+    assert_eq!(sandbox.stats()["shortapi"].creates, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +269,7 @@ async fn a_file_that_appears_at_the_output_is_never_replaced() {
     assert!(matches!(refused, Err(Error::Output { .. })), "{refused:?}");
     let row = ledger.get(row.intent).await.unwrap().unwrap();
     assert_eq!((row.state, row.resend), (State::NotSent, true));
-    assert_eq!(sandbox.stats().shortapi.creates, 0);
+    assert_eq!(sandbox.stats()["shortapi"].creates, 0);
     assert_eq!(std::fs::read(&out).unwrap(), b"mine");
     // Moved away: the same row is sent.
     std::fs::remove_file(&out).unwrap();
@@ -278,7 +278,7 @@ async fn a_file_that_appears_at_the_output_is_never_replaced() {
         .await
         .unwrap();
     assert_eq!(done.record.state, State::Downloaded);
-    assert_eq!(sandbox.stats().shortapi.creates, 1);
+    assert_eq!(sandbox.stats()["shortapi"].creates, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,5 +325,5 @@ async fn a_claim_of_a_vanished_worker_is_taken_over_when_its_lease_lapses() {
         "waited for the lease"
     );
     assert_eq!(done.record.state, State::Downloaded);
-    assert_eq!(sandbox.stats().shortapi.creates, 1);
+    assert_eq!(sandbox.stats()["shortapi"].creates, 1);
 }

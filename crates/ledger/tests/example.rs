@@ -64,7 +64,7 @@ async fn the_example_killed_at_any_step_finishes_on_restart() {
                 assert!(kling::probe::probe_file(&out).is_ok(), "{point}");
             }
         }
-        let creates = sandbox.stats().shortapi.creates;
+        let creates = sandbox.stats()["shortapi"].creates;
         let expected = u64::from(point != "sending");
         assert_eq!(creates, expected, "{point}: one create at most, ever");
         sandbox.stop().await;

@@ -13,7 +13,6 @@ use axum::routing::{get, post};
 use futures_util::StreamExt as _;
 use serde_json::json;
 
-use crate::Provider;
 use crate::faults::{FaultKind, Operation, STALL_HOLD};
 use crate::protocol::{apply_faults, dropped};
 use crate::state::{Count, ResultFile, State};
@@ -51,13 +50,9 @@ async fn download(
     };
     let bytes = match found {
         ResultFile::Ready(_, bytes) => bytes,
-        // Signed CDN URLs answer 403 when expired; Oxen's answer 404.
-        ResultFile::Expired(Provider::Oxen) => {
-            return (StatusCode::NOT_FOUND, "URL expired").into_response();
-        }
-        ResultFile::Expired(_) => {
+        ResultFile::Expired(provider) => {
             return (
-                StatusCode::FORBIDDEN,
+                provider.protocol().expired,
                 "URL expired: ask for the job's status again",
             )
                 .into_response();

@@ -42,7 +42,7 @@
 //! let sandbox = Sandbox::start(Config::default().job_duration(Duration::ZERO)).await?;
 //! let shortapi = sandbox.url(Provider::ShortApi); // http://127.0.0.1:PORT/shortapi
 //! // ... run your code against `shortapi` instead of https://api.shortapi.ai ...
-//! assert_eq!(sandbox.stats().shortapi.creates, 0);
+//! assert_eq!(sandbox.stats()["shortapi"].creates, 0);
 //! sandbox.stop().await;
 //! # Ok(())
 //! # }
@@ -53,19 +53,15 @@
 
 #![deny(missing_docs)]
 
-mod aimlapi;
 mod faults;
 mod files;
-mod oxen;
 mod protocol;
+mod protocols;
 mod schemas;
-mod shortapi;
 mod state;
 
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,66 +75,11 @@ use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
 pub use faults::{Fault, FaultKind, Operation, ParseFaultError};
+pub use protocols::{Provider, UnknownProvider};
 pub use state::{ProviderStats, Stats};
 
 use protocol::DropConnection;
 use state::State;
-
-/// A provider the sandbox emulates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Provider {
-    /// ShortAPI, under `/shortapi`.
-    ShortApi,
-    /// AI/ML API, under `/aimlapi`.
-    AimlApi,
-    /// Oxen.ai, under `/oxen`.
-    Oxen,
-}
-
-impl Provider {
-    /// Every emulated provider.
-    pub const ALL: [Provider; 3] = [Provider::ShortApi, Provider::AimlApi, Provider::Oxen];
-
-    /// The provider's name, also its path prefix: `shortapi`, `aimlapi`, `oxen`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::ShortApi => "shortapi",
-            Provider::AimlApi => "aimlapi",
-            Provider::Oxen => "oxen",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Provider::ShortApi => 0,
-            Provider::AimlApi => 1,
-            Provider::Oxen => 2,
-        }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A provider name the sandbox does not emulate.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown provider {0:?}; the sandbox emulates shortapi, aimlapi and oxen")]
-pub struct UnknownProvider(String);
-
-impl FromStr for Provider {
-    type Err = UnknownProvider;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Provider::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownProvider(s.to_owned()))
-    }
-}
 
 /// How a sandbox runs.
 ///
@@ -370,10 +311,7 @@ pub fn published_schema_errors(
             schemas::models(provider).join(", ")
         )];
     };
-    let mut errors = Vec::new();
-    if provider == Provider::Oxen {
-        errors.extend(schemas::check_oxen_envelope(body));
-    }
+    let mut errors = schemas::check_envelope(provider, body);
     errors.extend(schema.check(body));
     errors
 }
@@ -381,10 +319,12 @@ pub fn published_schema_errors(
 /// Every route, the providers' under their prefixes. Bodies up to 512 MiB
 /// are read: inline videos travel as base64 in JSON.
 fn router(state: Arc<State>) -> Router {
-    Router::new()
-        .nest("/shortapi", shortapi::routes())
-        .nest("/aimlapi", aimlapi::routes())
-        .nest("/oxen", oxen::routes())
+    Provider::ALL
+        .iter()
+        .fold(Router::new(), |router, provider| {
+            let protocol = provider.protocol();
+            router.nest(&format!("/{}", protocol.name), (protocol.routes)())
+        })
         .merge(files::routes())
         .layer(DefaultBodyLimit::max(512 << 20))
         .with_state(state)
@@ -429,8 +369,8 @@ async fn serve(listener: TcpListener, router: Router, mut stopped: watch::Receiv
     connections.shutdown().await;
 }
 
-/// Sends what jobs announce when they start or end: Oxen's events and
-/// ShortAPI's callbacks.
+/// Sends what jobs announce when they start or end, as each provider
+/// does (an event stream, a callback).
 async fn announce(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
@@ -439,41 +379,9 @@ async fn announce(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
             _ = tick.tick() => {}
         }
         for due in state.due_announcements() {
-            match due.provider {
-                Provider::Oxen => oxen::announce(&state, &due.id, &due.phase, due.url.as_deref()),
-                Provider::ShortApi if due.phase.is_terminal() => {
-                    if let Some(callback) = due.callback_url {
-                        let body = shortapi::query_body(&due.phase, due.url.as_deref());
-                        let state = Arc::clone(&state);
-                        tokio::spawn(async move {
-                            if post_json(&callback, &body).await {
-                                state.count(Provider::ShortApi, state::Count::Callback);
-                            }
-                        });
-                    }
-                }
-                _ => {}
-            }
+            (due.provider.protocol().announce)(&state, &due);
         }
     }
-}
-
-/// POSTs `body` to an `http://` URL; whether it was answered 2xx. The
-/// sandbox runs on loopback, so callbacks go to plain HTTP.
-async fn post_json(url: &str, body: &serde_json::Value) -> bool {
-    let Ok(uri) = url.parse::<hyper::Uri>() else {
-        return false;
-    };
-    let request = hyper::Request::post(uri)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(axum::body::Bytes::from(
-            body.to_string(),
-        )));
-    let Ok(request) = request else { return false };
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<axum::body::Bytes>>();
-    let answer = tokio::time::timeout(Duration::from_secs(10), client.request(request)).await;
-    matches!(answer, Ok(Ok(response)) if response.status().is_success())
 }
 
 /// The length of a video given inline or by upload, in whole seconds

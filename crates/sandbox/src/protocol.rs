@@ -1,66 +1,61 @@
 //! What every provider route shares: bearer auth, faults, error shapes.
 
 use std::future::Future;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use axum::{Json, Router};
+use serde_json::Value;
 
 use crate::Provider;
 use crate::faults::{FaultKind, Operation};
-use crate::state::{Count, State, answering_fault, delay};
+use crate::state::{Announcement, Count, State, answering_fault, delay};
 
 /// Marks a response the server must not send: it closes the connection
 /// instead, as a provider whose connection drops after reading the request.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DropConnection;
 
+/// How one provider speaks: what the shared machinery (routing, errors,
+/// schemas, announcements, result URLs) needs of its module.
+pub(crate) struct Protocol {
+    /// Its name, also its path prefix.
+    pub(crate) name: &'static str,
+    /// Its routes, nested under `/{name}`.
+    pub(crate) routes: fn() -> Router<Arc<State>>,
+    /// Its error body for a status, a message and the request's path.
+    pub(crate) error_body: fn(StatusCode, &str, &str) -> Value,
+    /// Each model and the published schema of its create body.
+    pub(crate) schemas: &'static [(&'static str, &'static str)],
+    /// The published envelope every model's body is merged into, if any.
+    pub(crate) envelope: Option<&'static str>,
+    /// How an expired result URL answers.
+    pub(crate) expired: StatusCode,
+    /// Whether every job's end is pushed to the client (an event stream),
+    /// not only where the job asked for it (a callback URL).
+    pub(crate) pushes_every_end: bool,
+    /// Sends what a job announces as it starts or ends.
+    pub(crate) announce: fn(&Arc<State>, &Announcement),
+}
+
 /// The provider's error body for `status`.
 pub(crate) fn error(provider: Provider, status: StatusCode, message: &str, path: &str) -> Response {
-    let code = status.as_u16();
-    let body = match provider {
-        // ShortAPI documents only `code != 0`; `message` is the sandbox's.
-        Provider::ShortApi => json!({ "code": code, "message": message, "data": null }),
-        Provider::AimlApi => json!({
-            "message": message,
-            "path": path,
-            "requestId": request_id(),
-            "statusCode": code,
-            "timestamp": timestamp(),
-        }),
-        Provider::Oxen => json!({
-            "error": {
-                "type": oxen_error_type(status),
-                "title": status.canonical_reason().unwrap_or("Error"),
-                "detail": message,
-            },
-            "status": "error",
-            "status_message": message,
-        }),
-    };
+    let body = (provider.protocol().error_body)(status, message, path);
     (status, Json(body)).into_response()
 }
 
-fn oxen_error_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "bad_request",
-        401 => "unauthorized",
-        404 => "not_found",
-        429 => "rate_limited",
-        _ => "internal_error",
-    }
-}
-
-fn request_id() -> String {
+/// A request id, as providers that name each request give one.
+pub(crate) fn request_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("sandbox-{nanos:x}")
 }
 
-fn timestamp() -> String {
+/// Now, in Unix seconds, as text.
+pub(crate) fn timestamp() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -161,4 +156,22 @@ pub(crate) fn dropped() -> Response {
     let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
     response.extensions_mut().insert(DropConnection);
     response
+}
+
+/// POSTs `body` to an `http://` URL; whether it was answered 2xx. The
+/// sandbox runs on loopback, so callbacks go to plain HTTP.
+pub(crate) async fn post_json(url: &str, body: &serde_json::Value) -> bool {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return false;
+    };
+    let request = hyper::Request::post(uri)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(axum::body::Bytes::from(
+            body.to_string(),
+        )));
+    let Ok(request) = request else { return false };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<axum::body::Bytes>>();
+    let answer = tokio::time::timeout(Duration::from_secs(10), client.request(request)).await;
+    matches!(answer, Ok(Ok(response)) if response.status().is_success())
 }

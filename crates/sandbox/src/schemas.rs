@@ -22,72 +22,18 @@ pub(crate) struct ModelSchema {
     validator: Validator,
 }
 
+/// A published schema this package carries, by its path under
+/// `schemas/published/`: what a protocol module lists its models with.
 macro_rules! published {
-    ($provider:ident, $model:literal, $file:literal) => {
-        (
-            Provider::$provider,
-            $model,
-            include_str!(concat!("../schemas/published/", $file)),
-        )
+    ($file:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/published/",
+            $file
+        ))
     };
 }
-
-const SOURCES: &[(Provider, &str, &str)] = &[
-    published!(
-        ShortApi,
-        "kwaivgi/kling-o1/video-to-video",
-        "shortapi/kling-o1-video-to-video.json"
-    ),
-    published!(
-        ShortApi,
-        "kwaivgi/kling-o3/video-to-video",
-        "shortapi/kling-o3-video-to-video.json"
-    ),
-    published!(
-        ShortApi,
-        "kwaivgi/kling-o1/image-to-video",
-        "shortapi/kling-o1-image-to-video.json"
-    ),
-    published!(
-        AimlApi,
-        "klingai/video-o1-video-to-video-edit",
-        "aimlapi/video-o1-video-to-video-edit.json"
-    ),
-    published!(
-        AimlApi,
-        "klingai/video-o1-video-to-video-reference",
-        "aimlapi/video-o1-video-to-video-reference.json"
-    ),
-    published!(
-        AimlApi,
-        "klingai/video-o1-reference-to-video",
-        "aimlapi/video-o1-reference-to-video.json"
-    ),
-    published!(
-        AimlApi,
-        "klingai/video-o1-image-to-video",
-        "aimlapi/video-o1-image-to-video.json"
-    ),
-    published!(
-        Oxen,
-        "kling-video-o1-video-to-video-edit",
-        "oxen/kling-video-o1-video-to-video-edit.json"
-    ),
-    published!(
-        Oxen,
-        "kling-video-o1-image-to-video",
-        "oxen/kling-video-o1-image-to-video.json"
-    ),
-    published!(
-        Oxen,
-        "kling-video-o1-reference-to-video",
-        "oxen/kling-video-o1-reference-to-video.json"
-    ),
-    published!(Oxen, "kling-video-o3-omni", "oxen/kling-video-o3-omni.json"),
-];
-
-/// Oxen's envelope: the fields every queued job takes.
-const OXEN_QUEUE: &str = include_str!("../schemas/published/oxen/queue-create.json");
+pub(crate) use published;
 
 fn compile(source: &str) -> Validator {
     let schema: Value = serde_json::from_str(source).expect("a published schema is JSON");
@@ -100,12 +46,18 @@ fn compile(source: &str) -> Validator {
 fn all() -> &'static [ModelSchema] {
     static ALL: OnceLock<Vec<ModelSchema>> = OnceLock::new();
     ALL.get_or_init(|| {
-        SOURCES
+        Provider::ALL
             .iter()
-            .map(|(provider, model, source)| ModelSchema {
-                provider: *provider,
-                model,
-                validator: compile(source),
+            .flat_map(|provider| {
+                provider
+                    .protocol()
+                    .schemas
+                    .iter()
+                    .map(|(model, source)| ModelSchema {
+                        provider: *provider,
+                        model,
+                        validator: compile(source),
+                    })
             })
             .collect()
     })
@@ -134,10 +86,20 @@ impl ModelSchema {
     }
 }
 
-/// Every way `body` breaks Oxen's queue envelope.
-pub(crate) fn check_oxen_envelope(body: &Value) -> Vec<String> {
-    static ENVELOPE: OnceLock<Validator> = OnceLock::new();
-    errors(ENVELOPE.get_or_init(|| compile(OXEN_QUEUE)), body)
+/// Every way `body` breaks the envelope `provider` merges every model's
+/// parameters into, for a provider that has one.
+pub(crate) fn check_envelope(provider: Provider, body: &Value) -> Vec<String> {
+    static ENVELOPES: OnceLock<Vec<Option<Validator>>> = OnceLock::new();
+    let envelopes = ENVELOPES.get_or_init(|| {
+        Provider::ALL
+            .iter()
+            .map(|p| p.protocol().envelope.map(compile))
+            .collect()
+    });
+    match &envelopes[provider.index()] {
+        Some(envelope) => errors(envelope, body),
+        None => Vec::new(),
+    }
 }
 
 fn errors(validator: &Validator, body: &Value) -> Vec<String> {
@@ -161,10 +123,14 @@ mod tests {
 
     #[test]
     fn every_schema_compiles_and_is_found_by_its_model() {
-        for (provider, model, _) in SOURCES {
-            assert!(model_found(*provider, model), "{model}");
+        for provider in Provider::ALL {
+            for (model, _) in provider.protocol().schemas {
+                assert!(model_found(*provider, model), "{model}");
+            }
+            // Every envelope compiles, and a minimal body fits it.
+            let minimal = serde_json::json!({"model": "m", "prompt": "p"});
+            assert!(check_envelope(*provider, &minimal).is_empty(), "{provider}");
         }
-        assert!(check_oxen_envelope(&serde_json::json!({"model": "m", "prompt": "p"})).is_empty());
     }
 
     fn model_found(provider: Provider, name: &str) -> bool {

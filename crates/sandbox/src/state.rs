@@ -1,6 +1,6 @@
 //! The sandbox's state: its clock, jobs, uploads, faults and counters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -254,16 +254,24 @@ pub struct ProviderStats {
 }
 
 /// What the sandbox has seen, per provider: the body of
-/// `GET /_sandbox/stats`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// `GET /_sandbox/stats`, `{"shortapi": {…}, …, "uploads": N}`.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use kling_sandbox::{Provider, Sandbox};
+///
+/// let sandbox = Sandbox::start(Default::default()).await.unwrap();
+/// let stats = sandbox.stats();
+/// assert_eq!(stats["oxen"].creates, 0);
+/// assert_eq!(stats.of(Provider::Oxen), stats["oxen"]);
+/// # });
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
-    /// ShortAPI.
-    pub shortapi: ProviderStats,
-    /// AI/ML API.
-    pub aimlapi: ProviderStats,
-    /// Oxen.ai.
-    pub oxen: ProviderStats,
+    /// Each provider's counters, by name.
+    #[serde(flatten)]
+    pub providers: BTreeMap<String, ProviderStats>,
     /// Files uploaded.
     pub uploads: u64,
 }
@@ -271,11 +279,31 @@ pub struct Stats {
 impl Stats {
     /// The counters of one provider.
     pub fn of(&self, provider: Provider) -> ProviderStats {
-        match provider {
-            Provider::ShortApi => self.shortapi,
-            Provider::AimlApi => self.aimlapi,
-            Provider::Oxen => self.oxen,
-        }
+        self[provider.as_str()]
+    }
+}
+
+impl std::ops::Index<&str> for Stats {
+    type Output = ProviderStats;
+
+    /// The counters of the provider named `name`; zero for a provider the
+    /// sandbox has no counters of.
+    fn index(&self, name: &str) -> &ProviderStats {
+        static NONE: ProviderStats = ProviderStats {
+            creates: 0,
+            status_queries: 0,
+            cancels: 0,
+            downloads: 0,
+            downloads_with_auth: 0,
+            rejected: 0,
+            faults: 0,
+            callbacks: 0,
+            events: 0,
+            subscriptions: 0,
+            ranged_downloads: 0,
+            lookups: 0,
+        };
+        self.providers.get(name).unwrap_or(&NONE)
     }
 }
 
@@ -300,7 +328,8 @@ pub(crate) struct State {
     /// Wall-clock seconds since the Unix epoch when the sandbox started.
     pub(crate) started_unix: u64,
     inner: Mutex<Inner>,
-    counters: [Counters; 3],
+    /// One set a provider, in the order of [`Provider::ALL`].
+    counters: Vec<Counters>,
     uploads: AtomicU64,
     pub(crate) events: broadcast::Sender<StreamEvent>,
     /// Bumped to end every open event stream.
@@ -326,7 +355,7 @@ impl State {
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            counters: Default::default(),
+            counters: Provider::ALL.iter().map(|_| Counters::default()).collect(),
             uploads: AtomicU64::new(0),
             events,
             cut_streams,
@@ -349,9 +378,10 @@ impl State {
 
     pub(crate) fn stats(&self) -> Stats {
         Stats {
-            shortapi: self.counters[Provider::ShortApi.index()].snapshot(),
-            aimlapi: self.counters[Provider::AimlApi.index()].snapshot(),
-            oxen: self.counters[Provider::Oxen.index()].snapshot(),
+            providers: Provider::ALL
+                .iter()
+                .map(|p| (p.as_str().to_owned(), self.counters[p.index()].snapshot()))
+                .collect(),
             uploads: self.uploads.load(Ordering::SeqCst),
         }
     }
@@ -601,10 +631,11 @@ impl State {
             }
             if job.announced < Announced::End && phase.is_terminal() {
                 job.announced = Announced::End;
-                // A URL is handed out only where it is delivered (Oxen's
-                // events, ShortAPI's callback): an `expire` fault spends
+                // A URL is handed out only where it is delivered (an
+                // event stream, a callback): an `expire` fault spends
                 // the first URL on whoever receives it.
-                let delivered = job.provider == Provider::Oxen || job.callback_url.is_some();
+                let delivered =
+                    job.provider.protocol().pushes_every_end || job.callback_url.is_some();
                 let url =
                     (phase == Phase::Succeeded && delivered).then(|| self.issue_url(job, rng));
                 due.push(Announcement {

@@ -42,7 +42,7 @@ async fn a_fault_hits_as_many_creates_as_its_times() {
             }
         }
         assert_eq!(dropped, times);
-        let oxen = sandbox.stats().oxen;
+        let oxen = sandbox.stats()["oxen"];
         assert_eq!(oxen.creates, 5);
         // The drops and the one failed job: each counted once.
         assert_eq!(oxen.faults, u64::from(times) + 1);

@@ -323,7 +323,7 @@ async fn lookups_are_counted_guarded_and_faulted() {
     let keyless = client().get(&list_url).send().await.unwrap().status();
     assert_eq!(keyless, StatusCode::UNAUTHORIZED);
 
-    let oxen = sandbox.stats().oxen;
+    let oxen = sandbox.stats()["oxen"];
     assert_eq!(oxen.lookups, 2);
     assert_eq!(oxen.faults, 1);
     // Lookups are neither status queries nor creates.

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State as Extract};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -16,8 +16,51 @@ use serde_json::{Value, json};
 use crate::Provider::ShortApi;
 use crate::faults::Operation;
 use crate::protocol::guarded;
+use crate::protocol::{Protocol, post_json};
 use crate::schemas;
-use crate::state::{Count, NewJob, Phase, State};
+use crate::schemas::published;
+use crate::state::{Announcement, Count, NewJob, Phase, State};
+
+/// ShortAPI, as the sandbox speaks it.
+pub(super) const PROTOCOL: Protocol = Protocol {
+    name: "shortapi",
+    routes,
+    // ShortAPI documents only `code != 0`; `message` is the sandbox's.
+    error_body: |status, message, _| json!({ "code": status.as_u16(), "message": message, "data": null }),
+    schemas: &[
+        (
+            "kwaivgi/kling-o1/video-to-video",
+            published!("shortapi/kling-o1-video-to-video.json"),
+        ),
+        (
+            "kwaivgi/kling-o3/video-to-video",
+            published!("shortapi/kling-o3-video-to-video.json"),
+        ),
+        (
+            "kwaivgi/kling-o1/image-to-video",
+            published!("shortapi/kling-o1-image-to-video.json"),
+        ),
+    ],
+    envelope: None,
+    // Signed CDN URLs answer 403 when expired.
+    expired: StatusCode::FORBIDDEN,
+    pushes_every_end: false,
+    announce,
+};
+
+/// POSTs a job's end to its `callback_url`, when it gave one.
+fn announce(state: &Arc<State>, due: &Announcement) {
+    let (true, Some(callback)) = (due.phase.is_terminal(), due.callback_url.clone()) else {
+        return;
+    };
+    let body = query_body(&due.phase, due.url.as_deref());
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        if post_json(&callback, &body).await {
+            state.count(ShortApi, Count::Callback);
+        }
+    });
+}
 
 const CREATE: &str = "/api/v1/job/create";
 const QUERY: &str = "/api/v1/job/query";

@@ -15,9 +15,48 @@ use serde_json::{Value, json};
 
 use crate::Provider::AimlApi;
 use crate::faults::Operation;
-use crate::protocol::{error, guarded};
+use crate::protocol::{Protocol, error, guarded, request_id, timestamp};
 use crate::schemas;
+use crate::schemas::published;
 use crate::state::{Count, NewJob, Phase, State};
+
+/// AI/ML API, as the sandbox speaks it.
+pub(super) const PROTOCOL: Protocol = Protocol {
+    name: "aimlapi",
+    routes,
+    error_body: |status, message, path| {
+        json!({
+            "message": message,
+            "path": path,
+            "requestId": request_id(),
+            "statusCode": status.as_u16(),
+            "timestamp": timestamp(),
+        })
+    },
+    schemas: &[
+        (
+            "klingai/video-o1-video-to-video-edit",
+            published!("aimlapi/video-o1-video-to-video-edit.json"),
+        ),
+        (
+            "klingai/video-o1-video-to-video-reference",
+            published!("aimlapi/video-o1-video-to-video-reference.json"),
+        ),
+        (
+            "klingai/video-o1-reference-to-video",
+            published!("aimlapi/video-o1-reference-to-video.json"),
+        ),
+        (
+            "klingai/video-o1-image-to-video",
+            published!("aimlapi/video-o1-image-to-video.json"),
+        ),
+    ],
+    envelope: None,
+    // Signed CDN URLs answer 403 when expired.
+    expired: StatusCode::FORBIDDEN,
+    pushes_every_end: false,
+    announce: |_, _| {},
+};
 
 const PATH: &str = "/v2/video/generations";
 

@@ -22,9 +22,61 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::Provider::Oxen;
 use crate::faults::Operation;
-use crate::protocol::{error, guarded};
+use crate::protocol::{Protocol, error, guarded};
 use crate::schemas;
+use crate::schemas::published;
 use crate::state::{Count, JobView, NewJob, Phase, State, StreamEvent};
+
+/// Oxen.ai, as the sandbox speaks it.
+pub(super) const PROTOCOL: Protocol = Protocol {
+    name: "oxen",
+    routes,
+    error_body: |status, message, _| {
+        json!({
+            "error": {
+                "type": error_type(status),
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "detail": message,
+            },
+            "status": "error",
+            "status_message": message,
+        })
+    },
+    schemas: &[
+        (
+            "kling-video-o1-video-to-video-edit",
+            published!("oxen/kling-video-o1-video-to-video-edit.json"),
+        ),
+        (
+            "kling-video-o1-image-to-video",
+            published!("oxen/kling-video-o1-image-to-video.json"),
+        ),
+        (
+            "kling-video-o1-reference-to-video",
+            published!("oxen/kling-video-o1-reference-to-video.json"),
+        ),
+        (
+            "kling-video-o3-omni",
+            published!("oxen/kling-video-o3-omni.json"),
+        ),
+    ],
+    // The queue's envelope: the fields every queued job takes.
+    envelope: Some(published!("oxen/queue-create.json")),
+    // Oxen's result URLs answer 404 when expired.
+    expired: StatusCode::NOT_FOUND,
+    pushes_every_end: true,
+    announce: |state, due| announce(state, &due.id, &due.phase, due.url.as_deref()),
+};
+
+fn error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        404 => "not_found",
+        429 => "rate_limited",
+        _ => "internal_error",
+    }
+}
 
 const QUEUE: &str = "/api/ai/queue";
 const EVENTS: &str = "/api/events";
@@ -59,7 +111,7 @@ async fn enqueue(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body: 
         };
         // The envelope is checked at once; the model's own parameters only
         // when the job runs, as Oxen does.
-        let envelope = schemas::check_oxen_envelope(&body);
+        let envelope = schemas::check_envelope(Oxen, &body);
         if !envelope.is_empty() {
             return refuse(&state, &envelope.join("; "));
         }
