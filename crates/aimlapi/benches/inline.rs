@@ -16,16 +16,6 @@ use kling_aimlapi::AimlApi;
 use kling_core::provider::Provider as _;
 use kling_core::{EditRequest, JobState, Media};
 
-/// Validates `request` for `provider`, then submits it.
-async fn submit(
-    provider: &impl kling_core::provider::Provider,
-    request: &kling_core::Request,
-) -> Result<kling_core::JobHandle, kling_core::Error> {
-    provider
-        .submit(&provider.capabilities().validate(request)?)
-        .await
-}
-
 const SIZE: u64 = 150_000_000;
 const ROLE: &str = "KLING_BENCH_SANDBOX";
 
@@ -102,7 +92,7 @@ fn main() {
     let done = runtime.block_on(async {
         let aimlapi = AimlApi::with_base_url(&base, "k".into()).unwrap();
         let request = EditRequest::new(Media::file(&input), "Make @Video1 snowy").into();
-        let job = submit(&aimlapi, &request).await.unwrap();
+        let job = kling_sandbox::submit(&aimlapi, &request).await.unwrap();
         let sent = started.elapsed();
         for _ in 0..200 {
             if let JobState::Succeeded { .. } = aimlapi.status(&job).await.unwrap().state {

@@ -9,15 +9,6 @@ use kling_core::{
 };
 use kling_sandbox::{Provider as Emulated, published_schema_errors};
 
-/// Validates `request` for `provider`, then prepares it: the path every
-/// create takes.
-fn prepare(
-    provider: &impl kling_core::provider::Provider,
-    request: &kling_core::Request,
-) -> Result<kling_core::provider::PreparedCall, kling_core::Error> {
-    provider.prepare(&provider.capabilities().validate(request)?)
-}
-
 fn url(name: &str) -> Media {
     Media::url(format!("https://media.example/{name}"))
 }
@@ -90,7 +81,7 @@ fn cases() -> Vec<(&'static str, Request)> {
 #[test]
 fn every_body_matches_its_snapshot_and_the_published_schema() {
     for (name, request) in cases() {
-        let call = prepare(&aimlapi(), &request).unwrap();
+        let call = kling_sandbox::prepare(&aimlapi(), &request).unwrap();
         let errors = published_schema_errors(Emulated::AimlApi, &call.model, &call.body);
         assert!(errors.is_empty(), "{name}: {errors:?}");
         insta::assert_json_snapshot!(name, call.body);
@@ -100,10 +91,10 @@ fn every_body_matches_its_snapshot_and_the_published_schema() {
 #[test]
 fn the_route_is_sent_when_chosen() {
     let request = Request::from(EditRequest::new(url("a.mp4"), "go"));
-    let call = prepare(&aimlapi().route(Route::Fal), &request).unwrap();
+    let call = kling_sandbox::prepare(&aimlapi().route(Route::Fal), &request).unwrap();
     assert_eq!(call.body["provider"], "fal");
     assert!(published_schema_errors(Emulated::AimlApi, &call.model, &call.body).is_empty());
-    let call = prepare(&aimlapi(), &request).unwrap();
+    let call = kling_sandbox::prepare(&aimlapi(), &request).unwrap();
     assert!(call.body.get("provider").is_none());
 }
 
@@ -111,7 +102,7 @@ fn the_route_is_sent_when_chosen() {
 fn a_dry_run_describes_local_files_without_reading_them() {
     let clip = fixture("faststart.mp4");
     let request = Request::from(EditRequest::new(Media::file(&clip), "Make @Video1 snowy"));
-    let call = prepare(&aimlapi(), &request).unwrap();
+    let call = kling_sandbox::prepare(&aimlapi(), &request).unwrap();
     let size = std::fs::metadata(&clip).unwrap().len();
     assert_eq!(
         call.body["video_url"],
@@ -135,7 +126,7 @@ fn what_aimlapi_lacks_is_refused_before_sending() {
             "invalid request, nothing was sent: duration: 7 s, allowed 5 or 10 s on aimlapi for refer",
         ),
     ] {
-        let err = prepare(&aimlapi(), &request).unwrap_err();
+        let err = kling_sandbox::prepare(&aimlapi(), &request).unwrap_err();
         assert!(!err.may_have_been_sent());
         assert_eq!(err.to_string(), expected);
     }

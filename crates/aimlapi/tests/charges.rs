@@ -9,16 +9,6 @@ use kling_core::{Charge, ComposeRequest, Credits, JobState, Media, ReferRequest,
 use kling_sandbox::{Config, Provider, Sandbox};
 use serde_json::Value;
 
-/// Validates `request` for `provider`, then submits it.
-async fn submit(
-    provider: &impl kling_core::provider::Provider,
-    request: &kling_core::Request,
-) -> Result<kling_core::JobHandle, kling_core::Error> {
-    provider
-        .submit(&provider.capabilities().validate(request)?)
-        .await
-}
-
 fn url(name: &str) -> Media {
     Media::url(format!("https://media.example/{name}"))
 }
@@ -44,7 +34,7 @@ async fn the_status_carries_the_credits_used() {
     ];
     let mut jobs = Vec::new();
     for request in &requests {
-        let job = submit(&aimlapi, request).await.unwrap();
+        let job = kling_sandbox::submit(&aimlapi, request).await.unwrap();
         // Nothing is used while queued: no charge yet.
         let queued = aimlapi.status(&job).await.unwrap();
         assert_eq!(queued.state, JobState::Queued);

@@ -12,16 +12,6 @@ use kling_core::{EditRequest, JobState, Media};
 use kling_http::{RetryPolicy, TokioClock};
 use kling_sandbox::{Config, Provider, Sandbox};
 
-/// Validates `request` for `provider`, then submits it.
-async fn submit(
-    provider: &impl kling_core::provider::Provider,
-    request: &kling_core::Request,
-) -> Result<kling_core::JobHandle, kling_core::Error> {
-    provider
-        .submit(&provider.capabilities().validate(request)?)
-        .await
-}
-
 /// Reads until `buffer` is full or the file ends; returns the count.
 fn fill(file: &mut std::fs::File, buffer: &mut [u8]) -> usize {
     let mut filled = 0;
@@ -61,7 +51,7 @@ async fn a_150_mb_video_goes_inline_and_comes_back_byte_for_byte() {
         .unwrap();
     let aimlapi = AimlApi::with_base_url(&sandbox.url(Provider::AimlApi), "k".into()).unwrap();
     let request = EditRequest::new(Media::file(&input), "Make @Video1 snowy").into();
-    let job = submit(&aimlapi, &request).await.unwrap();
+    let job = kling_sandbox::submit(&aimlapi, &request).await.unwrap();
 
     let mut url = None;
     for _ in 0..100 {

@@ -103,7 +103,9 @@ impl fmt::Display for JobHandle {
 
 /// A string that is not `provider:id`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a job: expected PROVIDER:ID, the provider's name and its job id, as `kling jobs` shows them")]
+#[error(
+    "{0:?} is not a job: expected PROVIDER:ID, the provider's name and its job id, as `kling jobs` shows them"
+)]
 pub struct ParseJobHandleError(String);
 
 impl FromStr for JobHandle {

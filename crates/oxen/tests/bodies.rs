@@ -9,15 +9,6 @@ use kling_core::{
 use kling_oxen::{DESCRIPTOR, Oxen};
 use kling_sandbox::{Provider as Emulated, published_schema_errors};
 
-/// Validates `request` for `provider`, then prepares it: the path every
-/// create takes.
-fn prepare(
-    provider: &impl kling_core::provider::Provider,
-    request: &kling_core::Request,
-) -> Result<kling_core::provider::PreparedCall, kling_core::Error> {
-    provider.prepare(&provider.capabilities().validate(request)?)
-}
-
 fn url(name: &str) -> Media {
     Media::url(format!("https://media.example/{name}"))
 }
@@ -93,7 +84,7 @@ fn cases() -> Vec<(&'static str, Request)> {
 #[test]
 fn every_body_matches_its_snapshot_and_the_published_schema() {
     for (name, request) in cases() {
-        let call = prepare(&oxen(), &request).unwrap();
+        let call = kling_sandbox::prepare(&oxen(), &request).unwrap();
         let errors = published_schema_errors(Emulated::Oxen, &call.model, &call.body);
         assert!(errors.is_empty(), "{name}: {errors:?}");
         insta::assert_json_snapshot!(name, call.body);
@@ -117,7 +108,7 @@ fn every_rule_applies_before_enqueueing() {
             "prompt_empty",
         ),
     ] {
-        let err = prepare(&oxen(), &request).unwrap_err();
+        let err = kling_sandbox::prepare(&oxen(), &request).unwrap_err();
         assert_eq!(err.violations()[0].rule(), expected, "{err}");
     }
     for (request, expected) in [
@@ -138,7 +129,7 @@ fn every_rule_applies_before_enqueueing() {
             "oxen does not offer keeping the audio (keep_audio) for edit on o3; nothing was sent",
         ),
     ] {
-        let err = prepare(&oxen(), &request).unwrap_err();
+        let err = kling_sandbox::prepare(&oxen(), &request).unwrap_err();
         assert!(!err.may_have_been_sent());
         assert_eq!(err.to_string(), expected);
     }
@@ -153,7 +144,7 @@ fn gif_images_pass_here_and_local_files_need_an_uploader() {
     let err = gif.validate().unwrap_err();
     assert_eq!(err.violations()[0].rule(), "image_format", "{err}");
 
-    let err = prepare(&oxen(), &gif).unwrap_err();
+    let err = kling_sandbox::prepare(&oxen(), &gif).unwrap_err();
     let text = err.to_string();
     assert!(
         text.starts_with("oxen does not offer local files (images[0]: "),

@@ -13,16 +13,6 @@ use kling_oxen::{DESCRIPTOR, Oxen};
 use kling_sandbox::{Config, Fault, FaultKind, Operation, Provider, Sandbox};
 use serde_json::Value;
 
-/// Validates `request` for `provider`, then submits it.
-async fn submit(
-    provider: &impl kling_core::provider::Provider,
-    request: &kling_core::Request,
-) -> Result<kling_core::JobHandle, kling_core::Error> {
-    provider
-        .submit(&provider.capabilities().validate(request)?)
-        .await
-}
-
 /// `request`, checked for `provider`.
 fn checked(
     provider: &impl kling_core::provider::Provider,
@@ -114,7 +104,7 @@ async fn the_charge_is_the_generation_records_cost() {
     ];
     let mut jobs = Vec::new();
     for (request, seconds) in cases {
-        let job = submit(&oxen, &request).await.unwrap();
+        let job = kling_sandbox::submit(&oxen, &request).await.unwrap();
         // Not charged while it runs.
         assert_eq!(oxen.charge(&job).await.unwrap(), None);
         jobs.push((job, seconds));
@@ -157,7 +147,7 @@ async fn a_dropped_create_is_found_again() {
     let oxen = oxen(&sandbox);
     let request = refer("Fly over @Video1 at dawn");
     let sent_at = SystemTime::now();
-    let err = submit(&oxen, &request).await.unwrap_err();
+    let err = kling_sandbox::submit(&oxen, &request).await.unwrap_err();
     assert!(err.may_have_been_sent(), "{err:?}");
     assert_eq!(sandbox.stats()["oxen"].creates, 1);
 
@@ -231,22 +221,22 @@ async fn the_earliest_unknown_match_is_found_among_identical_creates() {
     );
     let sent_at = SystemTime::now();
     assert!(
-        submit(&oxen, &request)
+        kling_sandbox::submit(&oxen, &request)
             .await
             .unwrap_err()
             .may_have_been_sent()
     );
     assert!(
-        submit(&oxen, &request)
+        kling_sandbox::submit(&oxen, &request)
             .await
             .unwrap_err()
             .may_have_been_sent()
     );
-    let answered = submit(&oxen, &request).await.unwrap();
+    let answered = kling_sandbox::submit(&oxen, &request).await.unwrap();
     // Enough other generations of the model that the lost ones are on a
     // later page, newest first.
     for n in 0..120 {
-        submit(
+        kling_sandbox::submit(
             &oxen,
             &EditRequest::new(url("in.mp4"), format!("Make @Video1 rainy, take {n}")).into(),
         )

@@ -394,3 +394,61 @@ fn video_seconds(bytes: &[u8]) -> Option<u32> {
         kling_core::probe::Probed::Image(_) => None,
     }
 }
+
+/// Validates `request` for `provider`, then prepares its create call
+/// without sending it: the first half of what a test of an adapter against
+/// the sandbox does (the `kling` facade's `Client` does the same for
+/// programs).
+///
+/// ```
+/// use kling_core::{Checked, EditRequest, Error, JobHandle, JobState, JobStatus, Media, Model, Task};
+/// use kling_core::provider::{Capabilities, Offering, PreparedCall, Provider};
+///
+/// #[derive(Debug)]
+/// struct Example;
+/// const CAPS: Capabilities = Capabilities::new("example", &[Offering::new(Task::Edit, Model::O1, "e")]);
+///
+/// #[async_trait::async_trait]
+/// impl Provider for Example {
+///     fn capabilities(&self) -> &Capabilities { &CAPS }
+///     fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error> {
+///         let body = serde_json::json!({ "prompt": checked.request().prompt() });
+///         Ok(PreparedCall::new("POST", "http://127.0.0.1:9/jobs".into(), body, CAPS.accept(checked)?.wire_model))
+///     }
+///     async fn submit(&self, _: &Checked) -> Result<JobHandle, Error> { Ok(JobHandle::new("example", "1")) }
+///     async fn status(&self, _: &JobHandle) -> Result<JobStatus, Error> {
+///         Ok(JobStatus::new(JobState::Queued, serde_json::Value::Null))
+///     }
+/// }
+///
+/// let request = EditRequest::new(Media::url("https://example.com/a.mp4"), "Snow").into();
+/// assert_eq!(kling_sandbox::prepare(&Example, &request)?.body["prompt"], "Snow");
+/// let broken = EditRequest::new(Media::url("https://example.com/a.mp4"), " ").into();
+/// assert!(kling_sandbox::prepare(&Example, &broken).unwrap_err().is_invalid_request());
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Errors
+///
+/// The broken rules, or the adapter's refusal.
+pub fn prepare(
+    provider: &dyn kling_core::provider::Provider,
+    request: &kling_core::Request,
+) -> Result<kling_core::provider::PreparedCall, kling_core::Error> {
+    provider.prepare(&provider.capabilities().validate(request)?)
+}
+
+/// Validates `request` for `provider`, then submits it: the path every job
+/// takes, for tests of an adapter against the sandbox.
+///
+/// # Errors
+///
+/// The broken rules, or the adapter's.
+pub async fn submit(
+    provider: &dyn kling_core::provider::Provider,
+    request: &kling_core::Request,
+) -> Result<kling_core::JobHandle, kling_core::Error> {
+    provider
+        .submit(&provider.capabilities().validate(request)?)
+        .await
+}

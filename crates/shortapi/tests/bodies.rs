@@ -8,15 +8,6 @@ use kling_core::{
 use kling_shortapi::ShortApi;
 use serde_json::Value;
 
-/// Validates `request` for `provider`, then prepares it: the path every
-/// create takes.
-fn prepare(
-    provider: &impl kling_core::provider::Provider,
-    request: &kling_core::Request,
-) -> Result<kling_core::provider::PreparedCall, kling_core::Error> {
-    provider.prepare(&provider.capabilities().validate(request)?)
-}
-
 fn url(name: &str) -> Media {
     Media::url(format!("https://media.example/{name}"))
 }
@@ -96,7 +87,7 @@ fn every_body_matches_its_snapshot_and_the_published_schema() {
     let cases = cases();
     assert_eq!(cases.len(), 14);
     for (name, request) in cases {
-        let call = prepare(&shortapi, &request).unwrap();
+        let call = kling_sandbox::prepare(&shortapi, &request).unwrap();
         let errors: Vec<String> = published(&call.model)
             .iter_errors(&call.body)
             .map(|e| e.to_string())
@@ -127,7 +118,7 @@ fn what_shortapi_lacks_is_refused_before_sending() {
             &format!("shortapi does not offer local files (video: {clip}): it fetches inputs by URL. Give a URL, plug an Uploader that turns files into URLs (Client::with_uploader; the sandbox has one), or use a provider that takes local files inline; nothing was sent"),
         ),
     ] {
-        let err = prepare(&shortapi, &request).unwrap_err();
+        let err = kling_sandbox::prepare(&shortapi, &request).unwrap_err();
         assert!(!err.may_have_been_sent());
         assert_eq!(&err.to_string(), expected);
     }

@@ -7,16 +7,6 @@ use kling_core::{
 use kling_sandbox::{Config, Provider, Sandbox};
 use kling_shortapi::{DESCRIPTOR, ShortApi};
 
-/// Validates `request` for `provider`, then submits it.
-async fn submit(
-    provider: &impl kling_core::provider::Provider,
-    request: &kling_core::Request,
-) -> Result<kling_core::JobHandle, kling_core::Error> {
-    provider
-        .submit(&provider.capabilities().validate(request)?)
-        .await
-}
-
 fn url(name: &str) -> Media {
     Media::url(format!("https://media.example/{name}"))
 }
@@ -31,7 +21,7 @@ async fn the_handle_carries_the_amount_charged_at_create() {
     // O1 edit in pro mode, billed 5 s (a URL input's length is not known
     // to the sandbox, which bills the default) at $0.143/s.
     let edit = Request::from(EditRequest::new(url("in.mp4"), "Make @Video1 snowy"));
-    let job = submit(&shortapi, &edit).await.unwrap();
+    let job = kling_sandbox::submit(&shortapi, &edit).await.unwrap();
     assert_eq!(job.charge, Some(Charge::Usd(Usd::from_micros(715_000))));
 
     // Every charge is the catalogue's price for the seconds billed.
@@ -69,7 +59,7 @@ async fn the_handle_carries_the_amount_charged_at_create() {
     for (request, seconds) in cases {
         let offering = DESCRIPTOR.capabilities.check(&request).unwrap();
         let price = offering.price(request.mode()).for_seconds(seconds).unwrap();
-        let job = submit(&shortapi, &request).await.unwrap();
+        let job = kling_sandbox::submit(&shortapi, &request).await.unwrap();
         assert_eq!(job.charge, Some(Charge::Usd(price)), "{request:?}");
         // The charge survives the handle's serialized form.
         let stored: kling_core::JobHandle =
