@@ -317,6 +317,34 @@ impl Error {
         }
     }
 
+    /// The error for `job` ending in `state`: [`Error::JobFailed`] with the
+    /// provider's reason, [`Error::JobCancelled`]; `None` for a job that
+    /// succeeded or has not ended.
+    ///
+    /// ```
+    /// use kling_core::{Error, JobHandle, JobState};
+    ///
+    /// let job = JobHandle::new("example", "7");
+    /// let failed = JobState::Failed { reason: "content policy".into(), refunded: Some(true) };
+    /// let err = Error::job_ended(&job, &failed).unwrap();
+    /// assert_eq!(err.to_string(), "job example:7 failed: content policy (refunded)");
+    /// assert!(Error::job_ended(&job, &JobState::Running).is_none());
+    /// ```
+    pub fn job_ended(job: &JobHandle, state: &crate::job::JobState) -> Option<Self> {
+        use crate::job::JobState;
+        match state {
+            JobState::Failed { reason, refunded } => Some(Error::JobFailed {
+                job: Box::new(job.clone()),
+                reason: reason.clone(),
+                refunded: *refunded,
+            }),
+            JobState::Cancelled => Some(Error::JobCancelled {
+                job: Box::new(job.clone()),
+            }),
+            _ => None,
+        }
+    }
+
     /// The request broke a local rule and nothing was sent.
     pub fn is_invalid_request(&self) -> bool {
         matches!(self, Error::InvalidRequest(_))

@@ -339,21 +339,11 @@ impl Client {
                 Err(e) => return Err(e),
             };
             progress(&status);
-            match &status.state {
-                JobState::Succeeded { .. } => return Ok(status),
-                JobState::Failed { reason, refunded } => {
-                    return Err(Error::JobFailed {
-                        job: Box::new(job.clone()),
-                        reason: reason.clone(),
-                        refunded: *refunded,
-                    });
-                }
-                JobState::Cancelled => {
-                    return Err(Error::JobCancelled {
-                        job: Box::new(job.clone()),
-                    });
-                }
-                _ => {}
+            if let JobState::Succeeded { .. } = status.state {
+                return Ok(status);
+            }
+            if let Some(ended) = Error::job_ended(job, &status.state) {
+                return Err(ended);
             }
         }
     }

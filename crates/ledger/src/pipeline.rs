@@ -796,19 +796,20 @@ impl Worker<'_> {
                     return self.follow(row).await.map(Reached::Done);
                 }
                 State::Downloaded => return Ok(Reached::Done(done(row, None))),
-                State::Failed => {
-                    return Err(kling::Error::JobFailed {
-                        job: Box::new(job_of(&row)?),
-                        reason: row.detail.clone().unwrap_or_default(),
-                        refunded: None,
-                    }
-                    .into());
-                }
-                State::Cancelled => {
-                    return Err(kling::Error::JobCancelled {
-                        job: Box::new(job_of(&row)?),
-                    }
-                    .into());
+                State::Failed | State::Cancelled => {
+                    let ended = if row.state == State::Failed {
+                        kling::JobState::Failed {
+                            reason: row.detail.clone().unwrap_or_default(),
+                            refunded: None,
+                        }
+                    } else {
+                        kling::JobState::Cancelled
+                    };
+                    let job = job_of(&row)?;
+                    return Err(kling::Error::job_ended(&job, &ended).map_or_else(
+                        || Error::Conflict(format!("{job} has not ended")),
+                        Into::into,
+                    ));
                 }
             };
         }
