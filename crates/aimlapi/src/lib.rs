@@ -373,7 +373,7 @@ impl Provider for AimlApi {
             offering.wire_model,
             |field, media: &Media| match media {
                 Media::Url(url) => Ok(url.clone()),
-                local => Inliner::describe(field, local),
+                local => Inliner::describe(field, local, checked.probed(field)),
             },
         )?;
         Ok(PreparedCall::new(
@@ -392,7 +392,7 @@ impl Provider for AimlApi {
             offering.wire_model,
             |field, media: &Media| match media {
                 Media::Url(url) => Ok(url.clone()),
-                local => inliner.place(field, local),
+                local => inliner.place(field, local, checked.probed(field)),
             },
         )?;
         let attempt = self.api.attempt(GENERATIONS, offering.wire_model);

@@ -474,7 +474,9 @@ impl LineJob<'_> {
                     return Outcome::Failed("the batch was stopped".to_owned());
                 };
                 self.gate.pass().await;
-                self.ledger.work(self.client, row.intent, &options).await
+                self.ledger
+                    .work_checked(self.client, row.intent, &line.request, &options)
+                    .await
             };
             match result {
                 // The row was done when this process got to it.

@@ -89,6 +89,16 @@ impl Checked {
         &self.inputs
     }
 
+    /// What validation found of the local input in `field` (`video`,
+    /// `images[0]`, …): its probed header; `None` for a URL or an unknown
+    /// field.
+    pub fn probed(&self, field: &str) -> Option<&Probed> {
+        self.inputs
+            .iter()
+            .find(|input| input.field == field)
+            .and_then(|input| input.probed.as_ref())
+    }
+
     /// The seconds the provider bills: an edit's input length rounded to
     /// the nearest second (known when the input is local), otherwise the
     /// output's length.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::Stream;
-use kling_core::probe;
+use kling_core::probe::{self, Probed};
 use kling_core::rules::Violation;
 use kling_core::{Error, Media};
 use serde_json::Value;
@@ -35,7 +35,7 @@ const CHUNK: usize = 3 * 64 * 1024;
 ///
 /// let mut inliner = Inliner::new();
 /// let png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\x01\x90\0\0\x01\x2c\x08\x06\0\0\0";
-/// let placeholder = inliner.place("image", &Media::bytes(&png[..], Some("image/png")))?;
+/// let placeholder = inliner.place("image", &Media::bytes(&png[..], Some("image/png")), None)?;
 /// let body = inliner.finish(&json!({ "prompt": "Bloom", "image_url": placeholder }));
 ///
 /// let text = "data:image/png;base64,".len() + png.len().div_ceil(3) * 4;
@@ -104,20 +104,27 @@ impl Inliner {
     }
 
     /// The placeholder string to put in the JSON where `media` goes. A
-    /// file's size and content type are read now (its headers only).
+    /// file's size and content type come from `probed`, what validation
+    /// found (a checked request's [`CheckedInput`](kling_core::CheckedInput)),
+    /// or else are read now (its headers only).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidRequest`] when the file cannot be read, or when
     /// `media` is a URL, which has nothing to inline.
-    pub fn place(&mut self, field: &str, media: &Media) -> Result<String, Error> {
-        let source = Self::source(field, media)?;
+    pub fn place(
+        &mut self,
+        field: &str,
+        media: &Media,
+        probed: Option<&Probed>,
+    ) -> Result<String, Error> {
+        let source = Self::source(field, media, probed)?;
         let placeholder = format!("{}{}\u{1}", self.marker, self.sources.len());
         self.sources.push(source);
         Ok(placeholder)
     }
 
-    fn source(field: &str, media: &Media) -> Result<Source, Error> {
+    fn source(field: &str, media: &Media, probed: Option<&Probed>) -> Result<Source, Error> {
         let local = |reason: String| -> Error {
             Violation::FileUnreadable {
                 field: field.to_owned(),
@@ -127,8 +134,11 @@ impl Inliner {
         };
         let source = match media {
             Media::File(path) => {
-                let probed = probe::probe_file(path)
-                    .map_err(|e| local(format!("{}: {e}", path.display())))?;
+                let probed = match probed {
+                    Some(probed) => probed.clone(),
+                    None => probe::probe_file(path)
+                        .map_err(|e| local(format!("{}: {e}", path.display())))?,
+                };
                 Source::File {
                     path: path.clone(),
                     size: probed.size_bytes(),
@@ -159,7 +169,7 @@ impl Inliner {
     /// use kling_core::Media;
     /// use kling_http::inline::Inliner;
     ///
-    /// let text = Inliner::describe("video", &Media::bytes(&b"1234"[..], Some("video/mp4")))?;
+    /// let text = Inliner::describe("video", &Media::bytes(&b"1234"[..], Some("video/mp4")), None)?;
     /// assert_eq!(text, "data:video/mp4;base64,… (4 bytes, inline)");
     /// # Ok::<(), kling_core::Error>(())
     /// ```
@@ -167,8 +177,8 @@ impl Inliner {
     /// # Errors
     ///
     /// As [`Inliner::place`].
-    pub fn describe(field: &str, media: &Media) -> Result<String, Error> {
-        let source = Self::source(field, media)?;
+    pub fn describe(field: &str, media: &Media, probed: Option<&Probed>) -> Result<String, Error> {
+        let source = Self::source(field, media, probed)?;
         let what = match &source {
             Source::File { path, size, .. } => format!("{}, {size} bytes", path.display()),
             Source::Bytes { data, .. } => format!("{} bytes", data.len()),
@@ -376,9 +386,13 @@ mod tests {
             std::fs::write(&path, &content).unwrap();
 
             let mut inliner = Inliner::new();
-            let image = inliner.place("image", &Media::file(&path)).unwrap();
+            let image = inliner.place("image", &Media::file(&path), None).unwrap();
             let bytes = inliner
-                .place("last", &Media::bytes(&b"abcd"[..], Some("image/webp")))
+                .place(
+                    "last",
+                    &Media::bytes(&b"abcd"[..], Some("image/webp")),
+                    None,
+                )
                 .unwrap();
             let body = inliner.finish(&json!({
                 "prompt": "a \"quoted\" prompt",
@@ -405,7 +419,7 @@ mod tests {
         let mut inliner = Inliner::new();
         let fake = format!("{}9\u{1}", inliner.marker);
         let real = inliner
-            .place("video", &Media::bytes(&b"xyz"[..], Some("video/mp4")))
+            .place("video", &Media::bytes(&b"xyz"[..], Some("video/mp4")), None)
             .unwrap();
         let body = inliner.finish(&json!({ "prompt": fake, "video_url": real }));
         let sent: Value = serde_json::from_slice(&body.collect().await.unwrap()).unwrap();
@@ -421,7 +435,7 @@ mod tests {
         content.resize(1000, 0);
         std::fs::write(&path, &content).unwrap();
         let mut inliner = Inliner::new();
-        let image = inliner.place("image", &Media::file(&path)).unwrap();
+        let image = inliner.place("image", &Media::file(&path), None).unwrap();
         let body = inliner.finish(&json!({ "image_url": image }));
         std::fs::write(&path, &content[..500]).unwrap();
         let failed = Arc::new(AtomicBool::new(false));
@@ -434,7 +448,7 @@ mod tests {
     #[test]
     fn a_url_has_nothing_to_inline() {
         let err = Inliner::new()
-            .place("video", &Media::url("https://example.com/a.mp4"))
+            .place("video", &Media::url("https://example.com/a.mp4"), None)
             .unwrap_err();
         assert!(err.to_string().contains("video"), "{err}");
     }

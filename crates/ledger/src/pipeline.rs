@@ -417,22 +417,8 @@ impl Ledger {
         options: &RunOptions,
     ) -> Result<Done, Error> {
         let row = self.record(client, &intent).await?;
-        match self
-            .claim_and(
-                client,
-                row.intent,
-                options,
-                Goal::Result,
-                Some(intent.checked),
-            )
-            .await?
-        {
-            Reached::Done(done) => Ok(done),
-            Reached::Job(row) => Err(Error::Conflict(format!(
-                "intent #{} stopped at {}",
-                row.intent, row.state
-            ))),
-        }
+        self.work_as(client, row.intent, options, Some(intent.checked))
+            .await
     }
 
     /// Works the unfinished rows of `client`'s provider (at its address)
@@ -504,8 +490,37 @@ impl Ledger {
         intent: i64,
         options: &RunOptions,
     ) -> Result<Done, Error> {
+        self.work_as(client, intent, options, None).await
+    }
+
+    /// Like [`Ledger::work`], for a row whose request this run has checked
+    /// already (a batch validates every line before it starts): if the row
+    /// is still to send and records that request, `checked` is sent as it
+    /// is, without validating again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::work`].
+    pub async fn work_checked(
+        &self,
+        client: &Client,
+        intent: i64,
+        checked: &Checked,
+        options: &RunOptions,
+    ) -> Result<Done, Error> {
+        self.work_as(client, intent, options, Some(checked.clone()))
+            .await
+    }
+
+    async fn work_as(
+        &self,
+        client: &Client,
+        intent: i64,
+        options: &RunOptions,
+        checked: Option<Checked>,
+    ) -> Result<Done, Error> {
         match self
-            .claim_and(client, intent, options, Goal::Result, None)
+            .claim_and(client, intent, options, Goal::Result, checked)
             .await?
         {
             Reached::Done(done) => Ok(done),
