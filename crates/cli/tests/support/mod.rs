@@ -16,12 +16,13 @@ pub fn root() -> PathBuf {
 }
 
 /// `kling`, with no provider, key or journal from the environment: its
-/// journal is a fresh file under the system's temporary directory, and it
-/// runs in that directory, so whatever it writes by default stays there.
+/// journal is a fresh file in a folder under Cargo's temporary directory
+/// for tests (inside `target/`, gone with `cargo clean`), and it runs in
+/// that folder, so whatever it writes by default stays there.
 pub fn kling() -> Command {
     let journal = tempfile::Builder::new()
         .prefix("kling-test-journal-")
-        .tempdir()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap()
         .keep()
         .join("journal.sqlite3");
