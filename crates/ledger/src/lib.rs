@@ -44,6 +44,8 @@
 mod error;
 mod output;
 mod pipeline;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 mod sqlite;
 mod state;
@@ -145,6 +147,19 @@ impl Ledger {
     /// [`Error::Store`] when the file cannot be opened or migrated.
     pub fn open(location: impl AsRef<Path>) -> Result<Ledger, Error> {
         let store = sqlite::Sqlite::open(location.as_ref())?;
+        Ok(Ledger::with_store(Arc::new(store), DEFAULT_LEASE))
+    }
+
+    /// Connects to the PostgreSQL ledger at `url` (`postgres://…`),
+    /// creating or migrating its schema: one account of every job for any
+    /// number of processes on any number of machines.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the database cannot be reached or migrated.
+    #[cfg(feature = "postgres")]
+    pub async fn connect(url: &str) -> Result<Ledger, Error> {
+        let store = postgres::Postgres::connect(url).await?;
         Ok(Ledger::with_store(Arc::new(store), DEFAULT_LEASE))
     }
 

@@ -23,6 +23,83 @@ async fn sandbox() -> (Sandbox, Client) {
     (sandbox, Client::new(adapter))
 }
 
+/// Where a test's ledger lives: a SQLite file, or a fresh database on
+/// the PostgreSQL server named by `KLING_TEST_POSTGRES`.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    fn sqlite() -> Backend {
+        Backend::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// A fresh database on the test server, or `None`, said loudly, when
+    /// `KLING_TEST_POSTGRES` is not set.
+    async fn postgres(test: &str) -> Option<Backend> {
+        let Ok(server) = std::env::var("KLING_TEST_POSTGRES") else {
+            eprintln!(
+                "NOT RUN: the PostgreSQL case of {test}: set KLING_TEST_POSTGRES to a server's \
+                 URL (postgres://USER@127.0.0.1:PORT/postgres) to run it"
+            );
+            return None;
+        };
+        let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let name = format!("kling_test_{:016x}", fastrand::u64(..));
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&server).unwrap();
+        url.set_path(&name);
+        Some(Backend::Postgres(url.to_string()))
+    }
+
+    async fn open(&self) -> Ledger {
+        match self {
+            Backend::Sqlite(dir) => Ledger::open(dir.path().join("ledger.sqlite3")).unwrap(),
+            Backend::Postgres(url) => Ledger::connect(url).await.unwrap(),
+        }
+    }
+}
+
+/// Each check, once on SQLite and once on PostgreSQL.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = super::Backend::postgres(stringify!($name)).await {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    one_identity_is_one_row_across_handles,
+    concurrent_runs_of_one_intent_create_once,
+    a_claim_is_exclusive_until_its_holder_ends_or_its_lease_lapses,
+    attach_and_forget_change_only_a_row_that_may_exist,
+    clones_of_one_ledger_never_work_a_row_together,
+    a_file_that_appears_at_the_output_is_never_replaced,
+);
+
 /// An edit, checked for the sandbox's ShortAPI.
 fn request(prompt: &str) -> Checked {
     let request: Request =
@@ -33,13 +110,14 @@ fn request(prompt: &str) -> Checked {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_identity_is_one_row_across_handles() {
+async fn one_identity_is_one_row_across_handles(backend: Backend) {
     let (sandbox, client) = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite3");
     let out = dir.path().join("out.mp4");
-    let handles: Vec<Ledger> = (0..4).map(|_| Ledger::open(&path).unwrap()).collect();
+    let mut handles: Vec<Ledger> = Vec::new();
+    for _ in 0..4 {
+        handles.push(backend.open().await);
+    }
     let mut records = Vec::new();
     for ledger in &handles {
         let ledger = ledger.clone();
@@ -80,15 +158,13 @@ async fn one_identity_is_one_row_across_handles() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_runs_of_one_intent_create_once() {
+async fn concurrent_runs_of_one_intent_create_once(backend: Backend) {
     let (sandbox, client) = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite3");
     let out = dir.path().join("out.mp4");
     let mut runs = Vec::new();
     for _ in 0..3 {
-        let ledger = Ledger::open(&path).unwrap();
+        let ledger = backend.open().await;
         let (client, out) = (client.clone(), out.clone());
         runs.push(tokio::spawn(async move {
             ledger
@@ -108,15 +184,11 @@ async fn concurrent_runs_of_one_intent_create_once() {
     assert!(kling::probe::probe_file(&out).is_ok());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_is_exclusive_until_its_holder_ends_or_its_lease_lapses() {
+async fn a_claim_is_exclusive_until_its_holder_ends_or_its_lease_lapses(backend: Backend) {
     let (_sandbox, client) = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite3");
-    let holder = Ledger::open(&path)
-        .unwrap()
-        .with_lease(Duration::from_secs(1));
-    let other = Ledger::open(&path).unwrap();
+    let holder = backend.open().await.with_lease(Duration::from_secs(1));
+    let other = backend.open().await;
     let row = holder
         .record(
             &client,
@@ -157,11 +229,10 @@ async fn a_claim_is_exclusive_until_its_holder_ends_or_its_lease_lapses() {
     assert!(done.status.is_none(), "done earlier, not by this run");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attach_and_forget_change_only_a_row_that_may_exist() {
+async fn attach_and_forget_change_only_a_row_that_may_exist(backend: Backend) {
     let (_sandbox, client) = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path().join("ledger.sqlite3")).unwrap();
+    let ledger = backend.open().await;
     let row = ledger
         .record(
             &client,
@@ -225,11 +296,10 @@ fn a_version_1_journal_is_migrated_and_keeps_its_rows() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clones_of_one_ledger_never_work_a_row_together() {
+async fn clones_of_one_ledger_never_work_a_row_together(backend: Backend) {
     let (sandbox, client) = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path().join("ledger.sqlite3")).unwrap();
+    let ledger = backend.open().await;
     let out = dir.path().join("out.mp4");
     let runs: Vec<_> = (0..4)
         .map(|_| {
@@ -251,11 +321,10 @@ async fn clones_of_one_ledger_never_work_a_row_together() {
     assert_eq!(sandbox.stats()["shortapi"].creates, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_that_appears_at_the_output_is_never_replaced() {
+async fn a_file_that_appears_at_the_output_is_never_replaced(backend: Backend) {
     let (sandbox, client) = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path().join("ledger.sqlite3")).unwrap();
+    let ledger = backend.open().await;
     let out = dir.path().join("out.mp4");
     let row = ledger
         .record(&client, &Intent::new(request("dust"), &out))
