@@ -301,6 +301,18 @@ pub(crate) fn start_sandbox(args: &[String]) -> Result<(std::process::Child, Str
     Ok((sandbox, base.trim().to_owned()))
 }
 
+/// The sandbox's counters (`Null` when they cannot be read), then the
+/// sandbox stopped.
+fn stop_sandbox(mut sandbox: std::process::Child, base: &str) -> serde_json::Value {
+    let stats = http_get(base, "/_sandbox/stats")
+        .ok()
+        .and_then(|body| serde_json::from_str(&body).ok())
+        .unwrap_or_default();
+    let _ = sandbox.kill();
+    let _ = sandbox.wait();
+    stats
+}
+
 /// A batch file of `jobs` edits of remote videos.
 pub(crate) fn write_edits(file: &Path, jobs: u32) -> Result<(), String> {
     let mut lines = String::new();
@@ -317,7 +329,7 @@ fn scale(dir: &Path) -> Result<Row, String> {
     // A provider that pushes: its waits hold an event stream, the harder case.
     let provider = provider_where("pushes", |p| p.capabilities.push)?;
     let name = provider.name();
-    let (mut sandbox, base) = start_sandbox(&[])?;
+    let (sandbox, base) = start_sandbox(&[])?;
     let file = dir.join("scale.jsonl");
     write_edits(&file, 1000)?;
     let start = Instant::now();
@@ -335,15 +347,9 @@ fn scale(dir: &Path) -> Result<Row, String> {
             .stderr(Stdio::null()),
     );
     let wall = start.elapsed();
-    let stats = http_get(&base, "/_sandbox/stats");
-    let _ = sandbox.kill();
-    let _ = sandbox.wait();
+    let stats = stop_sandbox(sandbox, &base);
     let (ok, rss) = result?;
-    let creates = stats
-        .ok()
-        .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
-        .and_then(|v| v[name]["creates"].as_u64())
-        .unwrap_or(0);
+    let creates = stats[name]["creates"].as_u64().unwrap_or(0);
     Ok(Row {
         name: "scale",
         figure: format!(
@@ -364,6 +370,197 @@ fn scale(dir: &Path) -> Result<Row, String> {
             }
         ),
         target: "under 30 s, under 200 MB, exactly 1,000 creates",
+    })
+}
+
+/// `kling edit --no-wait --upload URL` of a generated 150 MB MP4, on a
+/// provider that fetches inputs by URL: the process's peak RSS while it
+/// streams the file to the sandbox's `/uploads` (in another process).
+fn post_upload(dir: &Path) -> Result<Row, String> {
+    let provider = provider_where("that fetches inputs by URL", |p| {
+        !p.capabilities.local_files
+    })?;
+    let name = provider.name();
+    let video = dir.join("upload.mp4");
+    let size = big_mp4(&video)?;
+    let (sandbox, base) = start_sandbox(&[])?;
+    let result = run_measured(
+        Command::new(kling_binary())
+            .args(["--provider", name, "--base-url", &format!("{base}/{name}")])
+            .args(["--upload", &format!("{base}/uploads")])
+            .arg("--journal")
+            .arg(dir.join("upload.sqlite3"))
+            .args([
+                "edit",
+                "--no-wait",
+                "--prompt",
+                "Make it snow on @Video1",
+                "--video",
+            ])
+            .arg(&video)
+            .arg("--out")
+            .arg(dir.join("upload-out.mp4"))
+            .env(provider.key_variable, "bench")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let stats = stop_sandbox(sandbox, &base);
+    let (ok, rss) = result?;
+    let uploads = stats["uploads"].as_u64().unwrap_or(0);
+    Ok(Row {
+        name: "post upload",
+        figure: format!(
+            "peak RSS {} sending {} through `--upload` ({}, {uploads} upload{}){}",
+            mb(rss),
+            mb(size),
+            provider.title,
+            if uploads == 1 { "" } else { "s" },
+            if ok { "" } else { " (the edit failed)" }
+        ),
+        against: format!("file size {}", mb(size)),
+        ratio: format!("{:.3} of the file", {
+            #[allow(clippy::cast_precision_loss)]
+            let ratio = rss as f64 / size as f64;
+            ratio
+        }),
+        target: "peak under 64 MB",
+    })
+}
+
+/// A throwaway PostgreSQL cluster (`.ci/postgres`), stopped when dropped.
+struct Postgres {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Postgres {
+    fn start(dir: PathBuf) -> Result<Postgres, String> {
+        let output = Command::new("bash")
+            .arg(root().join(".ci/postgres"))
+            .arg("start")
+            .arg(&dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run .ci/postgres: {e}"))?;
+        if !output.status.success() {
+            return Err("could not start PostgreSQL (.ci/postgres start)".to_owned());
+        }
+        let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Ok(Postgres { dir, url })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join(".ci/postgres"))
+            .arg("stop")
+            .arg(&self.dir)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// How a batch through `workers` processes went.
+struct FleetRun {
+    wall: Duration,
+    creates: u64,
+    statements: u64,
+    ok: bool,
+}
+
+/// `workers` processes of `kling batch FILE` on `journal` against a fresh
+/// sandbox, 64 at once each, all started together.
+fn run_fleet(
+    provider: &Descriptor,
+    journal: &str,
+    workers: usize,
+    file: &Path,
+    out: &Path,
+) -> Result<FleetRun, String> {
+    let name = provider.name();
+    let (sandbox, base) = start_sandbox(&[])?;
+    let start = Instant::now();
+    let children: Vec<_> = (0..workers)
+        .map(|_| {
+            Command::new(kling_binary())
+                .args(["--provider", name, "--base-url", &format!("{base}/{name}")])
+                .args(["--journal", journal, "--json", "batch"])
+                .arg(file)
+                .args(["--concurrency", "64", "--timeout", "600", "--out-dir"])
+                .arg(out)
+                .env(provider.key_variable, "bench")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let (mut ok, mut statements) = (true, 0);
+    for child in children {
+        let output = child.wait_with_output().map_err(|e| e.to_string())?;
+        ok &= output.status.success();
+        let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        statements += summary["ledger_statements"].as_u64().unwrap_or(0);
+    }
+    let wall = start.elapsed();
+    let creates = stop_sandbox(sandbox, &base)[name]["creates"]
+        .as_u64()
+        .unwrap_or(0);
+    Ok(FleetRun {
+        wall,
+        creates,
+        statements,
+        ok,
+    })
+}
+
+/// Statements a job, to a tenth, in integers.
+fn per_job(statements: u64, jobs: u64) -> String {
+    format!("{}.{}", statements / jobs, statements * 10 / jobs % 10)
+}
+
+fn fleet(dir: &Path) -> Result<Row, String> {
+    const JOBS: u32 = 10_000;
+    let provider = provider_where("pushes", |p| p.capabilities.push)?;
+    let file = dir.join("fleet.jsonl");
+    write_edits(&file, JOBS)?;
+    let sqlite = dir.join("fleet.sqlite3");
+    let single = run_fleet(
+        provider,
+        &sqlite.display().to_string(),
+        1,
+        &file,
+        &dir.join("fleet-single"),
+    )?;
+    let postgres = Postgres::start(dir.join("fleet-pg"))?;
+    let four = run_fleet(provider, &postgres.url, 4, &file, &dir.join("fleet-four"))?;
+    drop(postgres);
+    let jobs = u64::from(JOBS);
+    let failed = |run: &FleetRun| if run.ok { "" } else { " (a batch failed)" };
+    Ok(Row {
+        name: "fleet",
+        figure: format!(
+            "10,000 jobs ({}, 1 s jobs), 4 `kling batch` workers on one PostgreSQL ledger, 64 at \
+             once each: {}, {} creates, {} ledger statements a job{}",
+            provider.title,
+            seconds(four.wall),
+            four.creates,
+            per_job(four.statements, jobs),
+            failed(&four)
+        ),
+        against: format!(
+            "1 process on SQLite, 64 at once: {}, {} creates, {} ledger statements a job{}",
+            seconds(single.wall),
+            single.creates,
+            per_job(single.statements, jobs),
+            failed(&single)
+        ),
+        ratio: format!(
+            "{:.2}x the time",
+            four.wall.as_secs_f64() / single.wall.as_secs_f64()
+        ),
+        target: "exactly 10,000 creates each; at most 1x the time; at most 10 statements a job",
     })
 }
 
@@ -503,19 +700,44 @@ fn resume(dir: &Path) -> Result<Row, String> {
     })
 }
 
-/// Runs every benchmark and prints the table.
-pub(crate) fn run() -> Result<(), String> {
+/// Runs every benchmark (or only the row `only`) and prints the table.
+pub(crate) fn run(only: Option<&str>) -> Result<(), String> {
+    const NAMES: [&str; 8] = [
+        "probe",
+        "inline",
+        "upload",
+        "waiting",
+        "scale",
+        "fleet",
+        "resume",
+        "footprint",
+    ];
+    if let Some(name) = only.filter(|name| !NAMES.contains(name)) {
+        return Err(format!(
+            "no bench named {name}; the benches are {}",
+            NAMES.join(", ")
+        ));
+    }
     eprintln!("building the release binary…");
     build_kling()?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let rows = [
-        probe(dir.path())?,
-        inline()?,
-        waiting(),
-        scale(dir.path())?,
-        resume(dir.path())?,
-        footprint()?,
-    ];
+    let path = dir.path();
+    let mut rows = Vec::new();
+    for name in NAMES
+        .into_iter()
+        .filter(|name| only.is_none_or(|o| o == *name))
+    {
+        rows.push(match name {
+            "probe" => probe(path)?,
+            "inline" => inline()?,
+            "upload" => post_upload(path)?,
+            "waiting" => waiting(),
+            "scale" => scale(path)?,
+            "fleet" => fleet(path)?,
+            "resume" => resume(path)?,
+            _ => footprint()?,
+        });
+    }
     println!("| bench | figure | against | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");
     for row in rows {

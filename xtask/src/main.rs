@@ -27,7 +27,9 @@ commands:
                        adapters send differs from schemas/published/ (or from
                        the providers' OpenAPI documents in DIR) beyond
                        schemas/allowed-differences.toml
-  bench                print the performance figures (BENCHMARKS.md)
+  bench [--only NAME]  print the performance figures (BENCHMARKS.md), or only
+                       the row NAME (probe, inline, upload, waiting, scale,
+                       fleet, resume, footprint)
   faults [--jobs N] [--only NAME]
                        run N jobs (default 100) per fault kind and provider
                        through `kling batch` against `kling sandbox`; fail on
@@ -60,7 +62,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["faults", rest @ ..] => faults_command(rest),
-        ["bench"] => match bench::run() {
+        ["bench"] => match bench::run(None) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        ["bench", "--only", name] => match bench::run(Some(name)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

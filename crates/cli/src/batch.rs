@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kling::{Checked, Client, Request, RequestSpec, Usd};
-use kling_ledger::{Error, Intent, Ledger, Record, RunOptions, State};
+use kling_ledger::{Batch, Error, Intent, Ledger, Next, Record, RunOptions, State};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -93,6 +93,7 @@ impl Gate {
 }
 
 /// One line of the file, checked.
+#[derive(Clone)]
 struct Line {
     number: i64,
     request: Checked,
@@ -347,58 +348,281 @@ async fn run_session(
              --base-url, or a real provider",
         ));
     }
-    let ledger = choice.open()?.with_lease(plan.lease);
+    let ledger = choice.open().await?.with_lease(plan.lease);
     let lines = read_lines(plan, raw, &session.client)?;
     std::fs::create_dir_all(&plan.out_dir)
         .map_err(|e| Failure::usage(format!("cannot create {}: {e}", plan.out_dir.display())))?;
-    let total = lines.len();
     eprintln!(
-        "batch: {total} requests from {}, {} at a time, ledger {}",
+        "batch: {} requests from {}, {} at a time, ledger {}",
+        lines.len(),
         plan.file.display(),
         plan.concurrency,
         ledger.location()
     );
+    let settings = Settings {
+        timeout: plan.timeout,
+        retry_failed: plan.retry_failed,
+        overwrite: plan.overwrite,
+    };
+    let batch = Arc::new(ledger.batch(batch_name(&plan.file, &lines)));
+    let mut results = Vec::new();
+    let (queued, apart) = record(&batch, &ledger, &session.client, &lines, settings).await?;
+    results.extend(apart.finished);
+    let labels: HashMap<i64, i64> = queued.iter().map(|(&i, &n)| (i, n)).collect();
+    let view = Arc::new(View::lines(labels));
+    let options = RunOptions::default()
+        .timeout(plan.timeout)
+        .observer(view.observer())
+        .results_in(&plan.out_dir);
     let slots = Arc::new(Semaphore::new(plan.concurrency));
     let gate = Arc::new(Gate::default());
-    let batch = Arc::new(kling_ledger::absolute(&plan.file).display().to_string());
+    let worked = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = tokio::task::JoinSet::new();
-    for line in lines {
-        let (slots, gate, ledger, session, batch) = (
+    // The batch's own lines: each worker takes the next line nobody holds.
+    for _ in 0..plan.concurrency {
+        let (batch, session, slots, gate, worked, options) = (
+            Arc::clone(&batch),
+            Arc::clone(session),
+            Arc::clone(&slots),
+            Arc::clone(&gate),
+            Arc::clone(&worked),
+            options.clone(),
+        );
+        tasks.spawn(async move {
+            take_lines(&batch, &session.client, &slots, &gate, &options, &worked).await;
+        });
+    }
+    // Lines whose rows are not the batch's (recorded by an older kling, or
+    // retried from one): each claimed by its own row.
+    let file = Arc::new(kling_ledger::absolute(&plan.file).display().to_string());
+    let apart_results = Arc::new(Mutex::new(Vec::new()));
+    for line in apart.lines {
+        let (slots, gate, ledger, session, file, results) = (
             Arc::clone(&slots),
             Arc::clone(&gate),
             ledger.clone(),
             Arc::clone(session),
-            Arc::clone(&batch),
+            Arc::clone(&file),
+            Arc::clone(&apart_results),
         );
-        let settings = Settings {
-            timeout: plan.timeout,
-            retry_failed: plan.retry_failed,
-            overwrite: plan.overwrite,
-        };
         tasks.spawn(async move {
             let line_job = LineJob {
                 ledger: &ledger,
                 client: &session.client,
                 gate: &gate,
                 slots: &slots,
-                batch: &batch,
+                batch: &file,
                 settings,
             };
             let outcome = line_job.run(&line).await;
-            (line.number, outcome)
+            lock(&results).push((line.number, outcome));
         });
     }
-    let mut results = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok(result) = joined {
-            results.push(result);
+    while tasks.join_next().await.is_some() {}
+    view.finish();
+    let mut ours: HashMap<i64, i64> = queued;
+    for (row, result) in std::mem::take(&mut *lock(&worked)) {
+        let number = ours
+            .remove(&row.intent)
+            .or(row.batch_line)
+            .unwrap_or_default();
+        results.push((number, worked_outcome(&row, result)));
+    }
+    results.append(&mut lock(&apart_results));
+    // What other processes did with the rest of this file's lines.
+    let rest: Vec<i64> = ours.keys().copied().collect();
+    let rows = ledger.rows(&rest).await.map_err(|e| Failure::from(&e))?;
+    for row in rows {
+        if let Some(number) = ours.get(&row.intent) {
+            results.push((*number, elsewhere(&row)));
         }
     }
     results.sort_by_key(|(number, _)| *number);
-    match summarize(&results, output) {
+    match summarize(&results, output, ledger.statements()) {
         Exit::Success => Ok(()),
         // The summary said which lines failed, and why.
         exit => Err(Failure::reported(exit)),
+    }
+}
+
+/// What identifies a batch in the ledger: its file's name and what its
+/// lines ask for (`NAME#HASH`), so that workers on other machines (the same
+/// file elsewhere) share it, and another file of the same name, or this
+/// one edited, is another batch. Rows recorded under another batch are
+/// still found by their lines' identities, and worked one by one.
+fn batch_name(file: &Path, lines: &[Line]) -> String {
+    let name = file
+        .file_name()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let mut keys: Vec<&str> = lines.iter().map(|line| line.key.as_str()).collect();
+    keys.sort_unstable();
+    let hash = kling_ledger::fingerprint(&keys.join("\n\n"));
+    format!("{name}#{}", &hash[..16])
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Lines that are not the batch queue's to take.
+#[derive(Default)]
+struct Apart {
+    /// Ended already: done, failed, refused.
+    finished: Vec<(i64, Outcome)>,
+    /// Rows of another batch name: worked one by one.
+    lines: Vec<Line>,
+}
+
+/// Records every line (or finds its row), and sorts them: the rows the
+/// batch's workers take (intent to line number), and the rest.
+async fn record(
+    batch: &Batch,
+    ledger: &Ledger,
+    client: &Client,
+    lines: &[Line],
+    settings: Settings,
+) -> Result<(HashMap<i64, i64>, Apart), Failure> {
+    let intents = lines
+        .iter()
+        .map(|line| {
+            let intent = Intent::new(line.request.clone(), &line.out)
+                .key(line.key.clone())
+                .overwrite(settings.overwrite);
+            (line.number, intent)
+        })
+        .collect();
+    let recorded = batch
+        .record(client, intents)
+        .await
+        .map_err(|e| Failure::from(&e))?;
+    let mut queued = HashMap::new();
+    let mut apart = Apart::default();
+    for (line, recorded) in lines.iter().zip(recorded) {
+        let mut row = match recorded {
+            Ok(row) => row,
+            Err(e) => {
+                apart
+                    .finished
+                    .push((line.number, Outcome::Failed(e.to_string())));
+                continue;
+            }
+        };
+        let refused = row.state == State::NotSent && !row.resend;
+        let ended = refused || matches!(row.state, State::Failed | State::Cancelled);
+        match row.state {
+            State::Downloaded => {
+                apart.finished.push((line.number, Outcome::Skipped));
+                continue;
+            }
+            _ if ended && !settings.retry_failed => {
+                let reason = format!(
+                    "{} earlier: {} (--retry-failed creates it again)",
+                    if refused {
+                        "refused"
+                    } else {
+                        row.state.as_str()
+                    },
+                    row.detail.as_deref().unwrap_or("no reason given")
+                );
+                apart.finished.push((line.number, Outcome::Failed(reason)));
+                continue;
+            }
+            // --retry-failed: a new attempt of what failed or was refused.
+            _ if ended => match ledger.retry(&row).await {
+                Ok(next) => row = next,
+                Err(e) => {
+                    apart
+                        .finished
+                        .push((line.number, Outcome::Failed(e.to_string())));
+                    continue;
+                }
+            },
+            _ => {}
+        }
+        if row.batch.as_deref() == Some(batch.name()) {
+            queued.insert(row.intent, line.number);
+        } else {
+            apart.lines.push(line.clone());
+        }
+    }
+    Ok((queued, apart))
+}
+
+/// One worker of the batch: takes lines until none is left for it.
+async fn take_lines(
+    batch: &Batch,
+    client: &Client,
+    slots: &Semaphore,
+    gate: &Gate,
+    options: &RunOptions,
+    worked: &Mutex<Vec<(Record, Result<kling_ledger::Done, Error>)>>,
+) {
+    loop {
+        gate.pass().await;
+        let next = {
+            let Ok(_slot) = slots.acquire().await else {
+                return;
+            };
+            batch.next(client, options).await
+        };
+        match next {
+            Ok(Next::Worked { record, result }) => lock(worked).push((record, result)),
+            // Refused before creating anything: slow the whole batch down;
+            // the line is taken again (until --timeout).
+            Ok(Next::GivenBack {
+                record,
+                retry_after,
+            }) => {
+                let pause = retry_after.unwrap_or(Duration::from_secs(5));
+                eprintln!(
+                    "line {}: rate limited; the batch pauses {}s",
+                    record.batch_line.unwrap_or_default(),
+                    pause.as_secs()
+                );
+                gate.close_for(pause);
+            }
+            Ok(Next::Wait(pause)) => tokio::time::sleep(pause).await,
+            Ok(Next::Finished | _) => return,
+            Err(e) => {
+                eprintln!("batch: {}", escaped(&e.to_string()));
+                return;
+            }
+        }
+    }
+}
+
+/// How a line this process worked ended.
+fn worked_outcome(row: &Record, result: Result<kling_ledger::Done, Error>) -> Outcome {
+    match result {
+        Ok(done) if done.status.is_none() => Outcome::Elsewhere,
+        Ok(done) => Outcome::Done {
+            estimate: done.record.estimate,
+            charged: done.record.charged_usd,
+        },
+        Err(e) => outcome_of(row, &e),
+    }
+}
+
+/// How a line another process worked stands.
+fn elsewhere(row: &Record) -> Outcome {
+    let detail = row.detail.as_deref().unwrap_or("no reason given");
+    match row.state {
+        State::Downloaded => Outcome::Elsewhere,
+        State::Failed | State::Cancelled => Outcome::Failed(format!(
+            "{}: {} in another process: {detail}",
+            row.name(),
+            row.state
+        )),
+        State::NotSent if !row.resend => Outcome::Failed(format!(
+            "{}: refused in another process: {detail}",
+            row.name()
+        )),
+        State::MayExist => Outcome::MayExist(format!("{}: {detail}", row.name())),
+        state => Outcome::Unfinished(format!(
+            "{}: {state}, left to the process that holds it; `kling resume` or running the \
+             batch again finishes it",
+            row.name()
+        )),
     }
 }
 
@@ -538,7 +762,9 @@ fn outcome_of(row: &Record, error: &Error) -> Outcome {
     }
 }
 
-fn summarize(results: &[(i64, Outcome)], output: Output) -> Exit {
+/// Prints this process's summary (its own lines' outcomes, and the ledger
+/// statements it ran) and says how the command exits.
+fn summarize(results: &[(i64, Outcome)], output: Output, statements: u64) -> Exit {
     let count = |f: fn(&Outcome) -> bool| results.iter().filter(|(_, o)| f(o)).count();
     let done = count(|o| matches!(o, Outcome::Done { .. }));
     let skipped = count(|o| matches!(o, Outcome::Skipped));
@@ -597,6 +823,7 @@ fn summarize(results: &[(i64, Outcome)], output: Output) -> Exit {
                 "estimated_cost_usd": estimated.as_f64(),
                 "charged_usd": charged.as_f64(),
                 "jobs_with_unknown_cost": unpriced,
+                "ledger_statements": statements,
             })
         );
     }

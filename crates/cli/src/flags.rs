@@ -32,20 +32,34 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) base_url: Option<String>,
 
-    /// The job ledger (SQLite): every job is recorded there before it is
-    /// sent, and any number of kling processes may share it [default:
-    /// kling/journal.sqlite3 in the platform's data directory].
-    #[arg(long, global = true, env = "KLING_JOURNAL", value_name = "PATH")]
+    /// The job ledger: every job is recorded there before it is sent. A
+    /// SQLite file, shared by the kling processes of one machine, or a
+    /// `postgres://USER@HOST/DB` URL, shared by any number of machines
+    /// [default: kling/journal.sqlite3 in the platform's data directory].
+    #[arg(
+        long,
+        global = true,
+        env = "KLING_JOURNAL",
+        // A URL may hold a password: help never shows the value.
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     pub(crate) journal: Option<PathBuf>,
 
     /// Say more on stderr: the provider, its URL and the journal used.
     #[arg(short, long, global = true)]
     pub(crate) verbose: bool,
 
-    /// Where local files are uploaded (POST of the bytes, answered with
-    /// {"url": …}) for providers that fetch inputs by URL. With a --base-url
-    /// on a `kling sandbox`, its /uploads is used.
-    #[arg(long, global = true, value_name = "URL")]
+    /// Where local files are uploaded for providers that fetch inputs by
+    /// URL: an endpoint taking the file's bytes in a POST (streamed) and
+    /// answering {"url": …}. With a --base-url on a `kling sandbox`, its
+    /// /uploads is used.
+    #[arg(
+        long = "upload",
+        visible_alias = "upload-url",
+        global = true,
+        value_name = "URL"
+    )]
     pub(crate) upload_url: Option<String>,
 
     #[command(subcommand)]

@@ -34,7 +34,7 @@ pub(crate) fn run(
         // A job this ledger recorded is followed where it was created,
         // unless --base-url says otherwise. A lookup never creates a
         // ledger.
-        let recorded = match ledger.open_existing() {
+        let recorded = match ledger.open_existing().await {
             Some(open) => match open.find_job(&job).await {
                 Ok(Some(row)) => Some((open, row)),
                 _ => None,
@@ -104,7 +104,7 @@ async fn follow_job(
         Follow::Wait(wait) => {
             let ledger = match recorded {
                 Some((ledger, _)) => ledger,
-                None => session.ledger(choice)?,
+                None => session.ledger(choice).await?,
             };
             wait_for(&ledger, client, wait, output).await?;
         }

@@ -87,8 +87,8 @@ pub(crate) fn jobs(
     choice: &LedgerChoice,
     output: Output,
 ) -> Result<(), Failure> {
-    let ledger = choice.open()?;
     crate::providers::block_on(async move {
+        let ledger = choice.open().await?;
         match query {
             JobsQuery::Attach { intent, job } => {
                 change(&ledger.attach(*intent, job).await?, output);
@@ -252,9 +252,9 @@ pub(crate) fn resume(
     concurrency: usize,
     output: Output,
 ) -> Result<(), Failure> {
-    let ledger = choice.open()?;
     let json = output.is_json();
     crate::providers::block_on(async move {
+        let ledger = choice.open().await?;
         let rows = ledger.jobs(&Filter::unfinished()).await?;
         if rows.is_empty() {
             eprintln!("nothing to resume in {}", ledger.location());

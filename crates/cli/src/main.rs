@@ -78,10 +78,7 @@ fn main() -> ExitCode {
                 .as_deref()
                 .map(|url| format!(" at {url}"))
                 .unwrap_or_default(),
-            args.ledger.path().map_or_else(
-                || "none (no data directory)".to_owned(),
-                |p| p.display().to_string()
-            )
+            args.ledger.describe()
         );
     }
     match run(args) {

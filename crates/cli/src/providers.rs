@@ -212,7 +212,7 @@ impl Session {
     /// The ledger jobs are recorded in: the chosen one, or for the
     /// in-process sandbox, whose jobs end with the command, a temporary one
     /// that goes with it.
-    pub(crate) fn ledger(
+    pub(crate) async fn ledger(
         &self,
         choice: &crate::ledger::LedgerChoice,
     ) -> Result<kling_ledger::Ledger, Failure> {
@@ -220,7 +220,7 @@ impl Session {
             Some(dir) => {
                 kling_ledger::Ledger::open(dir.path().join("ledger.sqlite3")).map_err(Failure::from)
             }
-            None => choice.open(),
+            None => choice.open().await,
         }
     }
 

@@ -1,6 +1,7 @@
 //! What a running job shows on stderr: its submission, then a progress
 //! line (a bar on a terminal). Every text from outside is escaped.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kling_ledger::Event;
@@ -14,14 +15,35 @@ use crate::text::escaped;
 pub(crate) struct View {
     progress: Mutex<Option<Progress>>,
     /// A label before each line (a batch's line number).
-    label: Option<String>,
+    label: Label,
+}
+
+/// What each line of a view starts with.
+#[derive(Default)]
+enum Label {
+    /// Nothing: one job, with a bar on a terminal.
+    #[default]
+    None,
+    /// The same label for every event.
+    Fixed(String),
+    /// A batch's line number, by row.
+    Lines(HashMap<i64, i64>),
 }
 
 impl View {
     pub(crate) fn labelled(label: String) -> Self {
         View {
             progress: Mutex::new(None),
-            label: Some(label),
+            label: Label::Fixed(label),
+        }
+    }
+
+    /// A view of many rows at once, each labelled with its batch line
+    /// (`lines`: row to line number).
+    pub(crate) fn lines(lines: HashMap<i64, i64>) -> Self {
+        View {
+            progress: Mutex::new(None),
+            label: Label::Lines(lines),
         }
     }
 
@@ -32,7 +54,7 @@ impl View {
 
     fn start(&self, name: &str) {
         // A labelled view shows many jobs at once: lines, no bar.
-        if self.label.is_some() {
+        if !matches!(self.label, Label::None) {
             return;
         }
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -42,11 +64,14 @@ impl View {
     }
 
     fn show(&self, event: &Event) {
-        let label = self
-            .label
-            .as_deref()
-            .map(|l| format!("{l}: "))
-            .unwrap_or_default();
+        let label = match &self.label {
+            Label::None => String::new(),
+            Label::Fixed(label) => format!("{label}: "),
+            Label::Lines(lines) => match event_intent(event).and_then(|i| lines.get(&i)) {
+                Some(line) => format!("line {line}: "),
+                None => event_intent(event).map_or_else(String::new, |i| format!("intent #{i}: ")),
+            },
+        };
         match event {
             Event::Submitted { job, .. } => {
                 eprintln!("{label}job {} submitted", escaped(&job.to_string()));
@@ -90,5 +115,18 @@ impl View {
         if let Some(progress) = &*self.progress.lock().unwrap_or_else(PoisonError::into_inner) {
             progress.finish();
         }
+    }
+}
+
+/// The row an event is about.
+fn event_intent(event: &Event) -> Option<i64> {
+    match event {
+        Event::Started { intent, .. }
+        | Event::WaitingForOther { intent, .. }
+        | Event::Submitted { intent, .. }
+        | Event::Reconciled { intent, .. }
+        | Event::Status { intent, .. }
+        | Event::Downloading { intent, .. } => Some(*intent),
+        _ => None,
     }
 }

@@ -534,3 +534,62 @@ fn a_stalled_result_ends_at_the_timeout_with_the_partial_file_kept() {
     assert!(dir.path().join("out.mp4.part").exists(), "kept for resume");
     assert_eq!(jobs(&journal)[0]["state"], "succeeded");
 }
+
+#[test]
+fn failed_lines_are_reported_again_and_created_again_only_with_retry_failed() {
+    // The first two jobs fail at the provider.
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0", "--fault", "fail*2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let file = dir.path().join("storm.jsonl");
+    let lines: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "{{\"task\": \"edit\", \"video\": \"https://media.example/{i}.mp4\", \"prompt\": \"storm {i}\"}}"
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let run = |extra: &[&str]| {
+        let output = kling_with_journal(&journal)
+            .args(["--provider", "oxen", "--base-url"])
+            .arg(format!("{}/oxen", sandbox.base))
+            .args(["--json", "batch"])
+            .arg(&file)
+            .args(["--concurrency", "1", "--out-dir"])
+            .arg(dir.path().join("out"))
+            .args(extra)
+            .env("OXEN_API_KEY", "k")
+            .output()
+            .unwrap();
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (output.status.code(), summary)
+    };
+    let creates = || sandbox.stats()["oxen"]["creates"].as_u64().unwrap();
+    let (code, first) = run(&[]);
+    assert_eq!(code, Some(3), "{first}");
+    assert_eq!(first["done"], 1, "{first}");
+    assert_eq!(first["failed"].as_array().unwrap().len(), 2, "{first}");
+    assert_eq!(creates(), 3);
+    // Again: the failures are reported, not paid for again.
+    let (code, second) = run(&[]);
+    assert_eq!(code, Some(3), "{second}");
+    assert_eq!(second["skipped"], 1, "{second}");
+    let failed = second["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{second}");
+    assert!(
+        failed
+            .iter()
+            .all(|f| f["reason"].as_str().unwrap().contains("--retry-failed")),
+        "{second}"
+    );
+    assert_eq!(creates(), 3);
+    // With --retry-failed: a new attempt of each, once.
+    let (code, third) = run(&["--retry-failed"]);
+    assert_eq!(code, Some(0), "{third}");
+    assert_eq!(
+        (third["done"].as_u64(), third["skipped"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(creates(), 5);
+}

@@ -131,3 +131,41 @@ fn allow_remote_serves_and_warns() {
         "{stderr}"
     );
 }
+
+/// `--upload URL` (and its older spelling `--upload-url`) sends a local
+/// input to the endpoint, and the provider gets its URL.
+#[test]
+fn upload_and_its_alias_send_local_inputs_to_the_endpoint() {
+    let sandbox = support::SandboxProcess::start(&["--job-seconds", "0"]);
+    // Another store than the provider's own, so that only the flag sends
+    // files there.
+    let store = support::SandboxProcess::start(&["--job-seconds", "0"]);
+    let video = support::root().join("samples/street.mp4");
+    for (i, flag) in ["--upload", "--upload-url"].into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.mp4");
+        let output = support::kling()
+            .env("SHORTAPI_KEY", "k")
+            .args(["--provider", "shortapi", "--base-url"])
+            .arg(format!("{}/shortapi", sandbox.base))
+            .arg(flag)
+            .arg(format!("{}/uploads", store.base))
+            .args(["edit", "--prompt", "Make it snow on @Video1", "--video"])
+            .arg(&video)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{flag}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            kling_core::probe::probe_file(&out).is_ok(),
+            "{flag}: a result"
+        );
+        assert_eq!(store.stats()["uploads"], i + 1, "{flag}");
+        assert_eq!(sandbox.stats()["uploads"], 0, "{flag}");
+    }
+}

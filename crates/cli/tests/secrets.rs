@@ -173,3 +173,33 @@ fn the_key_appears_nowhere() {
         assert_eq!(stats[provider]["downloads_with_auth"], 0, "{stats}");
     }
 }
+
+/// A journal URL's password, in the user part or as a parameter, appears
+/// in no help, no verbose line, no error and no JSON.
+#[test]
+fn a_journal_password_appears_nowhere() {
+    // Nothing listens on port 1: every command fails to connect.
+    let url = format!("postgres://kling:{CANARY}@127.0.0.1:1/studio?password={CANARY}");
+    for args in [
+        &["batch", "--help"][..],
+        &["-v", "jobs"],
+        &["--json", "jobs"],
+        &["-v", "resume"],
+    ] {
+        let output = kling_with_journal(Path::new(&url))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_clean(&format!("{args:?}"), &output);
+    }
+    let output = kling_with_journal(Path::new(&url))
+        .args(["-v", "jobs"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("postgres://kling@127.0.0.1:1/studio"),
+        "the journal is named, without its password: {stderr}"
+    );
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+}

@@ -566,8 +566,23 @@ fn check_base_url(provider: &str, base_url: &str) -> Result<(), Error> {
 /// held in memory.
 pub(crate) const MAX_ANSWER: usize = 1 << 20;
 
-/// Reads an answer's body, up to [`MAX_ANSWER`].
-async fn read_capped(mut response: Response) -> Result<Vec<u8>, String> {
+/// Reads an answer's body, up to 1 MiB: an answer of an API is a few
+/// hundred bytes, and a larger one is broken or hostile, not held in
+/// memory. The error says why the body was not read.
+///
+/// ```no_run
+/// # async fn run(response: reqwest::Response) {
+/// match kling_http::read_capped(response).await {
+///     Ok(body) => println!("{} bytes", body.len()),
+///     Err(why) => eprintln!("{why}"),
+/// }
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// When the body is larger than 1 MiB or is cut off.
+pub async fn read_capped(mut response: Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     loop {
         match response.chunk().await {

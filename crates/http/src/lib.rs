@@ -23,13 +23,15 @@
 #![deny(missing_docs)]
 
 mod api;
+mod body;
 mod clock;
 mod download;
 pub mod inline;
 mod retry;
 pub mod sse;
 
-pub use api::{ApiClient, Attempt, is_loopback};
+pub use api::{ApiClient, Attempt, is_loopback, read_capped};
+pub use body::file_body;
 pub use clock::{Clock, TokioClock};
 pub use download::{
     DownloadError, DownloadOptions, Progress, download, download_with_options,

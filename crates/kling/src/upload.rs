@@ -91,20 +91,30 @@ fn describe(error: reqwest::Error) -> String {
 #[async_trait]
 impl Uploader for PostUploader {
     async fn upload(&self, media: &Media) -> Result<String, Error> {
-        let (what, bytes): (String, Vec<u8>) = match media {
+        // A file is read as it is sent: memory stays at one chunk.
+        let (what, body, len): (String, reqwest::Body, u64) = match media {
             Media::File(path) => {
-                let what = path.display().to_string();
-                let bytes = tokio::fs::read(path).await.map_err(|e| Error::Local {
+                let unreadable = |e: std::io::Error| Error::Local {
                     job: None,
                     what: format!(
                         "cannot read {} to upload it (no job was created)",
                         path.display()
                     ),
                     error: Box::new(e),
-                })?;
-                (what, bytes)
+                };
+                let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+                let len = file.metadata().await.map_err(unreadable)?.len();
+                (
+                    path.display().to_string(),
+                    kling_http::file_body(file, len),
+                    len,
+                )
             }
-            Media::Bytes { data, .. } => (format!("{} bytes", data.len()), data.to_vec()),
+            Media::Bytes { data, .. } => (
+                format!("{} bytes", data.len()),
+                reqwest::Body::from(data.to_vec()),
+                data.len() as u64,
+            ),
             Media::Url(url) => return Ok(url.clone()),
             _ => {
                 return Err(upload_error(
@@ -118,7 +128,8 @@ impl Uploader for PostUploader {
         let response = self
             .http
             .post(&self.endpoint)
-            .body(bytes)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
             .send()
             .await
             .map_err(|e| {
@@ -129,17 +140,18 @@ impl Uploader for PostUploader {
                 })
             })?;
         let status = response.status();
+        let answer = kling_http::read_capped(response)
+            .await
+            .map_err(|why| failed(format!("its answer is unreadable: {why}")))?;
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
+            let body = String::from_utf8_lossy(&answer);
             let excerpt: String = body.chars().take(200).collect();
             return Err(failed(format!(
                 "the endpoint refused it: HTTP {status}: {excerpt}"
             )));
         }
-        let answer: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|e| failed(format!("its answer is unreadable: {}", describe(e))))?;
+        let answer: serde_json::Value = serde_json::from_slice(&answer)
+            .map_err(|e| failed(format!("its answer is not JSON: {e}")))?;
         answer["url"]
             .as_str()
             .map(str::to_owned)

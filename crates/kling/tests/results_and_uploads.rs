@@ -346,3 +346,50 @@ async fn an_unreadable_file_or_a_refused_upload_created_nothing() {
     let cause = std::error::Error::source(&err).unwrap().to_string();
     assert!(cause.contains("refused it: HTTP 400"), "{cause}");
 }
+
+#[tokio::test]
+async fn a_file_is_uploaded_whole_as_it_is_read() {
+    let sandbox = Sandbox::start(Config::default()).await.unwrap();
+    let uploader = PostUploader::new(format!("{}/uploads", sandbox.base_url()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    // Several chunks and a ragged end.
+    let bytes: Vec<u8> = (0..1_000_003u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let url = uploader.upload(&Media::file(&path)).await.unwrap();
+    let fetched = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(fetched.len(), bytes.len());
+    assert!(fetched == bytes, "the upload arrived changed");
+}
+
+#[tokio::test]
+async fn an_endless_upload_answer_is_not_read_to_its_end() {
+    // An endpoint that takes the upload, then answers without end.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = vec![0; 64 * 1024];
+        let _ = socket.read(&mut request).await;
+        let _ = socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"url\": \"")
+            .await;
+        let chunk = vec![b'x'; 64 * 1024];
+        while socket.write_all(&chunk).await.is_ok() {}
+    });
+    let uploader = PostUploader::new(format!("http://127.0.0.1:{port}/uploads?sig=hunter2"));
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(20),
+        uploader.upload(&Media::bytes(&b"0123456789"[..], Some("video/mp4"))),
+    )
+    .await
+    .expect("the upload ends")
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_upload_not_sent(&err);
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(cause.contains("larger than 1024 KiB"), "{cause}");
+    assert!(!format!("{err} {cause}").contains("hunter2"));
+}

@@ -41,6 +41,7 @@
 // lost a paid job's id needs every field, and errors are rare.
 #![allow(clippy::result_large_err)]
 
+mod batch;
 mod error;
 mod output;
 mod pipeline;
@@ -57,10 +58,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use batch::{Batch, Next};
 pub use error::Error;
 pub use output::check_output;
 pub use pipeline::{Done, Event, Observer, PriceSource, Priced, RunOptions};
 pub use record::{Intent, Output, Record, canonical};
+#[cfg(feature = "postgres")]
+pub use {deadpool_postgres, tokio_postgres};
 
 /// The SHA-256 of `text`, in hex: what names a batch line's result file.
 ///
@@ -85,6 +89,37 @@ pub fn absolute(path: &Path) -> std::path::PathBuf {
     record::absolute(path)
 }
 pub use state::{State, UnknownState};
+
+/// A PostgreSQL URL as messages show it: without its password, whether in
+/// the user part or as a `password` parameter.
+///
+/// ```
+/// assert_eq!(
+///     kling_ledger::redacted_url("postgres://kling:s3cret@db:5432/studio?password=x&sslmode=require"),
+///     "postgres://kling@db:5432/studio?sslmode=require"
+/// );
+/// assert_eq!(kling_ledger::redacted_url("host=db password=x"), "a PostgreSQL database");
+/// ```
+#[cfg(feature = "postgres")]
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_password(None);
+            let kept: Vec<(String, String)> = parsed
+                .query_pairs()
+                .filter(|(key, _)| key != "password")
+                .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                .collect();
+            if kept.is_empty() {
+                parsed.set_query(None);
+            } else {
+                parsed.query_pairs_mut().clear().extend_pairs(kept);
+            }
+            parsed.to_string()
+        }
+        Err(_) => "a PostgreSQL database".to_owned(),
+    }
+}
 pub use store::{Filter, StoreError};
 
 use crate::store::{Change, Guard, Store};
@@ -163,6 +198,47 @@ impl Ledger {
         Ok(Ledger::with_store(Arc::new(store), DEFAULT_LEASE))
     }
 
+    /// Uses `pool`'s connections to a PostgreSQL database (a program that
+    /// has a pool already, with its own TLS or limits), creating or
+    /// migrating the ledger's schema in it.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use kling_ledger::{deadpool_postgres, tokio_postgres};
+    /// let config: tokio_postgres::Config = "postgres://kling@db.internal/studio".parse()?;
+    /// let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+    /// let pool = deadpool_postgres::Pool::builder(manager).max_size(8).build()?;
+    /// let ledger = kling_ledger::Ledger::from_pool(pool, "studio").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the database cannot be reached or migrated;
+    /// `name` says which database in messages.
+    #[cfg(feature = "postgres")]
+    pub async fn from_pool(
+        pool: deadpool_postgres::Pool,
+        name: impl Into<String>,
+    ) -> Result<Ledger, Error> {
+        let store = postgres::Postgres::with_pool(pool, name.into()).await?;
+        Ok(Ledger::with_store(Arc::new(store), DEFAULT_LEASE))
+    }
+
+    /// How many SQL statements this ledger has run since it was opened,
+    /// transaction control included: what the jobs cost the database.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let ledger = kling_ledger::Ledger::open(dir.path().join("jobs.sqlite3"))?;
+    /// assert_eq!(ledger.statements(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn statements(&self) -> u64 {
+        self.inner.store.statements()
+    }
+
     fn with_store(store: Arc<dyn Store>, lease: Duration) -> Ledger {
         let host = host_name();
         let owner = format!(
@@ -223,6 +299,21 @@ impl Ledger {
     /// [`Error::Store`].
     pub async fn get(&self, intent: i64) -> Result<Option<Record>, Error> {
         Ok(self.inner.store.get(intent).await?)
+    }
+
+    /// The rows numbered `intents` that exist, by number, a few hundred a
+    /// statement.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    pub async fn rows(&self, intents: &[i64]) -> Result<Vec<Record>, Error> {
+        let mut rows = Vec::with_capacity(intents.len());
+        for chunk in intents.chunks(store::CHUNK) {
+            rows.extend(self.inner.store.get_many(chunk).await?);
+        }
+        rows.sort_by_key(|row| row.intent);
+        Ok(rows)
     }
 
     /// The row that holds `job`, when this ledger recorded it.

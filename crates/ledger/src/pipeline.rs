@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kling::{Checked, Client, Estimate, JobHandle, JobStatus, Price, Usd, WaitOptions};
@@ -79,6 +80,11 @@ pub struct RunOptions {
     pub wait_for_others: bool,
     /// Who hears about progress.
     pub observer: Option<Observer>,
+    /// Where this process writes results: a row's file name in this
+    /// directory, whatever directory the process that recorded the row
+    /// named. Workers of one batch on several machines each write to their
+    /// own disk; the row records which host wrote which file.
+    pub results_in: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -88,6 +94,7 @@ impl Default for RunOptions {
             timeout: Duration::from_secs(30 * 60),
             wait_for_others: true,
             observer: None,
+            results_in: None,
         }
     }
 }
@@ -97,6 +104,7 @@ impl fmt::Debug for RunOptions {
         f.debug_struct("RunOptions")
             .field("timeout", &self.timeout)
             .field("wait_for_others", &self.wait_for_others)
+            .field("results_in", &self.results_in)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +121,18 @@ impl RunOptions {
     #[must_use]
     pub fn wait_for_others(mut self, wait: bool) -> Self {
         self.wait_for_others = wait;
+        self
+    }
+
+    /// Writes results in `dir` (see [`RunOptions::results_in`]).
+    ///
+    /// ```
+    /// let options = kling_ledger::RunOptions::default().results_in("/mnt/renders");
+    /// assert_eq!(options.results_in.as_deref(), Some("/mnt/renders".as_ref()));
+    /// ```
+    #[must_use]
+    pub fn results_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.results_in = Some(dir.into());
         self
     }
 
@@ -243,31 +263,28 @@ impl Ledger {
     /// [`Error::Kling`] for a broken rule, [`Error::Output`],
     /// [`Error::Budget`], [`Error::Store`]; nothing was sent.
     pub async fn record(&self, client: &Client, intent: &Intent) -> Result<Record, Error> {
+        let identity = identity_of(client, intent)?;
+        if let Some(row) = self.inner.store.latest(&identity).await? {
+            return Ok(row);
+        }
+        let new = self.new_row(client, intent, identity).await?;
+        let (row, _) = self.inner.store.insert(new, now_ms() / 1000).await?;
+        crate::crash_point("recorded");
+        Ok(row)
+    }
+
+    /// The row `intent` would be written as, once every check that can
+    /// refuse it has passed: the output path, the budget.
+    pub(crate) async fn new_row(
+        &self,
+        client: &Client,
+        intent: &Intent,
+        identity: String,
+    ) -> Result<NewRecord, Error> {
         let checked = &intent.checked;
         let request = checked.request();
         let provider = client.provider();
         let offering = provider.capabilities().accept(checked)?;
-        let base_url = provider.base_url().map(str::to_owned);
-        let (output, output_dir) = match &intent.output {
-            Output::File(path) => (Some(absolute(path)), None),
-            Output::NamedByJob(dir) => (None, Some(absolute(dir))),
-        };
-        let name = match &intent.key {
-            Some(key) => format!("key\n{key}"),
-            None => format!(
-                "request\n{}\n{}",
-                recorded(request),
-                output
-                    .as_ref()
-                    .or(output_dir.as_ref())
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            ),
-        };
-        let identity = identity(provider.name(), base_url.as_deref(), &name);
-        if let Some(row) = self.inner.store.latest(&identity).await? {
-            return Ok(row);
-        }
         match &intent.output {
             Output::File(path) => crate::check_output(path, intent.overwrite)?,
             Output::NamedByJob(dir) => {
@@ -286,28 +303,26 @@ impl Ledger {
                 max,
             });
         }
+        let (output, output_dir) = intent.output.recorded();
         let (batch, batch_line) = intent.batch.clone().unzip();
-        let new = NewRecord {
+        Ok(NewRecord {
             identity,
             attempt: 1,
             provider: provider.name().to_owned(),
-            base_url,
+            base_url: provider.base_url().map(str::to_owned),
             model: offering.wire_model.to_owned(),
             task: request.task().as_str().to_owned(),
             request: recorded(request),
             seconds: priced.published.seconds,
             batch,
             batch_line,
-            output: output.map(|p| p.display().to_string()),
-            output_dir: output_dir.map(|p| p.display().to_string()),
+            output,
+            output_dir,
             estimate_micros: priced.usd.map(Usd::micros),
             state: State::Intent,
             job_id: None,
             overwrite: intent.overwrite,
-        };
-        let (row, _) = self.inner.store.insert(new, now_ms() / 1000).await?;
-        crate::crash_point("recorded");
-        Ok(row)
+        })
     }
 
     /// Records `job`, created elsewhere (another tool, the provider's
@@ -436,12 +451,11 @@ impl Ledger {
         options: &RunOptions,
     ) -> Result<Vec<(Record, Result<Done, Error>)>, Error> {
         let provider = client.provider();
-        let base_url = provider.base_url().map(str::to_owned);
         let rows: Vec<Record> = self
             .jobs(&Filter::unfinished().provider(provider.name()))
             .await?
             .into_iter()
-            .filter(|row| row.base_url.is_none() || row.base_url == base_url)
+            .filter(|row| serves(client, row))
             .collect();
         // First every row nobody else works, without waiting; then the
         // rows another process held, waiting for them: a held row never
@@ -585,20 +599,9 @@ impl Ledger {
             match claim {
                 None => return Err(Error::Conflict(format!("no intent #{intent}"))),
                 Some(Claim::Taken(row)) => {
-                    let held = Held::new(self, intent, &token);
-                    let worker = Worker {
-                        ledger: self,
-                        client,
-                        options,
-                        started,
-                        token: &token,
-                        checked: checked.take(),
-                        pending: None,
-                        created_now: false,
-                    };
-                    let result = worker.work(row, goal).await;
-                    held.release().await;
-                    return result;
+                    return self
+                        .work_claimed(client, row, &token, options, goal, checked.take(), started)
+                        .await;
                 }
                 Some(Claim::Held(row)) => {
                     let owner = row.claim_owner.clone().unwrap_or_default();
@@ -621,6 +624,62 @@ impl Ledger {
                 }
             }
         }
+    }
+}
+
+impl Ledger {
+    /// Works `row`, claimed by `token`, towards `goal` (the timeout counts
+    /// from `started`), renewing the claim meanwhile and letting it go at
+    /// the end.
+    #[allow(clippy::too_many_arguments)] // the pipeline's own plumbing
+    pub(crate) async fn work_claimed(
+        &self,
+        client: &Client,
+        row: Record,
+        token: &str,
+        options: &RunOptions,
+        goal: Goal,
+        checked: Option<Checked>,
+        started: Instant,
+    ) -> Result<Reached, Error> {
+        let held = Held::new(self, row.intent, token);
+        if !serves(client, &row) {
+            held.release().await;
+            return Err(Error::Conflict(format!(
+                "intent #{} was recorded for {}{}, not for {}{}: work it with that provider",
+                row.intent,
+                row.provider,
+                row.base_url
+                    .as_deref()
+                    .map(|url| format!(" at {url}"))
+                    .unwrap_or_default(),
+                client.provider().name(),
+                client
+                    .provider()
+                    .base_url()
+                    .map(|url| format!(" at {url}"))
+                    .unwrap_or_default(),
+            )));
+        }
+        let let_go_written = AtomicBool::new(false);
+        let worker = Worker {
+            ledger: self,
+            client,
+            options,
+            started,
+            token,
+            checked,
+            pending: None,
+            created_now: false,
+            let_go_written: &let_go_written,
+        };
+        let result = worker.work(row, goal).await;
+        if let_go_written.load(Ordering::Relaxed) {
+            held.forget();
+        } else {
+            held.release().await;
+        }
+        result
     }
 }
 
@@ -659,6 +718,14 @@ impl<'a> Held<'a> {
     }
 }
 
+impl Held<'_> {
+    /// The store let the claim go already: only stop renewing it.
+    fn forget(mut self) {
+        self.released = true;
+        self.ledger.stop_renewing(self.token);
+    }
+}
+
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if !self.released {
@@ -669,7 +736,7 @@ impl Drop for Held<'_> {
 
 /// How far a claimed row is worked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Goal {
+pub(crate) enum Goal {
     /// To its verified result.
     Result,
     /// Until its job id is known.
@@ -677,7 +744,7 @@ enum Goal {
 }
 
 /// Where a worked row got to.
-enum Reached {
+pub(crate) enum Reached {
     Done(Done),
     Job(Record),
 }
@@ -698,11 +765,23 @@ struct Worker<'a> {
     /// Whether this run created the job (its first status check comes
     /// after the usual delay, not at once).
     created_now: bool,
+    /// Set once a write let the claim go with it: nothing left to release.
+    let_go_written: &'a AtomicBool,
 }
 
 impl Worker<'_> {
     fn owner(&self) -> &str {
         self.token
+    }
+
+    /// Where this process writes `row`'s result, when the row names a
+    /// file: that file, or its name in [`RunOptions::results_in`].
+    fn output_of(&self, row: &Record) -> Option<PathBuf> {
+        let path = row.output.as_ref()?;
+        Some(match (&self.options.results_in, path.file_name()) {
+            (Some(dir), Some(name)) => dir.join(name),
+            _ => path.clone(),
+        })
     }
 
     fn remaining(&self) -> Duration {
@@ -834,8 +913,8 @@ impl Worker<'_> {
     async fn send(&mut self, row: Record) -> Result<Record, Error> {
         // The output may have changed since the intent was recorded (a
         // resumed intent, another run with the same --out).
-        if let Some(path) = &row.output
-            && let Err(e) = crate::check_output(path, row.overwrite)
+        if let Some(path) = self.output_of(&row)
+            && let Err(e) = crate::check_output(&path, row.overwrite)
         {
             let change = Change {
                 resend: Some(true),
@@ -1028,16 +1107,22 @@ impl Worker<'_> {
     /// record (Oxen) and nothing was reported on the way; a failure to ask
     /// leaves the charge unknown, never the job.
     async fn record_charge(&mut self, row: Record, job: &JobHandle) -> Record {
-        if row.charged_usd.is_some() || row.charged_credits_micros.is_some() {
-            return row;
-        }
-        match self.client.charge(job).await {
-            Ok(Some(charge)) => {
+        match self.ask_charge(&row, job).await {
+            Some(charge) => {
                 let update = charged(Change::default(), Some(charge));
                 self.write(&row, update).await.unwrap_or(row)
             }
-            _ => row,
+            None => row,
         }
+    }
+
+    /// What the provider says it charged for `job`, when the row records
+    /// no charge yet and the provider keeps a record.
+    async fn ask_charge(&self, row: &Record, job: &JobHandle) -> Option<kling::Charge> {
+        if row.charged_usd.is_some() || row.charged_credits_micros.is_some() {
+            return None;
+        }
+        self.client.charge(job).await.ok().flatten()
     }
 
     /// Waits for the job, records each status, downloads and verifies the
@@ -1093,8 +1178,10 @@ impl Worker<'_> {
         }
         let status = waited?;
         crate::crash_point("succeeded");
-        current = self.record_charge(current, &job).await;
-        self.download(current, &job, status).await
+        // Recorded with the result: one write fewer. A crash before it
+        // leaves the charge for whoever downloads the result to ask again.
+        let charge = self.ask_charge(&current, &job).await;
+        self.download(current, &job, status, charge).await
     }
 
     /// Downloads and verifies the result of a succeeded job, and records it.
@@ -1103,13 +1190,16 @@ impl Worker<'_> {
         current: Record,
         job: &JobHandle,
         status: JobStatus,
+        reported: Option<kling::Charge>,
     ) -> Result<Done, Error> {
         let (client, intent) = (self.client, current.intent);
-        let dest = match (&current.output, &current.output_dir) {
-            (Some(path), _) => path.clone(),
-            (None, Some(dir)) => dir.join(format!("{}.mp4", file_name(&job.id))),
-            (None, None) => PathBuf::from(format!("{}.mp4", file_name(&job.id))),
-        };
+        let dest = self.output_of(&current).unwrap_or_else(|| {
+            let name = format!("{}.mp4", file_name(&job.id));
+            match (&self.options.results_in, &current.output_dir) {
+                (Some(dir), _) | (None, Some(dir)) => dir.join(name),
+                (None, None) => PathBuf::from(name),
+            }
+        });
         // A file already there that this row may not replace: this row
         // wrote it before a crash, or somebody else did. Download beside
         // it and keep the result only when it is that same file.
@@ -1161,12 +1251,15 @@ impl Worker<'_> {
             }
         }
         crate::crash_point("downloaded");
+        // The claim is let go in the same write: the row is done.
         let change = Change {
             output: Some(dest.display().to_string()),
             host: Some(self.ledger.inner.host.clone()),
-            ..Change::state(State::Downloaded)
+            release: true,
+            ..charged(Change::state(State::Downloaded), reported)
         };
         let row = self.write(&current, change).await?;
+        self.let_go_written.store(true, Ordering::Relaxed);
         Ok(Done {
             output: dest,
             size,
@@ -1174,6 +1267,33 @@ impl Worker<'_> {
             record: row,
         })
     }
+}
+
+/// Whether `client` may work `row`: its provider, at its address (a row
+/// recorded without one is any address's).
+pub(crate) fn serves(client: &Client, row: &Record) -> bool {
+    let provider = client.provider();
+    row.provider == provider.name()
+        && (row.base_url.is_none() || row.base_url.as_deref() == provider.base_url())
+}
+
+/// What identifies `intent` on `client`'s provider: its key, or its request
+/// and output; refused when the request was checked for another provider.
+pub(crate) fn identity_of(client: &Client, intent: &Intent) -> Result<String, Error> {
+    let provider = client.provider();
+    provider.capabilities().accept(&intent.checked)?;
+    let base_url = provider.base_url();
+    let name = if let Some(key) = &intent.key {
+        format!("key\n{key}")
+    } else {
+        let (output, output_dir) = intent.output.recorded();
+        format!(
+            "request\n{}\n{}",
+            recorded(intent.checked.request()),
+            output.or(output_dir).unwrap_or_default()
+        )
+    };
+    Ok(identity(provider.name(), base_url, &name))
 }
 
 /// `change` with what the provider reported it charged, if it did.
@@ -1381,11 +1501,39 @@ mod tests {
         fn location(&self) -> String {
             self.inner.location()
         }
+        fn statements(&self) -> u64 {
+            self.inner.statements()
+        }
         async fn insert(&self, new: NewRecord, now: i64) -> StoreResult<(Record, bool)> {
             self.inner.insert(new, now).await
         }
+        async fn insert_many(&self, new: &[NewRecord], now: i64) -> StoreResult<()> {
+            self.inner.insert_many(new, now).await
+        }
         async fn get(&self, intent: i64) -> StoreResult<Option<Record>> {
             self.inner.get(intent).await
+        }
+        async fn get_many(&self, intents: &[i64]) -> StoreResult<Vec<Record>> {
+            self.inner.get_many(intents).await
+        }
+        async fn latest_many(&self, identities: &[String]) -> StoreResult<Vec<Record>> {
+            self.inner.latest_many(identities).await
+        }
+        async fn claim_next(
+            &self,
+            queue: &crate::store::Queue<'_>,
+            owner: &str,
+            now_ms: i64,
+            until_ms: i64,
+        ) -> StoreResult<Option<Record>> {
+            self.inner.claim_next(queue, owner, now_ms, until_ms).await
+        }
+        async fn left(
+            &self,
+            queue: &crate::store::Queue<'_>,
+            now_ms: i64,
+        ) -> StoreResult<crate::store::Left> {
+            self.inner.left(queue, now_ms).await
         }
         async fn latest(&self, identity: &str) -> StoreResult<Option<Record>> {
             self.inner.latest(identity).await

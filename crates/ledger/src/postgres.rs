@@ -1,9 +1,11 @@
 //! The shared backend: one PostgreSQL database for any number of processes
-//! on any number of machines. Every step is one transaction; uniqueness is
+//! on any number of machines. Every step is one statement; uniqueness is
 //! held by the database's constraints; a claim is a row lock taken with
 //! `FOR UPDATE SKIP LOCKED` and a lease written on the row.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -13,11 +15,20 @@ use tokio_postgres::{NoTls, Row};
 use crate::State;
 use crate::record::Record;
 use crate::store::{
-    Change, Claim, Filter, Guard, NewRecord, PastCharges, Store, StoreError, StoreResult,
+    Change, Claim, Filter, Guard, INSERT_COLUMNS, Left, NewRecord, PastCharges, Queue, Store,
+    StoreError, StoreResult, UNFINISHED, queued, values_clause,
 };
 
 /// The schema version this code writes, in `kling_ledger_version`.
-const VERSION: i32 = 1;
+/// Version 2 adds the index by which batch workers take the next line.
+const VERSION: i32 = 2;
+
+/// What takes a database from each older version to the next.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE INDEX IF NOT EXISTS jobs_batch_line ON jobs (batch, batch_line) \
+     WHERE state NOT IN ('downloaded', 'failed', 'cancelled')",
+)];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kling_ledger_version (version INTEGER NOT NULL);
@@ -55,7 +66,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_job ON jobs (provider, base_url, job_id)
     WHERE job_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_batch_line ON jobs (batch, batch_line)
+    WHERE state NOT IN ('downloaded', 'failed', 'cancelled');
 ";
+
+/// Now, in milliseconds since the epoch, on the server's clock: leases are
+/// written and compared on one clock, however far the workers' machines'
+/// clocks are apart.
+const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 const COLUMNS: &str = "intent, identity, attempt, created_at, updated_at, provider, base_url, \
     model, task, request, sent_request, seconds, batch, batch_line, job_id, state, resend, \
@@ -114,21 +132,27 @@ pub(crate) struct Postgres {
     /// The URL without its password, for messages.
     location: String,
     pool: Pool,
+    /// Statements run, for [`Store::statements`].
+    statements: Arc<AtomicU64>,
 }
 
 impl Postgres {
     /// Connects to the database at `url` (`postgres://…`), creating or
     /// migrating the schema.
     pub(crate) async fn connect(url: &str) -> StoreResult<Postgres> {
-        let location = without_password(url);
+        let location = crate::redacted_url(url);
         let fail = |message: String| StoreError {
             location: location.clone(),
             message,
             conflict: false,
         };
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| fail(format!("not a PostgreSQL URL: {e}")))?;
+        // A server that never answers is an error, not a hang.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -140,9 +164,23 @@ impl Postgres {
             .max_size(16)
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        let store = Postgres { location, pool };
+        Postgres::with_pool(pool, location).await
+    }
+
+    /// Uses `pool`'s connections, creating or migrating the schema.
+    pub(crate) async fn with_pool(pool: Pool, location: String) -> StoreResult<Postgres> {
+        let store = Postgres {
+            location,
+            pool,
+            statements: Arc::new(AtomicU64::new(0)),
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Counts `n` statements sent.
+    fn sent(&self, n: u64) {
+        self.statements.fetch_add(n, Ordering::Relaxed);
     }
 
     fn error(&self, e: &dyn std::fmt::Display, conflict: bool) -> StoreError {
@@ -192,6 +230,20 @@ impl Postgres {
                     .map_err(|e| self.db_error(&e))?;
             }
             Some(VERSION) => {}
+            Some(older) if older < VERSION => {
+                for (from, step) in MIGRATIONS {
+                    if *from >= older {
+                        transaction
+                            .batch_execute(step)
+                            .await
+                            .map_err(|e| self.db_error(&e))?;
+                    }
+                }
+                transaction
+                    .execute("UPDATE kling_ledger_version SET version = $1", &[&VERSION])
+                    .await
+                    .map_err(|e| self.db_error(&e))?;
+            }
             Some(newer) => {
                 return Err(self.error(
                     &format!(
@@ -211,6 +263,7 @@ impl Postgres {
         values: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Option<Record>> {
         let client = self.client().await?;
+        self.sent(1);
         let row = client
             .query_opt(
                 &format!("SELECT {COLUMNS} FROM jobs WHERE {filter}"),
@@ -220,18 +273,47 @@ impl Postgres {
             .map_err(|e| self.db_error(&e))?;
         Ok(row.as_ref().map(record))
     }
+
+    async fn select_many(
+        &self,
+        filter: &str,
+        values: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<Record>> {
+        let client = self.client().await?;
+        self.sent(1);
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE {filter}"),
+                values,
+            )
+            .await
+            .map_err(|e| self.db_error(&e))?;
+        Ok(rows.iter().map(record).collect())
+    }
 }
 
-/// `postgres://user:secret@host/db` as `postgres://user@host/db`: a
-/// password never appears in a message.
-fn without_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        Err(_) => "a PostgreSQL database".to_owned(),
-    }
+/// The values of a new row, in [`INSERT_COLUMNS`]'s order.
+fn new_values(new: &NewRecord, now: i64) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    vec![
+        Box::new(new.identity.clone()),
+        Box::new(i32::try_from(new.attempt).unwrap_or(i32::MAX)),
+        Box::new(now),
+        Box::new(now),
+        Box::new(new.provider.clone()),
+        Box::new(new.base_url.clone().unwrap_or_default()),
+        Box::new(new.model.clone()),
+        Box::new(new.task.clone()),
+        Box::new(new.request.clone()),
+        Box::new(new.seconds.map(i64::from)),
+        Box::new(new.batch.clone()),
+        Box::new(new.batch_line),
+        Box::new(new.state.as_str().to_owned()),
+        Box::new(new.output.clone()),
+        Box::new(new.output_dir.clone()),
+        Box::new(new.estimate_micros.map(to_i64)),
+        Box::new(new.job_id.clone()),
+        Box::new(new.overwrite),
+    ]
 }
 
 #[async_trait]
@@ -240,52 +322,63 @@ impl Store for Postgres {
         self.location.clone()
     }
 
+    fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
     async fn insert(&self, new: NewRecord, now: i64) -> StoreResult<(Record, bool)> {
         let client = self.client().await?;
-        let attempt = i32::try_from(new.attempt).unwrap_or(i32::MAX);
-        let seconds = new.seconds.map(i64::from);
-        let estimate = new.estimate_micros.map(to_i64);
-        let base_url = new.base_url.clone().unwrap_or_default();
+        let values = new_values(&new, now);
+        self.sent(1);
         let inserted = client
             .query_opt(
                 &format!(
-                    "INSERT INTO jobs (identity, attempt, created_at, updated_at, provider, \
-                     base_url, model, task, request, seconds, batch, batch_line, state, output, \
-                     output_dir, estimate_micros, job_id, overwrite) \
-                     VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17) \
-                     ON CONFLICT (identity, attempt) DO NOTHING RETURNING {COLUMNS}"
+                    "INSERT INTO jobs ({INSERT_COLUMNS}) VALUES {} \
+                     ON CONFLICT (identity, attempt) DO NOTHING RETURNING {COLUMNS}",
+                    values_clause(1, |n| format!("${n}"))
                 ),
-                &[
-                    &new.identity,
-                    &attempt,
-                    &now,
-                    &new.provider,
-                    &base_url,
-                    &new.model,
-                    &new.task,
-                    &new.request,
-                    &seconds,
-                    &new.batch,
-                    &new.batch_line,
-                    &new.state.as_str(),
-                    &new.output,
-                    &new.output_dir,
-                    &estimate,
-                    &new.job_id,
-                    &new.overwrite,
-                ],
+                &values
+                    .iter()
+                    .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+                    .collect::<Vec<_>>(),
             )
             .await
             .map_err(|e| self.db_error(&e))?;
+        drop(client);
         if let Some(row) = inserted {
             return Ok((record(&row), true));
         }
+        let attempt = i32::try_from(new.attempt).unwrap_or(i32::MAX);
         let existing = self
             .select_one("identity = $1 AND attempt = $2", &[&new.identity, &attempt])
             .await?
             .ok_or_else(|| self.error(&"the row it conflicted with is gone", true))?;
         Ok((existing, false))
+    }
+
+    async fn insert_many(&self, new: &[NewRecord], now: i64) -> StoreResult<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let values: Vec<Box<dyn ToSql + Sync + Send>> =
+            new.iter().flat_map(|n| new_values(n, now)).collect();
+        self.sent(1);
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO jobs ({INSERT_COLUMNS}) VALUES {} \
+                     ON CONFLICT (identity, attempt) DO NOTHING",
+                    values_clause(new.len(), |n| format!("${n}"))
+                ),
+                &values
+                    .iter()
+                    .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| self.db_error(&e))
     }
 
     async fn get(&self, intent: i64) -> StoreResult<Option<Record>> {
@@ -295,6 +388,28 @@ impl Store for Postgres {
     async fn latest(&self, identity: &str) -> StoreResult<Option<Record>> {
         self.select_one("identity = $1 ORDER BY attempt DESC LIMIT 1", &[&identity])
             .await
+    }
+
+    async fn get_many(&self, intents: &[i64]) -> StoreResult<Vec<Record>> {
+        self.select_many("intent = ANY($1) ORDER BY intent", &[&intents])
+            .await
+    }
+
+    async fn latest_many(&self, identities: &[String]) -> StoreResult<Vec<Record>> {
+        // DISTINCT ON keeps the first row of each identity: its latest attempt.
+        let client = self.client().await?;
+        self.sent(1);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT DISTINCT ON (identity) {COLUMNS} FROM jobs \
+                     WHERE identity = ANY($1) ORDER BY identity, attempt DESC"
+                ),
+                &[&identities],
+            )
+            .await
+            .map_err(|e| self.db_error(&e))?;
+        Ok(rows.iter().map(record).collect())
     }
 
     async fn by_job(&self, provider: &str, job_id: &str) -> StoreResult<Option<Record>> {
@@ -307,12 +422,11 @@ impl Store for Postgres {
 
     async fn list(&self, filter: &Filter) -> StoreResult<Vec<Record>> {
         let client = self.client().await?;
+        self.sent(1);
         let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE TRUE");
         if filter.unfinished {
-            sql.push_str(
-                " AND (state NOT IN ('downloaded', 'failed', 'cancelled', 'not_sent') \
-                 OR (state = 'not_sent' AND resend))",
-            );
+            sql.push_str(" AND ");
+            sql.push_str(UNFINISHED);
         }
         sql.push_str(" AND ($1::TEXT IS NULL OR provider = $1)");
         sql.push_str(" AND ($2::BIGINT IS NULL OR created_at >= $2)");
@@ -327,6 +441,7 @@ impl Store for Postgres {
 
     async fn past_charges(&self, provider: &str, model: &str) -> StoreResult<PastCharges> {
         let client = self.client().await?;
+        self.sent(1);
         let row = client
             .query_one(
                 "SELECT COUNT(*)::BIGINT, COALESCE(SUM(charged_usd_micros), 0)::BIGINT, \
@@ -347,6 +462,7 @@ impl Store for Postgres {
 
     async fn job_ids(&self, provider: &str) -> StoreResult<Vec<String>> {
         let client = self.client().await?;
+        self.sent(1);
         let rows = client
             .query(
                 "SELECT job_id FROM jobs WHERE provider = $1 AND job_id IS NOT NULL",
@@ -365,50 +481,102 @@ impl Store for Postgres {
         now_ms: i64,
         until_ms: i64,
     ) -> StoreResult<Option<Claim>> {
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(|e| self.db_error(&e))?;
-        // SKIP LOCKED: a row another worker is claiming this instant is
-        // held, not waited for.
-        let locked = transaction
+        let client = self.client().await?;
+        self.sent(1);
+        let lease = until_ms - now_ms;
+        let taken = client
             .query_opt(
-                &format!("SELECT {COLUMNS} FROM jobs WHERE intent = $1 FOR UPDATE SKIP LOCKED"),
-                &[&intent],
+                &format!(
+                    "UPDATE jobs SET claim_owner = $2, claim_until = {NOW_MS} + $3 \
+                     WHERE intent = $1 AND (claim_owner IS NULL OR claim_owner = $2 \
+                     OR claim_owner = $4 OR claim_until <= {NOW_MS}) RETURNING {COLUMNS}"
+                ),
+                &[&intent, &owner, &lease, &dead],
             )
             .await
             .map_err(|e| self.db_error(&e))?;
-        let Some(row) = locked.as_ref().map(record) else {
-            drop(transaction);
-            // Gone, or locked by a claim in progress elsewhere.
-            return match self.get(intent).await? {
-                None => Ok(None),
-                Some(row) => Ok(Some(Claim::Held(row))),
-            };
-        };
-        let held = row
-            .claim_owner
-            .as_deref()
-            .is_some_and(|o| o != owner && Some(o) != dead)
-            && row.claim_until.is_some_and(|until| until > now_ms);
-        if held {
-            return Ok(Some(Claim::Held(row)));
+        drop(client);
+        match taken {
+            Some(row) => Ok(Some(Claim::Taken(record(&row)))),
+            None => Ok(self.get(intent).await?.map(Claim::Held)),
         }
-        transaction
-            .execute(
-                "UPDATE jobs SET claim_owner = $2, claim_until = $3 WHERE intent = $1",
-                &[&intent, &owner, &until_ms],
+    }
+
+    async fn claim_next(
+        &self,
+        queue: &Queue<'_>,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<Option<Record>> {
+        let client = self.client().await?;
+        self.sent(1);
+        let lease = until_ms - now_ms;
+        // SKIP LOCKED: workers claiming at the same instant each take a
+        // different row instead of queueing behind one.
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE jobs SET claim_owner = $2, claim_until = {NOW_MS} + $3 \
+                     WHERE intent = (\
+                     SELECT intent FROM jobs WHERE batch = $1 AND {UNFINISHED} AND {} \
+                     AND (claim_owner IS NULL OR claim_until <= {NOW_MS}) \
+                     AND NOT (intent = ANY($6)) \
+                     ORDER BY batch_line, intent LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     RETURNING {COLUMNS}",
+                    queued("$4", "$5")
+                ),
+                &[
+                    &queue.batch,
+                    &owner,
+                    &lease,
+                    &queue.provider,
+                    &queue.base_url,
+                    &queue.skip,
+                ],
             )
             .await
             .map_err(|e| self.db_error(&e))?;
-        transaction.commit().await.map_err(|e| self.db_error(&e))?;
-        Ok(Some(Claim::Taken(row)))
+        Ok(row.as_ref().map(record))
+    }
+
+    async fn left(&self, queue: &Queue<'_>, now_ms: i64) -> StoreResult<Left> {
+        let client = self.client().await?;
+        self.sent(1);
+        // When the soonest lease lapses, on this process's clock.
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT COUNT(*)::BIGINT, \
+                     MIN(claim_until - {NOW_MS} + $4) FILTER (WHERE claim_until > {NOW_MS}) \
+                     FROM jobs WHERE batch = $1 AND {UNFINISHED} AND {} \
+                     AND NOT (intent = ANY($5))",
+                    queued("$2", "$3")
+                ),
+                &[
+                    &queue.batch,
+                    &queue.provider,
+                    &queue.base_url,
+                    &now_ms,
+                    &queue.skip,
+                ],
+            )
+            .await
+            .map_err(|e| self.db_error(&e))?;
+        Ok(Left {
+            rows: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+            soonest_lapse: row.get(1),
+        })
     }
 
     async fn renew(&self, tokens: &[String], until_ms: i64) -> StoreResult<u64> {
         let client = self.client().await?;
+        self.sent(1);
+        let lease = until_ms - crate::now_ms();
         client
             .execute(
-                "UPDATE jobs SET claim_until = $2 WHERE claim_owner = ANY($1)",
-                &[&tokens, &until_ms],
+                &format!("UPDATE jobs SET claim_until = {NOW_MS} + $2 WHERE claim_owner = ANY($1)"),
+                &[&tokens, &lease],
             )
             .await
             .map_err(|e| self.db_error(&e))
@@ -416,6 +584,7 @@ impl Store for Postgres {
 
     async fn release(&self, intent: i64, owner: &str) -> StoreResult<()> {
         let client = self.client().await?;
+        self.sent(1);
         client
             .execute(
                 "UPDATE jobs SET claim_owner = NULL, claim_until = NULL \
@@ -435,15 +604,18 @@ impl Store for Postgres {
         now_ms: i64,
     ) -> StoreResult<Option<Record>> {
         let client = self.client().await?;
+        self.sent(1);
         let state = change.state.map(|s| s.as_str().to_owned());
         let usd = change.charged_usd_micros.map(to_i64);
         let credits = change.charged_credits_micros.map(to_i64);
         let updated_at = now_ms / 1000;
+        // Our own constant, never input.
+        let release = if change.release { "TRUE" } else { "FALSE" };
         let (allowed, guard_value): (String, Option<String>) = match guard {
             Guard::Owner(owner) => ("claim_owner = $14".to_owned(), Some(owner.to_owned())),
             Guard::Unclaimed(states) => (
                 format!(
-                    "state = ANY(ARRAY[{}]) AND (claim_owner IS NULL OR claim_until <= {now_ms}) \
+                    "state = ANY(ARRAY[{}]) AND (claim_owner IS NULL OR claim_until <= {NOW_MS}) \
                      AND $14::TEXT IS NULL",
                     states
                         .iter()
@@ -474,7 +646,9 @@ impl Store for Postgres {
                      charged_credits_micros = COALESCE($10, charged_credits_micros), \
                      detail = COALESCE($11, detail), \
                      batch_line = COALESCE($12, batch_line), \
-                     updated_at = $13 \
+                     updated_at = $13, \
+                     claim_owner = CASE WHEN {release} THEN NULL ELSE claim_owner END, \
+                     claim_until = CASE WHEN {release} THEN NULL ELSE claim_until END \
                      WHERE intent = $1 AND {allowed} \
                      AND ($4::TEXT IS NULL OR job_id IS NULL OR job_id = $4) \
                      RETURNING {COLUMNS}"

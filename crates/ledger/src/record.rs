@@ -147,6 +147,15 @@ impl Output {
             Output::NamedByJob(dir) => dir,
         }
     }
+
+    /// The row's `output` and `output_dir` columns: absolute paths.
+    pub(crate) fn recorded(&self) -> (Option<String>, Option<String>) {
+        let text = |path: &Path| Some(absolute(path).display().to_string());
+        match self {
+            Output::File(path) => (text(path), None),
+            Output::NamedByJob(dir) => (None, text(dir)),
+        }
+    }
 }
 
 /// A job to run through the ledger: the request, where its result goes,
@@ -224,8 +233,10 @@ impl Intent {
         self
     }
 
-    /// Records the batch file and line the intent comes from (for display;
-    /// the identity is the key).
+    /// Records the batch and line the intent comes from ([`Batch::record`]
+    /// sets it; the identity is the key).
+    ///
+    /// [`Batch::record`]: crate::Batch::record
     pub fn batch(mut self, file: impl Into<String>, line: i64) -> Self {
         self.batch = Some((file.into(), line));
         self

@@ -1,7 +1,9 @@
 //! The embedded backend: one SQLite file, shared by processes (WAL mode,
 //! a busy timeout, every step one `IMMEDIATE` transaction).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,12 +14,14 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use crate::State;
 use crate::record::Record;
 use crate::store::{
-    Change, Claim, Filter, Guard, NewRecord, PastCharges, Store, StoreError, StoreResult,
+    Change, Claim, Filter, Guard, INSERT_COLUMNS, Left, NewRecord, PastCharges, Queue, Store,
+    StoreError, StoreResult, UNFINISHED, queued, values_clause,
 };
 
 /// The schema version this code writes (`PRAGMA user_version`). Version 1
-/// is the journal of kling 0.1 (no version set, rows keyed by number).
-const VERSION: i64 = 2;
+/// is the journal of kling 0.1 (no version set, rows keyed by number);
+/// version 3 adds the index by which batch workers take the next line.
+const VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE jobs (
@@ -53,7 +57,12 @@ CREATE TABLE jobs (
 );
 CREATE UNIQUE INDEX jobs_job ON jobs (provider, base_url, job_id) WHERE job_id IS NOT NULL;
 CREATE INDEX jobs_state ON jobs (state);
+CREATE INDEX jobs_batch_line ON jobs (batch, batch_line);
 ";
+
+/// Version 2 to 3.
+const FROM_VERSION_2: &str =
+    "CREATE INDEX IF NOT EXISTS jobs_batch_line ON jobs (batch, batch_line);";
 
 /// Version 1's rows, carried over: each keeps its number, state and
 /// estimate; its identity is its old number, so nothing new matches it by
@@ -128,6 +137,8 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 pub(crate) struct Sqlite {
     path: PathBuf,
     connection: Arc<Mutex<Connection>>,
+    /// Statements run, for [`Store::statements`].
+    statements: Arc<AtomicU64>,
 }
 
 impl Sqlite {
@@ -147,17 +158,26 @@ impl Sqlite {
         connection
             .busy_timeout(Duration::from_secs(30))
             .map_err(|e| fail(&e))?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| fail(&e))?;
-        // FULL: a row written before a create leaves survives a power cut.
-        connection
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| fail(&e))?;
-        migrate(&mut connection).map_err(|e| fail(&e))?;
+        // Switching to WAL takes the file for a moment, without waiting
+        // for the busy timeout: processes opening the ledger together
+        // (a fleet starting) try again for as long as the timeout.
+        let started = std::time::Instant::now();
+        loop {
+            match set_up(&mut connection) {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < Duration::from_secs(30) =>
+                {
+                    std::thread::sleep(Duration::from_millis(fastrand::u64(20..120)));
+                }
+                Err(e) => return Err(fail(&e)),
+            }
+        }
         Ok(Sqlite {
             path: path.to_owned(),
             connection: Arc::new(Mutex::new(connection)),
+            statements: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -168,10 +188,14 @@ impl Sqlite {
         step: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {
         let connection = Arc::clone(&self.connection);
+        let statements = Arc::clone(&self.statements);
         let location = self.location();
         let joined = tokio::task::spawn_blocking(move || {
             let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            step(&mut connection)
+            EXTRA_STATEMENTS.set(0);
+            let result = step(&mut connection);
+            statements.fetch_add(1 + EXTRA_STATEMENTS.take(), Ordering::Relaxed);
+            result
         })
         .await;
         match joined {
@@ -193,6 +217,70 @@ impl Sqlite {
     }
 }
 
+/// The connection's settings, and the schema migrated.
+fn set_up(connection: &mut Connection) -> rusqlite::Result<()> {
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a row written before a create leaves survives a power cut.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    migrate(connection)
+}
+
+thread_local! {
+    /// Statements a step ran beyond its first, counted on the thread that
+    /// runs it (see [`Sqlite::run`]).
+    static EXTRA_STATEMENTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts one more statement in the step running on this thread.
+fn extra_statement() {
+    EXTRA_STATEMENTS.set(EXTRA_STATEMENTS.get() + 1);
+}
+
+/// The values of a new row, in [`INSERT_COLUMNS`]'s order.
+fn new_values(new: &NewRecord, now: i64) -> Vec<Value> {
+    let text = |v: Option<&String>| v.map_or(Value::Null, |v| Value::Text(v.clone()));
+    let int = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
+    vec![
+        Value::Text(new.identity.clone()),
+        Value::Integer(i64::from(new.attempt)),
+        Value::Integer(now),
+        Value::Integer(now),
+        Value::Text(new.provider.clone()),
+        Value::Text(new.base_url.clone().unwrap_or_default()),
+        Value::Text(new.model.clone()),
+        Value::Text(new.task.clone()),
+        Value::Text(new.request.clone()),
+        int(new.seconds.map(i64::from)),
+        text(new.batch.as_ref()),
+        int(new.batch_line),
+        Value::Text(new.state.as_str().to_owned()),
+        text(new.output.as_ref()),
+        text(new.output_dir.as_ref()),
+        int(new.estimate_micros.map(to_i64)),
+        text(new.job_id.as_ref()),
+        Value::Integer(i64::from(new.overwrite)),
+    ]
+}
+
+/// `1, 2, 3`: row numbers as an SQL list (integers, never text).
+fn number_list(numbers: &[i64]) -> String {
+    numbers
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// ` AND intent NOT IN (…)`, or nothing when `skip` is empty (`NOT IN ()`
+/// is no SQL, and `NOT IN (NULL)` matches no row).
+fn skipping(skip: &[i64]) -> String {
+    if skip.is_empty() {
+        String::new()
+    } else {
+        format!(" AND intent NOT IN ({})", number_list(skip))
+    }
+}
+
 fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = transaction.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -207,6 +295,7 @@ fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
         (VERSION, _) => return Ok(()),
         (0, false) => transaction.execute_batch(SCHEMA)?,
         (0 | 1, true) => transaction.execute_batch(&FROM_VERSION_1.replace("{SCHEMA}", SCHEMA))?,
+        (2, true) => transaction.execute_batch(FROM_VERSION_2)?,
         (newer, _) => {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
@@ -254,45 +343,51 @@ impl Store for Sqlite {
         self.path.display().to_string()
     }
 
+    fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
     async fn insert(&self, new: NewRecord, now: i64) -> StoreResult<(Record, bool)> {
         self.run(move |connection| {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let written = transaction.execute(
-                "INSERT INTO jobs (identity, attempt, created_at, updated_at, provider, base_url, \
-                 model, task, request, seconds, batch, batch_line, state, output, output_dir, \
-                 estimate_micros, job_id, overwrite) \
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                 ?17) \
-                 ON CONFLICT (identity, attempt) DO NOTHING",
-                params![
-                    new.identity,
-                    new.attempt,
-                    now,
-                    new.provider,
-                    new.base_url.unwrap_or_default(),
-                    new.model,
-                    new.task,
-                    new.request,
-                    new.seconds,
-                    new.batch,
-                    new.batch_line,
-                    new.state.as_str(),
-                    new.output,
-                    new.output_dir,
-                    new.estimate_micros.map(to_i64),
-                    new.job_id,
-                    i64::from(new.overwrite),
-                ],
-            )?;
+            // One statement; a conflict means the row is there to read.
+            let inserted = connection
+                .query_row(
+                    &format!(
+                        "INSERT INTO jobs ({INSERT_COLUMNS}) VALUES {} \
+                         ON CONFLICT (identity, attempt) DO NOTHING RETURNING {COLUMNS}",
+                        values_clause(1, |n| format!("?{n}"))
+                    ),
+                    rusqlite::params_from_iter(new_values(&new, now)),
+                    record,
+                )
+                .optional()?;
+            if let Some(row) = inserted {
+                return Ok((row, true));
+            }
+            extra_statement();
             let row = select_one(
-                &transaction,
+                connection,
                 "identity = ?1 AND attempt = ?2",
                 params![new.identity, new.attempt],
             )?
             .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-            transaction.commit()?;
-            Ok((row, written == 1))
+            Ok((row, false))
+        })
+        .await
+    }
+
+    async fn insert_many(&self, new: &[NewRecord], now: i64) -> StoreResult<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<Value> = new.iter().flat_map(|n| new_values(n, now)).collect();
+        let sql = format!(
+            "INSERT INTO jobs ({INSERT_COLUMNS}) VALUES {} ON CONFLICT (identity, attempt) DO NOTHING",
+            values_clause(new.len(), |n| format!("?{n}"))
+        );
+        self.run(move |c| {
+            c.execute(&sql, rusqlite::params_from_iter(values))
+                .map(drop)
         })
         .await
     }
@@ -306,6 +401,43 @@ impl Store for Sqlite {
         let identity = identity.to_owned();
         self.run(move |c| select_one(c, "identity = ?1 ORDER BY attempt DESC LIMIT 1", [identity]))
             .await
+    }
+
+    async fn get_many(&self, intents: &[i64]) -> StoreResult<Vec<Record>> {
+        if intents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE intent IN ({}) ORDER BY intent",
+            number_list(intents)
+        );
+        self.run(move |c| {
+            let mut statement = c.prepare(&sql)?;
+            let rows = statement.query_map([], record)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn latest_many(&self, identities: &[String]) -> StoreResult<Vec<Record>> {
+        if identities.is_empty() {
+            return Ok(Vec::new());
+        }
+        let identities = identities.to_vec();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs AS j WHERE identity IN ({}) \
+             AND attempt = (SELECT MAX(attempt) FROM jobs WHERE identity = j.identity)",
+            (1..=identities.len())
+                .map(|n| format!("?{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.run(move |c| {
+            let mut statement = c.prepare(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(identities), record)?;
+            rows.collect()
+        })
+        .await
     }
 
     async fn by_job(&self, provider: &str, job_id: &str) -> StoreResult<Option<Record>> {
@@ -325,10 +457,8 @@ impl Store for Sqlite {
         self.run(move |c| {
             let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1 = 1");
             if filter.unfinished {
-                sql.push_str(
-                    " AND (state NOT IN ('downloaded', 'failed', 'cancelled', 'not_sent') \
-                     OR (state = 'not_sent' AND resend = 1))",
-                );
+                sql.push_str(" AND ");
+                sql.push_str(UNFINISHED);
             }
             sql.push_str(" AND (?1 IS NULL OR provider = ?1)");
             sql.push_str(" AND (?2 IS NULL OR created_at >= ?2)");
@@ -385,42 +515,99 @@ impl Store for Sqlite {
         let owner = owner.to_owned();
         let dead = dead.map(str::to_owned);
         self.run(move |connection| {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(row) = select_one(&transaction, "intent = ?1", [intent])? else {
-                return Ok(None);
-            };
-            let held = row
-                .claim_owner
-                .as_deref()
-                .is_some_and(|o| o != owner && Some(o) != dead.as_deref())
-                && row.claim_until.is_some_and(|until| until > now_ms);
-            if held {
-                return Ok(Some(Claim::Held(row)));
+            let taken = connection
+                .query_row(
+                    &format!(
+                        "UPDATE jobs SET claim_owner = ?2, claim_until = ?3 WHERE intent = ?1 \
+                         AND (claim_owner IS NULL OR claim_owner = ?2 OR claim_owner = ?4 \
+                         OR claim_until <= ?5) RETURNING {COLUMNS}"
+                    ),
+                    params![intent, owner, until_ms, dead, now_ms],
+                    record,
+                )
+                .optional()?;
+            if let Some(row) = taken {
+                return Ok(Some(Claim::Taken(row)));
             }
-            transaction.execute(
-                "UPDATE jobs SET claim_owner = ?2, claim_until = ?3 WHERE intent = ?1",
-                params![intent, owner, until_ms],
-            )?;
-            transaction.commit()?;
-            Ok(Some(Claim::Taken(row)))
+            extra_statement();
+            Ok(select_one(connection, "intent = ?1", [intent])?.map(Claim::Held))
+        })
+        .await
+    }
+
+    async fn claim_next(
+        &self,
+        queue: &Queue<'_>,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<Option<Record>> {
+        let (batch, provider, base_url) = (
+            queue.batch.to_owned(),
+            queue.provider.to_owned(),
+            queue.base_url.to_owned(),
+        );
+        let owner = owner.to_owned();
+        // One statement, so one write lock: two processes never pick the
+        // same row.
+        let sql = format!(
+            "UPDATE jobs SET claim_owner = ?2, claim_until = ?3 WHERE intent = (\
+             SELECT intent FROM jobs WHERE batch = ?1 AND {UNFINISHED} AND {} \
+             AND (claim_owner IS NULL OR claim_until <= ?4){} \
+             ORDER BY batch_line, intent LIMIT 1) RETURNING {COLUMNS}",
+            queued("?5", "?6"),
+            skipping(queue.skip)
+        );
+        self.run(move |c| {
+            c.query_row(
+                &sql,
+                params![batch, owner, until_ms, now_ms, provider, base_url],
+                record,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn left(&self, queue: &Queue<'_>, now_ms: i64) -> StoreResult<Left> {
+        let (batch, provider, base_url) = (
+            queue.batch.to_owned(),
+            queue.provider.to_owned(),
+            queue.base_url.to_owned(),
+        );
+        let sql = format!(
+            "SELECT COUNT(*), MIN(CASE WHEN claim_until > ?4 THEN claim_until END) FROM jobs \
+             WHERE batch = ?1 AND {UNFINISHED} AND {}{}",
+            queued("?2", "?3"),
+            skipping(queue.skip)
+        );
+        self.run(move |c| {
+            c.query_row(&sql, params![batch, provider, base_url, now_ms], |row| {
+                Ok(Left {
+                    rows: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                    soonest_lapse: row.get(1)?,
+                })
+            })
         })
         .await
     }
 
     async fn renew(&self, tokens: &[String], until_ms: i64) -> StoreResult<u64> {
-        let tokens = tokens.to_vec();
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let mut values = vec![Value::Integer(until_ms)];
+        values.extend(tokens.iter().cloned().map(Value::Text));
+        let sql = format!(
+            "UPDATE jobs SET claim_until = ?1 WHERE claim_owner IN ({})",
+            (2..=values.len())
+                .map(|n| format!("?{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         self.run(move |c| {
-            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut renewed = 0;
-            for token in &tokens {
-                renewed += transaction.execute(
-                    "UPDATE jobs SET claim_until = ?2 WHERE claim_owner = ?1",
-                    params![token, until_ms],
-                )? as u64;
-            }
-            transaction.commit()?;
-            Ok(renewed)
+            c.execute(&sql, rusqlite::params_from_iter(values))
+                .map(|n| n as u64)
         })
         .await
     }
@@ -452,8 +639,6 @@ impl Store for Sqlite {
             Guard::Orphan => (None, None),
         };
         self.run(move |connection| {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let text = |v: Option<String>| v.map_or(Value::Null, Value::Text);
             let int = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
             let mut values = vec![
@@ -471,6 +656,8 @@ impl Store for Sqlite {
                 int(change.batch_line),
                 Value::Integer(now_ms / 1000),
             ];
+            // Our own constant, never input.
+            let release = if change.release { "TRUE" } else { "FALSE" };
             let allowed = match (owner, states) {
                 (Some(owner), _) => {
                     values.push(Value::Text(owner));
@@ -486,9 +673,10 @@ impl Store for Sqlite {
                         .to_owned()
                 }
             };
-            let written = transaction.execute(
-                &format!(
-                    "UPDATE jobs SET \
+            connection
+                .query_row(
+                    &format!(
+                        "UPDATE jobs SET \
                      state = COALESCE(?2, state), \
                      resend = COALESCE(?3, resend), \
                      job_id = COALESCE(?4, job_id), \
@@ -500,18 +688,17 @@ impl Store for Sqlite {
                      charged_credits_micros = COALESCE(?10, charged_credits_micros), \
                      detail = COALESCE(?11, detail), \
                      batch_line = COALESCE(?12, batch_line), \
-                     updated_at = ?13 \
+                     updated_at = ?13, \
+                     claim_owner = CASE WHEN {release} THEN NULL ELSE claim_owner END, \
+                     claim_until = CASE WHEN {release} THEN NULL ELSE claim_until END \
                      WHERE intent = ?1 AND {allowed} \
-                     AND (?4 IS NULL OR job_id IS NULL OR job_id = ?4)"
-                ),
-                rusqlite::params_from_iter(values),
-            )?;
-            if written == 0 {
-                return Ok(None);
-            }
-            let row = select_one(&transaction, "intent = ?1", [intent])?;
-            transaction.commit()?;
-            Ok(row)
+                     AND (?4 IS NULL OR job_id IS NULL OR job_id = ?4) \
+                     RETURNING {COLUMNS}"
+                    ),
+                    rusqlite::params_from_iter(values),
+                    record,
+                )
+                .optional()
         })
         .await
     }

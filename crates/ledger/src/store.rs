@@ -66,6 +66,8 @@ pub(crate) struct Change {
     pub(crate) charged_credits_micros: Option<u64>,
     pub(crate) detail: Option<String>,
     pub(crate) batch_line: Option<i64>,
+    /// Lets the claim go in the same write (the row is done).
+    pub(crate) release: bool,
 }
 
 impl Change {
@@ -149,6 +151,65 @@ impl Filter {
     }
 }
 
+/// The rows with something left to do, in SQL that both backends read: not
+/// ended, or refused in a way that may be sent again.
+pub(crate) const UNFINISHED: &str = "(state NOT IN ('downloaded', 'failed', 'cancelled', \
+     'not_sent') OR (state = 'not_sent' AND resend))";
+
+/// The rows a batch's worker may take: the batch's, for its provider at its
+/// address (a row recorded without an address is any address's), other
+/// than `skip`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Queue<'a> {
+    pub(crate) batch: &'a str,
+    pub(crate) provider: &'a str,
+    /// `""` for the provider's default address.
+    pub(crate) base_url: &'a str,
+    pub(crate) skip: &'a [i64],
+}
+
+/// The SQL that keeps a [`Queue`]'s rows: `provider` and `base_url` are the
+/// placeholders that hold them.
+pub(crate) fn queued(provider: &str, base_url: &str) -> String {
+    format!("provider = {provider} AND (base_url = '' OR base_url = {base_url})")
+}
+
+/// How many rows of a batch have something left to do, and when the
+/// soonest live lease among them lapses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Left {
+    pub(crate) rows: u64,
+    /// Milliseconds since the epoch; `None` when no row left is claimed.
+    pub(crate) soonest_lapse: Option<i64>,
+}
+
+/// The columns a new row is written with, in the order of
+/// [`NewRecord`]'s values (`created_at` and `updated_at` both `now`).
+pub(crate) const INSERT_COLUMNS: &str = "identity, attempt, created_at, updated_at, provider, \
+     base_url, model, task, request, seconds, batch, batch_line, state, output, output_dir, \
+     estimate_micros, job_id, overwrite";
+
+/// How many values [`INSERT_COLUMNS`] takes.
+pub(crate) const INSERT_WIDTH: usize = 18;
+
+/// `(P1, …, P18), (P19, …)`: the VALUES of `rows` new rows, each
+/// placeholder written by `placeholder` from its 1-based number.
+pub(crate) fn values_clause(rows: usize, placeholder: impl Fn(usize) -> String) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> = (1..=INSERT_WIDTH)
+                .map(|column| placeholder(row * INSERT_WIDTH + column))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How many rows one multi-row statement writes or reads at most: well
+/// within both backends' limits on parameters.
+pub(crate) const CHUNK: usize = 500;
+
 /// Totals of past charges, for estimates where no price is published.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PastCharges {
@@ -163,12 +224,27 @@ pub(crate) trait Store: Send + Sync + fmt::Debug {
     /// Where it is, for messages.
     fn location(&self) -> String;
 
+    /// How many SQL statements this store has run, transaction control
+    /// included.
+    fn statements(&self) -> u64;
+
     /// Writes `new` unless a row with its identity and attempt exists;
     /// returns the row, and whether it was written now.
     async fn insert(&self, new: NewRecord, now: i64) -> StoreResult<(Record, bool)>;
 
+    /// Writes each of `new` (at most [`CHUNK`]) unless a row with its
+    /// identity and attempt exists, in one statement.
+    async fn insert_many(&self, new: &[NewRecord], now: i64) -> StoreResult<()>;
+
     /// The row numbered `intent`.
     async fn get(&self, intent: i64) -> StoreResult<Option<Record>>;
+
+    /// The rows numbered `intents` (at most [`CHUNK`]), in one statement.
+    async fn get_many(&self, intents: &[i64]) -> StoreResult<Vec<Record>>;
+
+    /// The latest attempt of each of `identities` (at most [`CHUNK`]) that
+    /// has a row, in one statement.
+    async fn latest_many(&self, identities: &[String]) -> StoreResult<Vec<Record>>;
 
     /// The latest attempt of `identity`.
     async fn latest(&self, identity: &str) -> StoreResult<Option<Record>>;
@@ -197,6 +273,21 @@ pub(crate) trait Store: Send + Sync + fmt::Debug {
         now_ms: i64,
         until_ms: i64,
     ) -> StoreResult<Option<Claim>>;
+
+    /// Claims for `owner`, until `until_ms`, the first row of `queue` (by
+    /// line) with something left to do whose lease is free at `now_ms`, in
+    /// one statement; rows being claimed by others at the same instant are
+    /// skipped, not waited for.
+    async fn claim_next(
+        &self,
+        queue: &Queue<'_>,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<Option<Record>>;
+
+    /// What is left of `queue` at `now_ms`.
+    async fn left(&self, queue: &Queue<'_>, now_ms: i64) -> StoreResult<Left>;
 
     /// Extends the leases of the claims `tokens` to `until_ms`; returns how
     /// many are still held.
