@@ -8,8 +8,8 @@ use std::time::Duration;
 use kling::{AnimateRequest, ComposeRequest, EditRequest, JobHandle, ReferRequest, Request, Usd};
 
 use crate::flags::{
-    BatchArgs, Cli, Command, ElementArg, JobCommand, JobFlags, JobsAction, JobsArgs, TaskCommand,
-    media,
+    BatchArgs, Cli, Command, ElementArg, JobCommand, JobFlags, JobsAction, JobsArgs,
+    PreflightFlags, TaskCommand, media,
 };
 use crate::ledger::LedgerChoice;
 use crate::output::Output;
@@ -70,6 +70,7 @@ pub(crate) struct TaskRun {
     pub(crate) dry_run: bool,
     pub(crate) max_cost: Option<Usd>,
     pub(crate) timeout: Duration,
+    pub(crate) preflight: PreflightFlags,
 }
 
 /// `wait JOB`.
@@ -105,6 +106,7 @@ pub(crate) struct BatchPlan {
     pub(crate) retry_failed: bool,
     pub(crate) lease: Duration,
     pub(crate) timeout: Duration,
+    pub(crate) preflight: PreflightFlags,
 }
 
 impl From<Cli> for Args {
@@ -232,6 +234,7 @@ impl From<TaskCommand> for TaskRun {
             dry_run: flags.dry_run,
             max_cost: flags.max_cost,
             timeout: Duration::from_secs(flags.timeout),
+            preflight: flags.preflight,
         }
     }
 }
@@ -260,6 +263,7 @@ impl From<BatchArgs> for BatchPlan {
             retry_failed: args.retry_failed,
             lease: Duration::from_secs(args.lease),
             timeout: Duration::from_secs(args.timeout),
+            preflight: args.preflight,
         }
     }
 }

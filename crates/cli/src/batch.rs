@@ -119,6 +119,19 @@ impl BadLine {
             exit: Exit::Usage,
         }
     }
+
+    /// A line its request's checks refused.
+    fn refused(number: i64, error: &kling::Error) -> Self {
+        BadLine {
+            number,
+            rule: error
+                .violations()
+                .first()
+                .map_or("unsupported", |v| v.rule()),
+            message: error.to_string(),
+            exit: crate::error::exit_for(error),
+        }
+    }
 }
 
 /// Opens the batch: a regular file or a FIFO (a pipe, `<(…)`), which is
@@ -297,12 +310,7 @@ fn read_lines(
                     key,
                 });
             }
-            Err(e) => bad.push(BadLine {
-                number,
-                rule: e.violations().first().map_or("unsupported", |v| v.rule()),
-                message: e.to_string(),
-                exit: crate::error::exit_for(&e),
-            }),
+            Err(e) => bad.push(BadLine::refused(number, &e)),
         }
     }
     if bad.is_empty() {
@@ -311,6 +319,49 @@ fn read_lines(
         Err(bad_lines(&plan.file, &bad))
     }
 }
+
+/// Reads every line's URL inputs, a few lines at a time: the rules apply
+/// to them, and any line they break refuses the batch before anything is
+/// sent, as a line breaking a rule locally does.
+async fn read_urls(plan: &BatchPlan, lines: Vec<Line>) -> Result<Vec<Line>, Failure> {
+    let Some(urls) = crate::preflight::checker(plan.preflight)? else {
+        return Ok(lines);
+    };
+    let slots = Arc::new(Semaphore::new(URL_CHECKS_AT_ONCE));
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut line in lines {
+        let (urls, slots) = (urls.clone(), Arc::clone(&slots));
+        tasks.spawn(async move {
+            let _slot = slots.acquire().await;
+            let label = format!("line {}: ", line.number);
+            match crate::preflight::check(Some(&urls), line.request, &label).await {
+                Ok(checked) => {
+                    line.request = checked;
+                    Ok(line)
+                }
+                Err(e) => Err(BadLine::refused(line.number, &e)),
+            }
+        });
+    }
+    let mut checked = Vec::new();
+    let mut bad = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(line)) => checked.push(line),
+            Ok(Err(line)) => bad.push(line),
+            Err(e) => return Err(Failure::new(Exit::Usage, "batch", e.to_string())),
+        }
+    }
+    if !bad.is_empty() {
+        bad.sort_by_key(|line| line.number);
+        return Err(bad_lines(&plan.file, &bad));
+    }
+    checked.sort_by_key(|line| line.number);
+    Ok(checked)
+}
+
+/// How many lines' URLs are read at once.
+const URL_CHECKS_AT_ONCE: usize = 16;
 
 pub(crate) fn run(
     plan: &BatchPlan,
@@ -350,6 +401,7 @@ async fn run_session(
     }
     let ledger = choice.open().await?.with_lease(plan.lease);
     let lines = read_lines(plan, raw, &session.client)?;
+    let lines = read_urls(plan, lines).await?;
     std::fs::create_dir_all(&plan.out_dir)
         .map_err(|e| Failure::usage(format!("cannot create {}: {e}", plan.out_dir.display())))?;
     eprintln!(

@@ -174,6 +174,21 @@ pub(crate) struct JobFlags {
     /// Give up waiting after this many seconds (the job may still finish).
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub(crate) timeout: u64,
+    #[command(flatten)]
+    pub(crate) preflight: PreflightFlags,
+}
+
+/// How URL inputs are read before anything is sent.
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
+pub(crate) struct PreflightFlags {
+    /// Refuse URL inputs that cannot be reached or checked (by default a
+    /// warning: the provider may reach what this machine cannot).
+    #[arg(long, conflicts_with = "no_preflight")]
+    pub(crate) strict: bool,
+    /// Do not read URL inputs before sending: their length, size and
+    /// resolution go unchecked, and their cost unknown.
+    #[arg(long)]
+    pub(crate) no_preflight: bool,
 }
 
 /// `--element FRONT[,REF...]`.
@@ -400,4 +415,6 @@ pub(crate) struct BatchArgs {
     /// ledger for `kling resume`).
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub(crate) timeout: u64,
+    #[command(flatten)]
+    pub(crate) preflight: PreflightFlags,
 }

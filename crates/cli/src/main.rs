@@ -17,6 +17,7 @@ mod follow;
 mod history;
 mod ledger;
 mod output;
+mod preflight;
 mod progress;
 mod providers;
 mod sandbox;

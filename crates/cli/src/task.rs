@@ -47,8 +47,11 @@ async fn run_request(
 ) -> Result<(), Failure> {
     let client = &session.client;
     // The one validation of this run: every rule, each local file probed
-    // once. Everything after takes the checked request.
+    // once, then each URL input read. Everything after takes the checked
+    // request.
     let checked = client.validate(&task.request)?;
+    let urls = crate::preflight::checker(task.preflight)?;
+    let checked = crate::preflight::check(urls.as_ref(), checked, "").await?;
     let priced = ledger.estimate(client, &checked).await?;
     if task.dry_run {
         return dry_run(client, &checked, &priced, output);

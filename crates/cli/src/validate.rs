@@ -1,11 +1,14 @@
-//! `kling validate PATH...`: the file rules, applied to local files.
+//! `kling validate PATH|URL...`: the file rules, applied to local files and
+//! to URLs, whose headers are read over HTTP `Range` requests.
 
 use std::io::{self, Write};
 use std::path::Path;
 
+use kling::UrlChecker;
+use kling::url_probe::{UrlProbeError, UrlProbeOptions};
 use kling_core::MediaKind;
 use kling_core::probe::Probed;
-use kling_core::rules::{FileReport, check_file};
+use kling_core::rules::{FileReport, Violation, check_file, check_found};
 use serde::Serialize;
 
 use crate::Exit;
@@ -114,11 +117,31 @@ pub(crate) fn run(paths: &[impl AsRef<Path>], json: bool) -> Exit {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut all_ok = true;
+    let mut checker = None;
     for path in paths {
         let path = path.as_ref();
-        let report = check_file(path, None);
-        let shown = path.display().to_string();
-        let size_on_disk = std::fs::metadata(path).ok().map(|m| m.len());
+        let raw = path.to_string_lossy();
+        let (shown, report, size_on_disk) = if is_url(&raw) {
+            let checker = match &mut checker {
+                Some(checker) => checker,
+                None => match UrlChecker::new(UrlProbeOptions::default()) {
+                    Ok(made) => checker.insert(made),
+                    Err(e) => {
+                        eprintln!("kling: {e}");
+                        return Exit::Transport;
+                    }
+                },
+            };
+            let (shown, report) = check_url(checker, &raw);
+            (shown, report, None)
+        } else {
+            let size_on_disk = std::fs::metadata(path).ok().map(|m| m.len());
+            (
+                path.display().to_string(),
+                check_file(path, None),
+                size_on_disk,
+            )
+        };
         let line = Line::new(&shown, &report, size_on_disk);
         all_ok &= line.ok;
         // A closed stdout (`kling validate … | head`) is not an error of the files.
@@ -135,6 +158,46 @@ pub(crate) fn run(paths: &[impl AsRef<Path>], json: bool) -> Exit {
     } else {
         Exit::Rejected
     }
+}
+
+/// Whether a `validate` argument is a URL rather than a path.
+fn is_url(arg: &str) -> bool {
+    let lower = arg.get(..8).unwrap_or(arg).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Reads `url`'s headers and checks them: the URL as shown (without its
+/// query), and the report. A URL that could not be checked fails here
+/// (`url_unchecked`): validating is asking for the check.
+fn check_url(checker: &UrlChecker, url: &str) -> (String, FileReport) {
+    let shown = kling::redacted(url);
+    let expected = MediaKind::from_extension(Path::new(&shown));
+    let probed = match crate::providers::block_on(async { Ok(checker.probe(url).await) }) {
+        Ok(result) => result,
+        Err(_) => Err(UrlProbeError::Unchecked {
+            url: shown.clone(),
+            reason: "cannot start the async runtime".to_owned(),
+        }),
+    };
+    let report = match probed {
+        Ok(found) => check_found(&shown, expected, Ok(found.probed)),
+        Err(UrlProbeError::Media { error, .. }) => check_found(&shown, expected, Err(error)),
+        Err(e) if e.is_refusal() => FileReport::unread(
+            expected,
+            Violation::UrlUnusable {
+                field: shown.clone(),
+                reason: e.to_string(),
+            },
+        ),
+        Err(e) => FileReport::unread(
+            expected,
+            Violation::UrlUnchecked {
+                field: shown.clone(),
+                reason: e.to_string(),
+            },
+        ),
+    };
+    (shown, report)
 }
 
 fn write_human(out: &mut impl Write, line: &Line<'_>) -> io::Result<()> {

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::media::{Media, MediaKind};
-use crate::probe::Probed;
+use crate::probe::{ImageFormat, Probed};
 use crate::provider::{Capabilities, Offering};
 use crate::request::{Request, Task};
 use crate::rules::{self, Violations};
@@ -36,7 +36,24 @@ pub struct Checked {
     request: Request,
     offering: Offering,
     provider: &'static str,
+    image_formats: &'static [ImageFormat],
     inputs: Vec<CheckedInput>,
+}
+
+/// What was learnt of a URL input before sending, by reading its headers
+/// over the network; see [`Checked::with_url_facts`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum UrlFact {
+    /// What its headers say: the rules apply to it as to a local file's.
+    Probed(Probed),
+    /// Why it cannot be used: the server refused it, serves a web page, or
+    /// serves something that is not usable media. Says which URL, without
+    /// its query.
+    Unusable(String),
+    /// Why it could not be checked (no answer, a 5xx, too slow), when
+    /// that is to refuse it too. Says which URL, without its query.
+    Unchecked(String),
 }
 
 /// What validation learnt of one media input.
@@ -48,7 +65,8 @@ pub struct CheckedInput {
     pub field: String,
     /// Whether it must be a video or an image.
     pub kind: MediaKind,
-    /// What its header says, for a local file or bytes; `None` for a URL.
+    /// What its header says, for a local file or bytes, or for a URL read
+    /// before sending ([`Checked::with_url_facts`]); otherwise `None`.
     pub probed: Option<Probed>,
 }
 
@@ -64,6 +82,7 @@ impl Checked {
             request: request.clone(),
             offering,
             provider: capabilities.provider,
+            image_formats: capabilities.image_formats,
             inputs,
         })
     }
@@ -178,5 +197,61 @@ impl Checked {
             local => urls.next().map_or(local, Media::Url),
         });
         Ok(Checked { request, ..self })
+    }
+
+    /// The same checked request with what was learnt of its URL inputs
+    /// before sending, by field (`video`, `images[0]`, …): each probed URL
+    /// passes the rules a local file passes (length, size, resolution), and
+    /// its facts make the estimate as a local file's do.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use kling_core::probe::probe_file;
+    /// use kling_core::provider::{Capabilities, Offering};
+    /// use kling_core::{EditRequest, Media, Model, Request, Task, UrlFact};
+    ///
+    /// const CAPS: Capabilities =
+    ///     Capabilities::new("example", &[Offering::new(Task::Edit, Model::O1, "e")]);
+    /// let request = Request::from(EditRequest::new(Media::url("https://example.com/in.mp4"), "Snow"));
+    /// // What reading the URL's headers found (here, a local copy's).
+    /// let found = |name: &str| UrlFact::Probed(probe_file(Path::new(name)).unwrap());
+    ///
+    /// let checked = CAPS.validate(&request)?;
+    /// assert_eq!(checked.billed_seconds(), None);
+    /// let checked = checked.with_url_facts(vec![("video".into(), found("tests/fixtures/faststart.mp4"))])?;
+    /// assert!(checked.billed_seconds().is_some());
+    ///
+    /// let too_long = CAPS.validate(&request)?
+    ///     .with_url_facts(vec![("video".into(), found("tests/fixtures/too_long.mp4"))]);
+    /// assert!(too_long.is_err());
+    /// # Ok::<(), kling_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] with every rule a URL breaks.
+    pub fn with_url_facts(mut self, facts: Vec<(String, UrlFact)>) -> Result<Checked, Error> {
+        let mut violations = Vec::new();
+        for (field, fact) in facts {
+            let Some(input) = self.inputs.iter_mut().find(|input| input.field == field) else {
+                continue;
+            };
+            match fact {
+                UrlFact::Probed(probed) => {
+                    let report =
+                        rules::check_probed(&field, input.kind, Ok(probed), self.image_formats);
+                    violations.extend(report.violations);
+                    input.probed = report.probed;
+                }
+                UrlFact::Unusable(reason) => {
+                    violations.push(rules::Violation::UrlUnusable { field, reason });
+                }
+                UrlFact::Unchecked(reason) => {
+                    violations.push(rules::Violation::UrlUnchecked { field, reason });
+                }
+            }
+        }
+        Violations::into_result(violations)?;
+        Ok(self)
     }
 }

@@ -31,7 +31,7 @@ pub mod provider;
 pub mod request;
 pub mod rules;
 
-pub use checked::{Checked, CheckedInput};
+pub use checked::{Checked, CheckedInput, UrlFact};
 pub use error::{BoxError, Delivery, Error};
 pub use job::{JobHandle, JobState, JobStatus, ParseJobHandleError};
 pub use media::{Media, MediaKind};

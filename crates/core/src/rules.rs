@@ -171,6 +171,23 @@ pub enum Violation {
         /// Why it does not parse.
         reason: String,
     },
+    /// A URL checked before sending that cannot be used: the server
+    /// refused it (404, 403, 410…), serves a web page, or what it serves
+    /// is not usable media.
+    UrlUnusable {
+        /// The field holding it.
+        field: String,
+        /// Why, naming the URL without its query.
+        reason: String,
+    },
+    /// A URL that could not be checked before sending (no answer, a 5xx,
+    /// an answer too slow): a refusal only when asked to be strict.
+    UrlUnchecked {
+        /// The field holding it.
+        field: String,
+        /// Why, naming the URL without its query.
+        reason: String,
+    },
     /// Media with no bytes.
     EmptyMedia {
         /// The field holding it.
@@ -276,6 +293,8 @@ impl Violation {
             Violation::UnknownReference { .. } => "prompt_reference",
             Violation::UrlScheme { .. } => "url_scheme",
             Violation::InvalidUrl { .. } => "url_invalid",
+            Violation::UrlUnusable { .. } => "url_unusable",
+            Violation::UrlUnchecked { .. } => "url_unchecked",
             Violation::EmptyMedia { .. } => "media_empty",
             Violation::FileUnreadable { .. } => "file_unreadable",
             Violation::FileDamaged { .. } => "file_damaged",
@@ -324,6 +343,8 @@ impl Violation {
             Violation::TooManyFrames { .. } => "images".to_owned(),
             Violation::UrlScheme { field, .. }
             | Violation::InvalidUrl { field, .. }
+            | Violation::UrlUnusable { field, .. }
+            | Violation::UrlUnchecked { field, .. }
             | Violation::EmptyMedia { field }
             | Violation::FileUnreadable { field, .. }
             | Violation::FileDamaged { field, .. }
@@ -435,6 +456,8 @@ impl Violation {
             Violation::InvalidUrl { reason, .. } => write!(f, "not a valid URL ({reason})"),
             Violation::EmptyMedia { .. } => f.write_str("empty (0 bytes)"),
             Violation::FileUnreadable { reason, .. }
+            | Violation::UrlUnusable { reason, .. }
+            | Violation::UrlUnchecked { reason, .. }
             | Violation::FileDamaged { reason, .. }
             | Violation::FileTruncated { reason, .. } => f.write_str(reason),
             Violation::WrongFormat {
@@ -698,6 +721,25 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    /// The report of media that could not be read at all, and why.
+    ///
+    /// ```
+    /// use kling_core::rules::{FileReport, Violation};
+    ///
+    /// let report = FileReport::unread(None, Violation::UrlUnusable {
+    ///     field: "https://cdn.example/a.mp4".into(),
+    ///     reason: "https://cdn.example/a.mp4 answered HTTP 404".into(),
+    /// });
+    /// assert!(!report.is_ok());
+    /// ```
+    pub fn unread(kind: Option<MediaKind>, why: Violation) -> FileReport {
+        FileReport {
+            kind,
+            probed: None,
+            violations: vec![why],
+        }
+    }
+
     /// Whether the file passes every rule.
     pub fn is_ok(&self) -> bool {
         self.violations.is_empty()
@@ -721,22 +763,47 @@ impl FileReport {
 /// }
 /// ```
 pub fn check_file(path: &Path, expected: Option<MediaKind>) -> FileReport {
-    let field = path.display().to_string();
-    let probed = probe::probe_file(path);
-    let expected = expected
-        .or_else(|| MediaKind::from_extension(path))
-        .or(match &probed {
-            Ok(p) => Some(p.kind()),
-            Err(ProbeError::Unrecognized { kind, .. }) => *kind,
-            Err(_) => None,
-        });
+    check_found(
+        &path.display().to_string(),
+        expected.or_else(|| MediaKind::from_extension(path)),
+        probe::probe_file(path),
+    )
+}
+
+/// Checks what probing found of the media named `field` (a path, a URL
+/// without its query) against the rules for a video or an image: what
+/// [`check_file`] does once the file is probed, for media probed
+/// elsewhere (a URL's headers read over the network).
+///
+/// `expected` says what the media must be; with `None` its content
+/// decides.
+///
+/// ```
+/// use kling_core::probe::probe_file;
+/// use kling_core::rules::check_found;
+/// use std::path::Path;
+///
+/// let found = probe_file(Path::new("tests/fixtures/too_long.mp4"));
+/// let report = check_found("https://cdn.example/too_long.mp4", None, found);
+/// assert_eq!(report.violations[0].rule(), "video_duration");
+/// ```
+pub fn check_found(
+    field: &str,
+    expected: Option<MediaKind>,
+    probed: Result<Probed, ProbeError>,
+) -> FileReport {
+    let expected = expected.or(match &probed {
+        Ok(p) => Some(p.kind()),
+        Err(ProbeError::Unrecognized { kind, .. }) => *kind,
+        Err(_) => None,
+    });
     if let Some(kind) = expected {
-        return check_probed(&field, kind, probed, limits::IMAGE_FORMATS);
+        return check_probed(field, kind, probed, limits::IMAGE_FORMATS);
     }
     // Neither the name nor the content says video or image: the probe
     // failed before it could tell.
     let violations = match probed {
-        Err(e) => vec![probe_violation(field, MediaKind::Video, e)],
+        Err(e) => vec![probe_violation(field.to_owned(), MediaKind::Video, e)],
         Ok(_) => Vec::new(),
     };
     FileReport {
@@ -747,7 +814,7 @@ pub fn check_file(path: &Path, expected: Option<MediaKind>) -> FileReport {
 }
 
 /// Applies the rules for `kind` to what probing found.
-fn check_probed(
+pub(crate) fn check_probed(
     field: &str,
     kind: MediaKind,
     probed: Result<Probed, ProbeError>,

@@ -582,22 +582,14 @@ pub(crate) const MAX_ANSWER: usize = 1 << 20;
 /// # Errors
 ///
 /// When the body is larger than 1 MiB or is cut off.
-pub async fn read_capped(mut response: Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_ANSWER {
-                    return Err(format!(
-                        "the answer is larger than {} KiB; it was not read",
-                        MAX_ANSWER >> 10
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(format!("the answer was cut off: {e}")),
-        }
+pub async fn read_capped(response: Response) -> Result<Vec<u8>, String> {
+    match crate::probe::read_at_most(response, MAX_ANSWER as u64).await {
+        Ok(body) if body.more => Err(format!(
+            "the answer is larger than {} KiB; it was not read",
+            MAX_ANSWER >> 10
+        )),
+        Ok(body) => Ok(body.bytes),
+        Err(e) => Err(format!("the answer was cut off: {}", crate::describe(e))),
     }
 }
 

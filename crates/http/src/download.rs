@@ -275,7 +275,7 @@ pub async fn download_with_options(
     let http = crate::client_builder()
         .build()
         .map_err(|e| DownloadError::Failed {
-            message: describe(e),
+            message: crate::describe(e),
             kept: 0,
         })?;
     let part = part_path(dest);
@@ -586,20 +586,6 @@ enum Attempt {
     TimedOut,
 }
 
-/// A reqwest error with its causes, without its URL: a signed URL's query
-/// string is a credential.
-fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut cause = std::error::Error::source(&error);
-    while let Some(inner) = cause {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    message
-}
-
 /// One try: asks for what is missing and writes it into `file`, the locked
 /// `.part` file holding `kept` bytes.
 async fn fetch(
@@ -617,7 +603,7 @@ async fn fetch(
     let response = limits
         .bound(request.send())
         .await?
-        .map_err(|e| Attempt::Retry(describe(e)))?;
+        .map_err(|e| Attempt::Retry(crate::describe(e)))?;
     let status = response.status();
     let (append, total) = match status {
         StatusCode::OK => (false, header_u64(&response, CONTENT_LENGTH)),
@@ -676,7 +662,7 @@ async fn fetch(
         let chunk = chunk.map_err(|e| {
             Attempt::Retry(format!(
                 "connection lost after {written} bytes: {}",
-                describe(e)
+                crate::describe(e)
             ))
         })?;
         file.write_all(&chunk).await.map_err(Attempt::Io)?;

@@ -27,6 +27,7 @@ mod body;
 mod clock;
 mod download;
 pub mod inline;
+pub mod probe;
 mod retry;
 pub mod sse;
 
@@ -59,4 +60,46 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("kling-rs/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(15))
+}
+
+/// `url` as it may be printed or logged: no query, no fragment, no user
+/// or password. A signed URL's query is its credential.
+///
+/// ```
+/// assert_eq!(
+///     kling_http::redacted("https://u:p@cdn.example/a.mp4?X-Amz-Signature=s#t"),
+///     "https://cdn.example/a.mp4"
+/// );
+/// ```
+pub fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => url.split(['?', '#']).next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// A reqwest error with its causes, without its URL (see [`redacted`]).
+///
+/// ```
+/// # async fn run() {
+/// let error = reqwest::get("http://127.0.0.1:9/?token=secret").await.unwrap_err();
+/// assert!(!kling_http::describe(error).contains("secret"));
+/// # }
+/// ```
+pub fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
 }

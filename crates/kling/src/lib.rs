@@ -36,6 +36,7 @@
 
 mod client;
 mod estimate;
+mod preflight;
 mod providers;
 pub mod upload;
 pub mod wait;
@@ -48,11 +49,15 @@ pub use kling_core::provider::{
 pub use kling_core::{
     AnimateRequest, AspectRatio, Charge, Checked, ComposeRequest, Credits, Delivery, EditRequest,
     Element, Error, JobHandle, JobState, JobStatus, Media, MediaKind, Mode, Model, ReferRequest,
-    Request, RequestSpec, Task, Usd, job, money, probe, prompt, rules,
+    Request, RequestSpec, Task, UrlFact, Usd, job, money, probe, prompt, rules,
 };
+/// Reading media URLs over HTTP `Range` requests.
+pub use kling_http::probe as url_probe;
+pub use kling_http::redacted;
 pub use kling_http::{
     Clock, DownloadError, DownloadOptions, RetryPolicy, SecretString, TokioClock,
 };
+pub use preflight::{Preflight, UrlChecker};
 pub use providers::*;
 pub use upload::Uploader;
 pub use wait::{WaitOptions, WaitPolicy};

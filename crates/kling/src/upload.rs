@@ -41,23 +41,6 @@ impl PostUploader {
     }
 }
 
-/// `endpoint` without its query string or fragment, which may hold a
-/// signature or a token.
-fn without_query(endpoint: &str) -> String {
-    match reqwest::Url::parse(endpoint) {
-        Ok(mut url) => {
-            url.set_query(None);
-            url.set_fragment(None);
-            url.to_string()
-        }
-        Err(_) => endpoint
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
-    }
-}
-
 /// An upload's error. An upload creates no job, so whatever happened (no
 /// connection, an unreadable file, a refusal, an answer cut short) nothing
 /// paid may exist: it is never [`Delivery::MaybeSent`], and the message says
@@ -68,24 +51,10 @@ fn upload_error(what: &str, endpoint: &str, cause: String) -> Error {
         delivery: Delivery::NotSent,
         attempt: Some(format!(
             "uploading {what} to {} failed; no job was created",
-            without_query(endpoint)
+            kling_http::redacted(endpoint)
         )),
         source: cause.into(),
     }
-}
-
-/// A reqwest error with its causes, without the URL it names (its query may
-/// be a credential).
-fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut cause = std::error::Error::source(&error);
-    while let Some(inner) = cause {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    message
 }
 
 #[async_trait]
@@ -134,9 +103,9 @@ impl Uploader for PostUploader {
             .await
             .map_err(|e| {
                 failed(if e.is_connect() {
-                    format!("could not connect: {}", describe(e))
+                    format!("could not connect: {}", kling_http::describe(e))
                 } else {
-                    describe(e)
+                    kling_http::describe(e)
                 })
             })?;
         let status = response.status();

@@ -144,12 +144,14 @@ fn serve(headers: &HeaderMap, bytes: &[u8], content_type: &'static str, pace: Pa
     };
     let parsed = range.split_once('-').and_then(|(start, end)| {
         let start: usize = start.parse().ok()?;
+        // An end past the last byte means the last byte (RFC 9110 14.1.2).
+        let last = total.checked_sub(1)?;
         let end: usize = if end.is_empty() {
-            total.checked_sub(1)?
+            last
         } else {
-            end.parse().ok()?
+            end.parse::<usize>().ok()?.min(last)
         };
-        (start <= end && end < total).then_some((start, end))
+        (start <= end).then_some((start, end))
     });
     let Some((start, end)) = parsed else {
         return (

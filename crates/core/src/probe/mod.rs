@@ -24,6 +24,7 @@
 //! ```
 
 mod mp4;
+pub mod remote;
 mod sniff;
 
 use std::fmt;

@@ -1,0 +1,191 @@
+//! URL inputs read before anything is sent: `kling validate URL`, a URL
+//! that breaks a rule refused before it is paid for, its length pricing
+//! the job, an unreachable one a warning unless `--strict`.
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+
+use support::SandboxProcess;
+
+/// Puts `bytes` on the sandbox's upload store: its URL, with a query that
+/// stands for a signature.
+fn hosted(sandbox: &SandboxProcess, bytes: &[u8]) -> String {
+    let addr = sandbox.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /uploads HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    )
+    .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let url = serde_json::from_str::<serde_json::Value>(body).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    format!("{url}?X-Amz-Signature=SECRET-SIGNATURE")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        support::root()
+            .join("crates/core/tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// A URL on a port nothing listens on.
+fn unreachable_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/clip.mp4?token=SECRET-SIGNATURE")
+}
+
+/// `kling [GLOBAL] edit … [FLAGS]` on the sandbox's ShortAPI.
+fn edit(
+    sandbox: &SandboxProcess,
+    video: &str,
+    global: &[&str],
+    flags: &[&str],
+) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    support::kling_with_journal(&dir.path().join("jobs.sqlite3"))
+        .current_dir(dir.path())
+        .env("SHORTAPI_KEY", "k")
+        .args(["--provider", "shortapi", "--base-url"])
+        .arg(format!("{}/shortapi", sandbox.base))
+        .args(global)
+        .args([
+            "edit",
+            "--prompt",
+            "Make it snow on @Video1",
+            "--video",
+            video,
+        ])
+        .args(flags)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn validate_reads_urls_as_it_reads_files() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let good = hosted(
+        &sandbox,
+        &std::fs::read(support::root().join("samples/street.mp4")).unwrap(),
+    );
+    let long = hosted(&sandbox, &fixture("too_long.mp4"));
+    let missing = format!(
+        "{}/uploads/none?X-Amz-Signature=SECRET-SIGNATURE",
+        sandbox.base
+    );
+    let output = support::kling()
+        .args(["--json", "validate", &good, &long, &missing])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(!stdout.contains("SECRET"), "{stdout}");
+    let lines = support::documents(&output.stdout);
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0]["ok"], true, "{stdout}");
+    assert_eq!(lines[0]["kind"], "video");
+    assert!(lines[0]["duration_s"].as_f64().is_some());
+    assert_eq!(lines[0]["path"], good.split('?').next().unwrap());
+    assert_eq!(lines[1]["errors"][0]["rule"], "video_duration", "{stdout}");
+    assert_eq!(lines[2]["errors"][0]["rule"], "url_unusable", "{stdout}");
+    assert!(
+        lines[2]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_url_that_breaks_a_rule_is_refused_before_anything_is_sent() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let long = hosted(&sandbox, &fixture("too_long.mp4"));
+    let page = format!("{}/_sandbox/stats?sig=SECRET-SIGNATURE", sandbox.base);
+    for (url, rule) in [(long, "video_duration"), (page, "url_")] {
+        let output = edit(&sandbox, &url, &["--json"], &[]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(stdout.contains(rule), "{stdout}");
+        assert!(
+            !stdout.contains("SECRET") && !stderr.contains("SECRET"),
+            "{stdout}{stderr}"
+        );
+    }
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 0);
+}
+
+#[test]
+fn a_url_s_length_prices_the_job_and_max_cost_lets_it_through() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let good = hosted(
+        &sandbox,
+        &std::fs::read(support::root().join("samples/street.mp4")).unwrap(),
+    );
+    let dry = edit(&sandbox, &good, &["--json"], &["--dry-run"]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let shown = support::documents(&dry.stdout);
+    assert!(
+        shown[0]["estimate_usd"]
+            .as_f64()
+            .is_some_and(|usd| usd > 0.0),
+        "{shown:?}"
+    );
+    let sent = edit(&sandbox, &good, &[], &["--max-cost", "100"]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    // Without reading the URL its length is unknown, and so is the cost.
+    let blind = edit(
+        &sandbox,
+        &good,
+        &[],
+        &["--max-cost", "100", "--no-preflight"],
+    );
+    assert_eq!(
+        blind.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&blind.stderr)
+    );
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 1);
+}
+
+#[test]
+fn an_unreachable_url_is_a_warning_unless_strict() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let url = unreachable_url();
+    let dry = edit(&sandbox, &url, &[], &["--dry-run"]);
+    let stderr = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("could not be reached"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+    let strict = edit(&sandbox, &url, &["--json"], &["--strict", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&strict.stdout);
+    assert_eq!(strict.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("url_unchecked"), "{stdout}");
+    assert!(!stdout.contains("SECRET"), "{stdout}");
+}
