@@ -93,6 +93,12 @@ pub(crate) fn build_kling() -> Result<(), String> {
 
 /// Writes a 150 MB MP4 whose `moov` comes after its `mdat`, sparse.
 fn big_mp4(path: &Path) -> Result<u64, String> {
+    mp4_of(path, 150_000_000).map(|(size, _)| size)
+}
+
+/// Writes an MP4 with an `mdat` of `mdat` bytes and its `moov` after it,
+/// sparse: its size, and its `moov`'s.
+fn mp4_of(path: &Path, mdat: u32) -> Result<(u64, u64), String> {
     let fixture = root().join("crates/core/tests/fixtures/faststart.mp4");
     let data = std::fs::read(&fixture).map_err(|e| e.to_string())?;
     let (mut ftyp, mut moov) = (Vec::new(), Vec::new());
@@ -110,7 +116,6 @@ fn big_mp4(path: &Path) -> Result<u64, String> {
         }
         at += size;
     }
-    let mdat: u32 = 150_000_000;
     let mut file = std::fs::File::create(path).map_err(|e| e.to_string())?;
     file.write_all(&ftyp).map_err(|e| e.to_string())?;
     file.write_all(&mdat.to_be_bytes())
@@ -119,7 +124,10 @@ fn big_mp4(path: &Path) -> Result<u64, String> {
     file.seek(SeekFrom::Start(ftyp.len() as u64 + u64::from(mdat)))
         .map_err(|e| e.to_string())?;
     file.write_all(&moov).map_err(|e| e.to_string())?;
-    Ok(ftyp.len() as u64 + u64::from(mdat) + moov.len() as u64)
+    Ok((
+        ftyp.len() as u64 + u64::from(mdat) + moov.len() as u64,
+        moov.len() as u64,
+    ))
 }
 
 /// Counts what a reader reads.
@@ -201,6 +209,57 @@ fn probe(dir: &Path) -> Result<Row, String> {
         against,
         ratio,
         target: "at most 0.25x ffprobe",
+    })
+}
+
+/// The remote probe: `kling validate URL` against `ffprobe URL` on a
+/// 165 MB MP4 with its `moov` at the end, served on loopback.
+fn remote_probe(dir: &Path) -> Result<Row, String> {
+    const RUNS: u32 = 11;
+    let path = dir.join("remote-moov-at-end.mp4");
+    let (size, moov) = mp4_of(&path, 165_000_000)?;
+    let server = crate::range_server::RangeServer::start(&path)?;
+    let (ours, _) = timed(RUNS, || {
+        let mut command = Command::new(kling_binary());
+        command.arg("validate").arg(&server.url);
+        command
+    })?;
+    let (requests, bytes) = server.take_counts();
+    let (our_requests, our_bytes) = (requests / u64::from(RUNS), bytes / u64::from(RUNS));
+    let ffprobe = timed(RUNS, || {
+        let mut command = Command::new("ffprobe");
+        command
+            .args(["-v", "error", "-show_format"])
+            .arg(&server.url);
+        command
+    });
+    let (requests, bytes) = server.take_counts();
+    let (against, ratio) = match ffprobe {
+        Ok((theirs, _)) => (
+            format!(
+                "`ffprobe URL` {}, {} requests, {} bytes sent",
+                seconds(theirs),
+                requests / u64::from(RUNS),
+                bytes / u64::from(RUNS)
+            ),
+            format!(
+                "{:.2}x ffprobe's time",
+                ours.as_secs_f64() / theirs.as_secs_f64()
+            ),
+        ),
+        Err(_) => ("ffprobe not installed".to_owned(), "-".to_owned()),
+    };
+    Ok(Row {
+        name: "remote probe",
+        figure: format!(
+            "`kling validate URL` on {} (moov {moov} bytes, at the end): {}, {our_requests} \
+             requests, {our_bytes} bytes sent",
+            mb(size),
+            seconds(ours),
+        ),
+        against,
+        ratio,
+        target: "at most 0.5x ffprobe; at most 4 requests and the moov + 1 MiB",
     })
 }
 
@@ -705,8 +764,9 @@ fn resume(dir: &Path) -> Result<Row, String> {
 
 /// Runs every benchmark (or only the row `only`) and prints the table.
 pub(crate) fn run(only: Option<&str>) -> Result<(), String> {
-    const NAMES: [&str; 8] = [
+    const NAMES: [&str; 9] = [
         "probe",
+        "remote-probe",
         "inline",
         "upload",
         "waiting",
@@ -732,6 +792,7 @@ pub(crate) fn run(only: Option<&str>) -> Result<(), String> {
     {
         rows.push(match name {
             "probe" => probe(path)?,
+            "remote-probe" => remote_probe(path)?,
             "inline" => inline()?,
             "upload" => post_upload(path)?,
             "waiting" => waiting(),

@@ -8,6 +8,7 @@ mod bench;
 mod compare;
 mod faults;
 mod openapi;
+mod range_server;
 mod schemas;
 #[cfg(test)]
 mod tidy;
