@@ -146,6 +146,7 @@ impl From<Cli> for Args {
                 name: cli.provider,
                 base_url: cli.base_url,
                 upload_url: cli.upload_url,
+                upload_expiry: Duration::from_secs(cli.upload_expiry),
             },
             ledger: LedgerChoice { path: cli.journal },
             verbose: cli.verbose,

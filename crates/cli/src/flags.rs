@@ -11,6 +11,8 @@ use crate::{providers, sandbox};
 
 /// Run Kling's Omni video models (O1, O3) on the providers that host them,
 /// or offline on the sandbox.
+// Doc comments here are `--help` text: see `Command`.
+#[allow(clippy::doc_markdown)]
 #[derive(Debug, Parser)]
 #[command(name = "kling", version, about, propagate_version = true)]
 pub(crate) struct Cli {
@@ -51,16 +53,29 @@ pub(crate) struct Cli {
     pub(crate) verbose: bool,
 
     /// Where local files are uploaded for providers that fetch inputs by
-    /// URL: an endpoint taking the file's bytes in a POST (streamed) and
-    /// answering {"url": …}. With a --base-url on a `kling sandbox`, its
-    /// /uploads is used.
+    /// URL: s3://BUCKET/PREFIX (credentials, region and endpoint from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and
+    /// AWS_ENDPOINT_URL; the provider gets a presigned URL), or an endpoint
+    /// taking the file's bytes in a POST and answering {"url": …}. With a
+    /// --base-url on a `kling sandbox`, its /uploads is used.
     #[arg(
         long = "upload",
         visible_alias = "upload-url",
         global = true,
-        value_name = "URL"
+        value_name = "s3://BUCKET/PREFIX|URL"
     )]
     pub(crate) upload_url: Option<String>,
+
+    /// How long the presigned URLs of s3:// uploads stay valid, in
+    /// seconds: long enough for a job to wait in the provider's queue.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(60..=604_800)
+    )]
+    pub(crate) upload_expiry: u64,
 
     #[command(subcommand)]
     pub(crate) command: Command,

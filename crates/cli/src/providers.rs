@@ -51,6 +51,8 @@ pub(crate) struct ProviderChoice {
     pub(crate) name: ProviderName,
     pub(crate) base_url: Option<String>,
     pub(crate) upload_url: Option<String>,
+    /// How long an s3:// upload's presigned URL stays valid.
+    pub(crate) upload_expiry: Duration,
 }
 
 /// How long a sandbox job takes: long enough to show its phases, short
@@ -65,6 +67,7 @@ impl ProviderChoice {
             name: ProviderName(Some(kling::provider_named(provider)?)),
             base_url,
             upload_url: None,
+            upload_expiry: Duration::from_secs(86_400),
         })
     }
 
@@ -94,6 +97,7 @@ impl ProviderChoice {
             name: ProviderName(Some(hosted)),
             base_url: self.base_url.clone(),
             upload_url: self.upload_url.clone(),
+            upload_expiry: self.upload_expiry,
         })
     }
 
@@ -156,7 +160,7 @@ impl Session {
         })?;
         let mut client = Client::from_arc(adapter);
         if let Some(uploads) = choice.uploads() {
-            client = client.with_uploader(Arc::new(PostUploader::new(uploads)));
+            client = client.with_uploader(uploader(&uploads, choice.upload_expiry)?);
         }
         Ok(Session {
             client,
@@ -229,6 +233,24 @@ impl Session {
             sandbox.stop().await;
         }
     }
+}
+
+/// The uploader `--upload` names: a bucket, or a POST endpoint.
+fn uploader(target: &str, expiry: Duration) -> Result<Arc<dyn kling::Uploader>, Failure> {
+    if target.starts_with("s3://") {
+        let s3 = kling::upload::S3Uploader::from_env(target)
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        return Ok(Arc::new(s3.expiry(expiry)));
+    }
+    if let Some((scheme, _)) = target.split_once("://")
+        && !matches!(scheme, "http" | "https")
+    {
+        return Err(Failure::usage(format!(
+            "--upload {scheme}:// is not supported; give s3://BUCKET/PREFIX (any S3-compatible \
+             store, with AWS_ENDPOINT_URL) or an http(s) endpoint"
+        )));
+    }
+    Ok(Arc::new(PostUploader::new(target)))
 }
 
 /// Runs `future` on a fresh runtime.

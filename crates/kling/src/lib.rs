@@ -38,6 +38,8 @@ mod client;
 mod estimate;
 mod preflight;
 mod providers;
+#[cfg(feature = "s3")]
+mod s3;
 pub mod upload;
 pub mod wait;
 

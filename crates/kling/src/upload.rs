@@ -5,6 +5,12 @@ use std::fmt;
 use async_trait::async_trait;
 use kling_core::{Delivery, Error, Media};
 
+#[cfg(feature = "s3")]
+pub use crate::s3::S3Uploader;
+/// The object store crate [`S3Uploader`] is built on, for its builder.
+#[cfg(feature = "s3")]
+pub use object_store;
+
 /// Makes a local file or bytes reachable by URL: S3, GCS, an Oxen
 /// repository, the sandbox. Plug one into [`Client::with_uploader`] and
 /// local inputs work on providers that only fetch URLs.
