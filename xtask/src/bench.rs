@@ -437,6 +437,60 @@ fn scale(dir: &Path) -> Result<Row, String> {
 /// provider that fetches inputs by URL: the process's peak RSS while it
 /// streams the file to the sandbox's `/uploads` (in another process).
 fn post_upload(dir: &Path) -> Result<Row, String> {
+    let (sandbox, base) = start_sandbox(&[])?;
+    let upload = upload_peak(dir, &format!("{base}/uploads"), &[]);
+    let stats = stop_sandbox(sandbox, &base);
+    let (ok, rss, size, provider) = upload?;
+    let uploads = stats["uploads"].as_u64().unwrap_or(0);
+    Ok(upload_row(
+        "post upload",
+        &format!(
+            "`--upload URL` ({provider}, {uploads} upload{})",
+            if uploads == 1 { "" } else { "s" }
+        ),
+        ok,
+        rss,
+        size,
+    ))
+}
+
+/// The S3 uploader: `--upload s3://…` to moto's S3 server (`.ci/s3`).
+fn s3_upload(dir: &Path) -> Result<Row, String> {
+    let server = Throwaway::start("s3", dir.join("s3"))?;
+    let bucket = "kling-bench";
+    let addr = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", server.url.as_str()),
+    ];
+    let (ok, rss, size, provider) = upload_peak(dir, &format!("s3://{bucket}/inputs"), &env)?;
+    Ok(upload_row(
+        "s3 upload",
+        &format!("`--upload s3://…` to moto's S3 server ({provider}, multipart)"),
+        ok,
+        rss,
+        size,
+    ))
+}
+
+/// `kling edit --no-wait --upload TARGET` of a generated 150 MB MP4 on a
+/// provider that fetches inputs by URL, against a sandbox: whether it
+/// passed, its peak RSS, the file's size, the provider's title.
+fn upload_peak(
+    dir: &Path,
+    target: &str,
+    env: &[(&str, &str)],
+) -> Result<(bool, u64, u64, &'static str), String> {
     let provider = provider_where("that fetches inputs by URL", |p| {
         !p.capabilities.local_files
     })?;
@@ -447,9 +501,9 @@ fn post_upload(dir: &Path) -> Result<Row, String> {
     let result = run_measured(
         Command::new(kling_binary())
             .args(["--provider", name, "--base-url", &format!("{base}/{name}")])
-            .args(["--upload", &format!("{base}/uploads")])
+            .args(["--upload", target])
             .arg("--journal")
-            .arg(dir.join("upload.sqlite3"))
+            .arg(dir.join(format!("upload-{:x}.sqlite3", fastrand::u64(..))))
             .args([
                 "edit",
                 "--no-wait",
@@ -458,23 +512,24 @@ fn post_upload(dir: &Path) -> Result<Row, String> {
                 "--video",
             ])
             .arg(&video)
-            .arg("--out")
-            .arg(dir.join("upload-out.mp4"))
+            .envs(env.iter().copied())
             .env(provider.key_variable, "bench")
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    let stats = stop_sandbox(sandbox, &base);
+    stop_sandbox(sandbox, &base);
     let (ok, rss) = result?;
-    let uploads = stats["uploads"].as_u64().unwrap_or(0);
-    Ok(Row {
-        name: "post upload",
+    Ok((ok, rss, size, provider.title))
+}
+
+/// A row for an uploader's peak memory against the file it sent.
+fn upload_row(name: &'static str, how: &str, ok: bool, rss: u64, size: u64) -> Row {
+    Row {
+        name,
         figure: format!(
-            "peak RSS {} sending {} through `--upload` ({}, {uploads} upload{}){}",
+            "peak RSS {} sending {} through {how}{}",
             mb(rss),
             mb(size),
-            provider.title,
-            if uploads == 1 { "" } else { "s" },
             if ok { "" } else { " (the edit failed)" }
         ),
         against: format!("file size {}", mb(size)),
@@ -484,36 +539,38 @@ fn post_upload(dir: &Path) -> Result<Row, String> {
             ratio
         }),
         target: "peak under 64 MB",
-    })
+    }
 }
 
-/// A throwaway PostgreSQL cluster (`.ci/postgres`), stopped when dropped.
-struct Postgres {
+/// A throwaway server started by a script in `.ci` (`postgres`, `s3`):
+/// the address it prints, and stopped when dropped.
+struct Throwaway {
+    script: &'static str,
     dir: PathBuf,
     url: String,
 }
 
-impl Postgres {
-    fn start(dir: PathBuf) -> Result<Postgres, String> {
+impl Throwaway {
+    fn start(script: &'static str, dir: PathBuf) -> Result<Throwaway, String> {
         let output = Command::new("bash")
-            .arg(root().join(".ci/postgres"))
+            .arg(root().join(".ci").join(script))
             .arg("start")
             .arg(&dir)
             .stderr(Stdio::inherit())
             .output()
-            .map_err(|e| format!("cannot run .ci/postgres: {e}"))?;
+            .map_err(|e| format!("cannot run .ci/{script}: {e}"))?;
         if !output.status.success() {
-            return Err("could not start PostgreSQL (.ci/postgres start)".to_owned());
+            return Err(format!("could not start the server of .ci/{script}"));
         }
         let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        Ok(Postgres { dir, url })
+        Ok(Throwaway { script, dir, url })
     }
 }
 
-impl Drop for Postgres {
+impl Drop for Throwaway {
     fn drop(&mut self) {
         let _ = Command::new("bash")
-            .arg(root().join(".ci/postgres"))
+            .arg(root().join(".ci").join(self.script))
             .arg("stop")
             .arg(&self.dir)
             .stderr(Stdio::null())
@@ -594,7 +651,7 @@ fn fleet(dir: &Path) -> Result<Row, String> {
         &file,
         &dir.join("fleet-single"),
     )?;
-    let postgres = Postgres::start(dir.join("fleet-pg"))?;
+    let postgres = Throwaway::start("postgres", dir.join("fleet-pg"))?;
     let four = run_fleet(provider, &postgres.url, 4, &file, &dir.join("fleet-four"))?;
     drop(postgres);
     let jobs = u64::from(JOBS);
@@ -764,11 +821,12 @@ fn resume(dir: &Path) -> Result<Row, String> {
 
 /// Runs every benchmark (or only the row `only`) and prints the table.
 pub(crate) fn run(only: Option<&str>) -> Result<(), String> {
-    const NAMES: [&str; 9] = [
+    const NAMES: [&str; 10] = [
         "probe",
         "remote-probe",
         "inline",
         "upload",
+        "s3-upload",
         "waiting",
         "scale",
         "fleet",
@@ -795,6 +853,7 @@ pub(crate) fn run(only: Option<&str>) -> Result<(), String> {
             "remote-probe" => remote_probe(path)?,
             "inline" => inline()?,
             "upload" => post_upload(path)?,
+            "s3-upload" => s3_upload(path)?,
             "waiting" => waiting(),
             "scale" => scale(path)?,
             "fleet" => fleet(path)?,

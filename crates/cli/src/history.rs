@@ -77,6 +77,11 @@ pub(crate) fn row_json(row: &Record) -> serde_json::Value {
         "batch": row.batch,
         "batch_line": row.batch_line,
         "attempt": row.attempt,
+        "uploads": row
+            .uploads()
+            .into_iter()
+            .map(|(field, url)| json!({ "field": field, "url": url }))
+            .collect::<Vec<_>>(),
         "next": next_step(row),
     })
 }

@@ -948,7 +948,10 @@ impl Worker<'_> {
         };
         // The line between "safe to send again" and "may be paid for".
         let change = Change {
-            sent_request: Some(crate::canonical(sent.request())),
+            sent_request: Some(crate::canonical(&uploads_redacted(
+                &request,
+                sent.request(),
+            ))),
             sending_at: Some(now_ms()),
             ..Change::state(State::Sending)
         };
@@ -1400,6 +1403,27 @@ fn reserved_on_windows(name: &str) -> bool {
         || ((stem.starts_with("COM") || stem.starts_with("LPT"))
             && stem.len() == 4
             && stem.as_bytes()[3].is_ascii_digit())
+}
+
+/// `sent` as the ledger keeps it: each input that was local in `recorded`
+/// and went up through the uploader shows as where it went, without the
+/// query (a presigned URL's signature is a credential, and a fresh one is
+/// made if the row is sent again).
+fn uploads_redacted(recorded: &kling::Request, sent: &kling::Request) -> kling::Request {
+    let local: Vec<bool> = recorded
+        .media()
+        .iter()
+        .map(|input| !matches!(input.media, kling::Media::Url(_)))
+        .collect();
+    let mut at = 0;
+    sent.clone().map_media(|_, media| {
+        let uploaded = local.get(at).copied().unwrap_or(false);
+        at += 1;
+        match media {
+            kling::Media::Url(url) if uploaded => kling::Media::Url(kling::redacted(&url)),
+            media => media,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -107,6 +107,26 @@ impl Record {
         self.sent_request.as_deref().map(parse_request).transpose()
     }
 
+    /// What went up through the uploader, and where: each input that was
+    /// local, by field (`video`, `images[0]`), with the URL it was sent
+    /// as, without its query. Empty before sending and for rows whose
+    /// inputs were all URLs or went inline.
+    pub fn uploads(&self) -> Vec<(String, String)> {
+        let (Ok(recorded), Ok(Some(sent))) = (self.request(), self.sent_request()) else {
+            return Vec::new();
+        };
+        recorded
+            .media()
+            .into_iter()
+            .zip(sent.media())
+            .filter_map(|(before, after)| match (before.media, after.media) {
+                (kling::Media::Url(_), _) => None,
+                (_, kling::Media::Url(url)) => Some((before.field, url.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether `kling resume` and [`Ledger::resume`](crate::Ledger::resume)
     /// have anything to do with this row.
     pub fn is_unfinished(&self) -> bool {
