@@ -189,3 +189,39 @@ fn an_unreachable_url_is_a_warning_unless_strict() {
     assert!(stdout.contains("url_unchecked"), "{stdout}");
     assert!(!stdout.contains("SECRET"), "{stdout}");
 }
+
+#[test]
+fn a_batch_line_whose_url_breaks_a_rule_refuses_the_batch_before_anything_is_sent() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let good = hosted(
+        &sandbox,
+        &std::fs::read(support::root().join("samples/street.mp4")).unwrap(),
+    );
+    let long = hosted(&sandbox, &fixture("too_long.mp4"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("night.jsonl");
+    let line = |url: &str| {
+        serde_json::json!({"task": "edit", "video": url, "prompt": "Make it snow on @Video1"})
+            .to_string()
+    };
+    std::fs::write(&file, format!("{}\n{}\n", line(&good), line(&long))).unwrap();
+    let output = support::kling_with_journal(&dir.path().join("jobs.sqlite3"))
+        .env("SHORTAPI_KEY", "k")
+        .args(["--provider", "shortapi", "--base-url"])
+        .arg(format!("{}/shortapi", sandbox.base))
+        .arg("batch")
+        .arg(&file)
+        .arg("--out-dir")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("night.jsonl:2"), "{stderr}");
+    assert!(
+        stderr.contains("video_duration") || stderr.contains("long"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 0);
+}

@@ -400,3 +400,21 @@ async fn redirects_are_followed_up_to_the_limit() {
     assert!(error.to_string().contains("redirect"), "{error}");
     assert!(!error.is_refusal());
 }
+
+#[tokio::test]
+async fn a_server_that_ignores_range_is_read_only_to_its_start_and_says_so() {
+    let video = std::fs::read(fixture("faststart.mp4")).unwrap();
+    let base = serve(Router::new().fallback(move || {
+        let video = video.clone();
+        async move { ([(header::CONTENT_TYPE, "video/mp4")], video) }
+    }))
+    .await;
+    let found = probe(&format!("{base}/faststart.mp4")).await.unwrap();
+    assert!(found.range_ignored);
+    assert_eq!(found.requests, 1);
+    assert_eq!(
+        found.probed,
+        probe_file(&fixture("faststart.mp4")).unwrap(),
+        "the same as the file"
+    );
+}
