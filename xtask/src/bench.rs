@@ -437,10 +437,7 @@ fn scale(dir: &Path) -> Result<Row, String> {
 /// provider that fetches inputs by URL: the process's peak RSS while it
 /// streams the file to the sandbox's `/uploads` (in another process).
 fn post_upload(dir: &Path) -> Result<Row, String> {
-    let (sandbox, base) = start_sandbox(&[])?;
-    let upload = upload_peak(dir, &format!("{base}/uploads"), &[]);
-    let stats = stop_sandbox(sandbox, &base);
-    let (ok, rss, size, provider) = upload?;
+    let (ok, rss, size, provider, stats) = upload_peak(dir, None, &[])?;
     let uploads = stats["uploads"].as_u64().unwrap_or(0);
     Ok(upload_row(
         "post upload",
@@ -473,7 +470,8 @@ fn s3_upload(dir: &Path) -> Result<Row, String> {
         ("AWS_REGION", "us-east-1"),
         ("AWS_ENDPOINT_URL", server.url.as_str()),
     ];
-    let (ok, rss, size, provider) = upload_peak(dir, &format!("s3://{bucket}/inputs"), &env)?;
+    let (ok, rss, size, provider, _) =
+        upload_peak(dir, Some(&format!("s3://{bucket}/inputs")), &env)?;
     Ok(upload_row(
         "s3 upload",
         &format!("`--upload s3://…` to moto's S3 server ({provider}, multipart)"),
@@ -483,14 +481,15 @@ fn s3_upload(dir: &Path) -> Result<Row, String> {
     ))
 }
 
-/// `kling edit --no-wait --upload TARGET` of a generated 150 MB MP4 on a
-/// provider that fetches inputs by URL, against a sandbox: whether it
-/// passed, its peak RSS, the file's size, the provider's title.
+/// `kling edit --no-wait --upload TARGET` (the sandbox's `/uploads` when
+/// `None`) of a generated 150 MB MP4 on a provider that fetches inputs by
+/// URL, against a sandbox: whether it passed, its peak RSS, the file's
+/// size, the provider's title and what the sandbox counted.
 fn upload_peak(
     dir: &Path,
-    target: &str,
+    target: Option<&str>,
     env: &[(&str, &str)],
-) -> Result<(bool, u64, u64, &'static str), String> {
+) -> Result<(bool, u64, u64, &'static str, serde_json::Value), String> {
     let provider = provider_where("that fetches inputs by URL", |p| {
         !p.capabilities.local_files
     })?;
@@ -498,10 +497,11 @@ fn upload_peak(
     let video = dir.join("upload.mp4");
     let size = big_mp4(&video)?;
     let (sandbox, base) = start_sandbox(&[])?;
+    let target = target.map_or_else(|| format!("{base}/uploads"), str::to_owned);
     let result = run_measured(
         Command::new(kling_binary())
             .args(["--provider", name, "--base-url", &format!("{base}/{name}")])
-            .args(["--upload", target])
+            .args(["--upload", &target])
             .arg("--journal")
             .arg(dir.join(format!("upload-{:x}.sqlite3", fastrand::u64(..))))
             .args([
@@ -517,9 +517,9 @@ fn upload_peak(
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    stop_sandbox(sandbox, &base);
+    let stats = stop_sandbox(sandbox, &base);
     let (ok, rss) = result?;
-    Ok((ok, rss, size, provider.title))
+    Ok((ok, rss, size, provider.title, stats))
 }
 
 /// A row for an uploader's peak memory against the file it sent.

@@ -80,9 +80,10 @@ fn answer(stream: TcpStream, path: &PathBuf, counts: &Counts) -> std::io::Result
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     let mut out = stream;
-    let (start, end, head) = match range {
-        Some((start, end)) if start < len => {
-            let end = end.map_or(len - 1, |e| e.min(len - 1));
+    let last = len.checked_sub(1);
+    let (start, end, head) = match (range, last) {
+        (Some((start, end)), Some(last)) if start <= last && end.is_none_or(|end| end >= start) => {
+            let end = end.map_or(last, |e| e.min(last));
             (
                 start,
                 end,
@@ -91,14 +92,14 @@ fn answer(stream: TcpStream, path: &PathBuf, counts: &Counts) -> std::io::Result
                 ),
             )
         }
-        Some(_) => {
+        (Some(_), _) | (None, None) => {
             write!(
                 out,
                 "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             )?;
             return Ok(());
         }
-        None => (0, len - 1, "HTTP/1.1 200 OK\r\n".to_owned()),
+        (None, Some(last)) => (0, last, "HTTP/1.1 200 OK\r\n".to_owned()),
     };
     write!(
         out,

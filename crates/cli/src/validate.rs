@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use kling::UrlChecker;
 use kling::url_probe::{UrlProbeError, UrlProbeOptions};
+use kling::{UrlChecker, UrlFact};
 use kling_core::MediaKind;
 use kling_core::probe::Probed;
 use kling_core::rules::{FileReport, Violation, check_file, check_found};
@@ -179,23 +179,26 @@ fn check_url(checker: &UrlChecker, url: &str) -> (String, FileReport) {
             reason: "cannot start the async runtime".to_owned(),
         }),
     };
-    let report = match probed {
-        Ok(found) => check_found(&shown, expected, Ok(found.probed)),
-        Err(UrlProbeError::Media { error, .. }) => check_found(&shown, expected, Err(error)),
-        Err(e) if e.is_refusal() => FileReport::unread(
-            expected,
-            Violation::UrlUnusable {
-                field: shown.clone(),
-                reason: e.to_string(),
-            },
-        ),
-        Err(e) => FileReport::unread(
+    let unchecked = |reason: String| {
+        FileReport::unread(
             expected,
             Violation::UrlUnchecked {
                 field: shown.clone(),
-                reason: e.to_string(),
+                reason,
+            },
+        )
+    };
+    let report = match checker.clone().strict(true).fact(probed) {
+        Ok(UrlFact::Probed(found)) => check_found(&shown, expected, Ok(found)),
+        Ok(UrlFact::Unusable(reason)) => FileReport::unread(
+            expected,
+            Violation::UrlUnusable {
+                field: shown.clone(),
+                reason,
             },
         ),
+        Ok(UrlFact::Unchecked(reason)) | Err(reason) => unchecked(reason),
+        Ok(_) => unchecked("this build cannot read what was found".to_owned()),
     };
     (shown, report)
 }

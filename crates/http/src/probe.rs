@@ -191,6 +191,7 @@ async fn probe(http: &reqwest::Client, url: &str, shown: &str) -> Result<UrlProb
     let mut probe = RangeProbe::new();
     let mut requests = 0;
     let mut range_ignored = false;
+    let mut length = None;
     loop {
         let range = match probe.step() {
             Step::Fetch(range) => range,
@@ -230,6 +231,13 @@ async fn probe(http: &reqwest::Client, url: &str, shown: &str) -> Result<UrlProb
         match status {
             StatusCode::PARTIAL_CONTENT => {
                 let (start, total) = content_range(&response, &range).map_err(&unchecked)?;
+                // Ranges of two versions of a file would mix them.
+                if *length.get_or_insert(total) != total {
+                    return Err(unchecked(format!(
+                        "its length changed between two requests ({} then {total} bytes)",
+                        length.unwrap_or_default()
+                    )));
+                }
                 let expected = range.end.min(total) - start;
                 let body = read_at_most(response, expected)
                     .await

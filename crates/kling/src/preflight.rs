@@ -1,7 +1,10 @@
 //! Reading URL inputs before a job that fetches them is paid for.
 
+use std::sync::Arc;
+
 use kling_core::{Checked, Error, Media, UrlFact};
 use kling_http::probe::{UrlProbe, UrlProbeError, UrlProbeOptions, probe_url};
+use tokio::sync::Semaphore;
 
 /// Reads the headers of a checked request's URL inputs over HTTP `Range`
 /// requests, so that the rules apply to them as to local files and their
@@ -29,7 +32,13 @@ pub struct UrlChecker {
     http: reqwest::Client,
     options: UrlProbeOptions,
     strict: bool,
+    /// Probes in flight, across every request this checker (and its
+    /// clones) reads: memory and connections stay at this many probes'.
+    slots: Arc<Semaphore>,
 }
+
+/// Probes one checker runs at once.
+const PROBES_AT_ONCE: usize = 16;
 
 /// A request whose URL inputs were read.
 #[derive(Debug)]
@@ -59,6 +68,7 @@ impl UrlChecker {
             http,
             options,
             strict: false,
+            slots: Arc::new(Semaphore::new(PROBES_AT_ONCE)),
         })
     }
 
@@ -75,7 +85,21 @@ impl UrlChecker {
     ///
     /// As [`probe_url`].
     pub async fn probe(&self, url: &str) -> Result<UrlProbe, UrlProbeError> {
+        // The semaphore is never closed: a permit always comes.
+        let _slot = self.slots.acquire().await;
         probe_url(&self.http, url, &self.options).await
+    }
+
+    /// What a probe's answer makes of a URL input: facts the rules apply
+    /// to, a reason to refuse it, or (`Err`) a warning. The one reading of
+    /// a probe, for requests and for `kling validate`.
+    pub fn fact(&self, found: Result<UrlProbe, UrlProbeError>) -> Result<UrlFact, String> {
+        match found {
+            Ok(probe) => Ok(UrlFact::Probed(probe.probed)),
+            Err(e) if e.is_refusal() => Ok(UrlFact::Unusable(e.to_string())),
+            Err(e) if self.strict => Ok(UrlFact::Unchecked(e.to_string())),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Reads every URL input of `checked` at once, and applies the rules
@@ -104,14 +128,12 @@ impl UrlChecker {
         let mut probes = Vec::new();
         let mut warnings = Vec::new();
         for (field, result) in found {
-            match result {
-                Ok(probe) => {
-                    facts.push((field.clone(), UrlFact::Probed(probe.probed.clone())));
-                    probes.push((field, probe));
-                }
-                Err(e) if e.is_refusal() => facts.push((field, UrlFact::Unusable(e.to_string()))),
-                Err(e) if self.strict => facts.push((field, UrlFact::Unchecked(e.to_string()))),
-                Err(e) => warnings.push(format!("{field}: {e}")),
+            if let Ok(probe) = &result {
+                probes.push((field.clone(), probe.clone()));
+            }
+            match self.fact(result) {
+                Ok(fact) => facts.push((field, fact)),
+                Err(warning) => warnings.push(format!("{field}: {warning}")),
             }
         }
         Ok(Preflight {

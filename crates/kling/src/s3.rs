@@ -5,21 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kling_core::{Delivery, Error, Media};
+use kling_core::{Error, Media};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as Key;
 use object_store::signer::Signer as _;
-use object_store::{ObjectStoreExt as _, PutPayload, RetryConfig, WriteMultipart};
+use object_store::{ClientConfigKey, ObjectStoreExt as _, PutPayload, RetryConfig, WriteMultipart};
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio::io::AsyncReadExt as _;
 
-use crate::upload::Uploader;
+use crate::upload::{Uploader, upload_error};
 
 /// How long a presigned URL stays valid unless set: long enough for a job
 /// queued for hours.
 const DEFAULT_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Files up to this size go up in one `PUT`; larger ones in parts of this
+/// Content up to this size goes up in one `PUT`; larger in parts of this
 /// size, a few at a time, each retried on its own.
 const PART_BYTES: usize = 8 << 20;
 
@@ -122,6 +122,10 @@ impl S3Uploader {
         let _ = kling_http::client_builder();
         let store = builder
             .with_bucket_name(bucket)
+            // A part of 8 MiB takes minutes on a slow uplink: a request is
+            // given 5 minutes, and each is retried on its own. (Set as one
+            // key, so the caller's other client options stay.)
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "300s")
             .with_allow_http(plain_http)
             .with_retry(RetryConfig {
                 max_retries: 4,
@@ -166,52 +170,117 @@ impl S3Uploader {
         {
             return Ok((key, false));
         }
-        match source {
-            Source::Bytes(data, _) => {
-                self.store
-                    .put(&key, PutPayload::from(data.to_vec()))
+        if len <= PART_BYTES as u64 {
+            let data = match source {
+                Source::Bytes(data, _) => data.to_vec(),
+                Source::File(path, _) => tokio::fs::read(path)
                     .await
-                    .map_err(|e| failed(e.to_string()))?;
+                    .map_err(|e| failed(e.to_string()))?,
+            };
+            // What is sent must be what was named: a file rewritten since
+            // it was hashed would sit under another content's key.
+            if hex_sha256(&data) != sha256 {
+                return Err(failed(CHANGED.to_owned()));
             }
-            Source::File(path, _) if len <= PART_BYTES as u64 => {
-                let data = tokio::fs::read(path)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-                self.store
-                    .put(&key, PutPayload::from(data))
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
+            self.store
+                .put(&key, PutPayload::from(data))
+                .await
+                .map_err(|e| failed(s3_reason(&e)))?;
+            return Ok((key, true));
+        }
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| failed(s3_reason(&e)))?;
+        let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        match send_parts(&mut parts, &source, &sha256).await {
+            Ok(()) => {
+                parts.finish().await.map_err(|e| failed(s3_reason(&e)))?;
+                Ok((key, true))
             }
-            Source::File(path, _) => {
-                let upload = self
-                    .store
-                    .put_multipart(&key)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-                let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-                let mut file = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = file
-                        .read(&mut buf)
-                        .await
-                        .map_err(|e| failed(e.to_string()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    parts
-                        .wait_for_capacity(PARTS_AT_ONCE)
-                        .await
-                        .map_err(|e| failed(e.to_string()))?;
-                    parts.write(&buf[..n]);
-                }
-                parts.finish().await.map_err(|e| failed(e.to_string()))?;
+            Err(cause) => {
+                // Parts left in a bucket are kept (and billed) until aborted.
+                let _ = parts.abort().await;
+                Err(failed(cause))
             }
         }
-        Ok((key, true))
     }
+}
+
+/// Why a file's upload stopped: it no longer matches its digest.
+const CHANGED: &str = "the file changed while it was uploaded (its SHA-256 is not the one \
+                       it was stored under); nothing was kept";
+
+/// Sends `source` through `parts`, a few parts in flight, hashing what it
+/// sends: an error when the content is not the one `sha256` names.
+async fn send_parts(
+    parts: &mut WriteMultipart,
+    source: &Source<'_>,
+    sha256: &str,
+) -> Result<(), String> {
+    let mut hasher = Sha256::new();
+    let mut send = async |chunk: &[u8], parts: &mut WriteMultipart| -> Result<(), String> {
+        parts
+            .wait_for_capacity(PARTS_AT_ONCE)
+            .await
+            .map_err(|e| s3_reason(&e))?;
+        hasher.update(chunk);
+        parts.write(chunk);
+        Ok(())
+    };
+    match source {
+        Source::Bytes(data, _) => {
+            for chunk in data.chunks(READ_BYTES) {
+                send(chunk, parts).await?;
+            }
+        }
+        Source::File(path, _) => {
+            let mut file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; READ_BYTES];
+            loop {
+                let n = file.read(&mut buf).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                send(&buf[..n], parts).await?;
+            }
+        }
+    }
+    if format!("{:x}", hasher.finalize()) == sha256 {
+        Ok(())
+    } else {
+        Err(CHANGED.to_owned())
+    }
+}
+
+/// How much of a file is read at once.
+const READ_BYTES: usize = 1 << 20;
+
+fn hex_sha256(data: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(data))
+}
+
+/// What an object store error says, without what the server's error body
+/// may echo (S3 echoes the signed request, headers and session token
+/// included): S3's code and message when there are some, else the text
+/// before any body.
+fn s3_reason(error: &object_store::Error) -> String {
+    let text = error.to_string();
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find('<')? + start;
+        Some(text[start..end].to_owned())
+    };
+    if let Some(code) = tag("Code") {
+        let message = tag("Message").unwrap_or_default();
+        return format!("the store refused it: {code}: {message}");
+    }
+    let plain = text.split('<').next().unwrap_or_default();
+    plain.chars().take(300).collect()
 }
 
 /// What is uploaded.
@@ -223,15 +292,12 @@ enum Source<'a> {
 impl Source<'_> {
     /// The content's SHA-256 (hex) and length, read in chunks.
     async fn digest(&self) -> std::io::Result<(String, u64)> {
-        let mut hasher = Sha256::new();
-        let len = match self {
-            Source::Bytes(data, _) => {
-                hasher.update(data);
-                data.len() as u64
-            }
+        match self {
+            Source::Bytes(data, _) => Ok((hex_sha256(data), data.len() as u64)),
             Source::File(path, _) => {
+                let mut hasher = Sha256::new();
                 let mut file = tokio::fs::File::open(path).await?;
-                let mut buf = vec![0u8; 1 << 20];
+                let mut buf = vec![0u8; READ_BYTES];
                 let mut len = 0;
                 loop {
                     let n = file.read(&mut buf).await?;
@@ -241,11 +307,9 @@ impl Source<'_> {
                     hasher.update(&buf[..n]);
                     len += n as u64;
                 }
-                file.rewind().await?;
-                len
+                Ok((format!("{:x}", hasher.finalize()), len))
             }
-        };
-        Ok((format!("{:x}", hasher.finalize()), len))
+        }
     }
 
     fn extension(&self) -> &'static str {
@@ -265,18 +329,6 @@ fn extension_of(content_type: &str) -> &'static str {
         "image/webp" => ".webp",
         "image/gif" => ".gif",
         _ => "",
-    }
-}
-
-/// An upload's error: no job was created, whatever happened.
-fn upload_error(what: &str, target: &str, cause: String) -> Error {
-    Error::Transport {
-        provider: "uploader".to_owned(),
-        delivery: Delivery::NotSent,
-        attempt: Some(format!(
-            "uploading {what} to {target} failed; no job was created"
-        )),
-        source: cause.into(),
     }
 }
 
@@ -315,7 +367,32 @@ impl Uploader for S3Uploader {
             .store
             .signed_url(reqwest::Method::GET, &key, self.expiry)
             .await
-            .map_err(|e| upload_error(&what, &self.target, e.to_string()))?;
+            .map_err(|e| upload_error(&what, &self.target, s3_reason(&e)))?;
         Ok(url.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::s3_reason;
+
+    #[test]
+    fn a_store_error_keeps_s3_s_code_and_message_and_drops_the_echoed_request() {
+        let body = "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature \
+                    does not match</Message><CanonicalRequest>PUT /b/k\nx-amz-security-token:\
+                    SESSION-TOKEN</CanonicalRequest></Error>";
+        let error = object_store::Error::Generic {
+            store: "S3",
+            source: format!("Client error with status 403 Forbidden: {body}").into(),
+        };
+        let reason = s3_reason(&error);
+        assert!(reason.contains("SignatureDoesNotMatch"), "{reason}");
+        assert!(reason.contains("does not match"), "{reason}");
+        assert!(!reason.contains("SESSION-TOKEN"), "{reason}");
+        let plain = object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused <html>SESSION-TOKEN</html>".into(),
+        };
+        assert!(!s3_reason(&plain).contains("SESSION-TOKEN"));
     }
 }

@@ -51,7 +51,7 @@ impl PostUploader {
 /// connection, an unreadable file, a refusal, an answer cut short) nothing
 /// paid may exist: it is never [`Delivery::MaybeSent`], and the message says
 /// so.
-fn upload_error(what: &str, endpoint: &str, cause: String) -> Error {
+pub(crate) fn upload_error(what: &str, endpoint: &str, cause: String) -> Error {
     Error::Transport {
         provider: "uploader".to_owned(),
         delivery: Delivery::NotSent,
