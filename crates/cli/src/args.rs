@@ -25,7 +25,8 @@ pub(crate) struct Args {
     /// The ledger.
     pub(crate) ledger: LedgerChoice,
     /// Say more on stderr.
-    pub(crate) verbose: bool,
+    pub(crate) verbose: u8,
+    pub(crate) log_format: crate::logging::LogFormat,
     /// What to do.
     pub(crate) action: Action,
 }
@@ -150,6 +151,7 @@ impl From<Cli> for Args {
             },
             ledger: LedgerChoice { path: cli.journal },
             verbose: cli.verbose,
+            log_format: cli.log_format,
             action,
         }
     }

@@ -48,9 +48,22 @@ pub(crate) struct Cli {
     )]
     pub(crate) journal: Option<PathBuf>,
 
-    /// Say more on stderr: the provider, its URL and the journal used.
-    #[arg(short, long, global = true)]
-    pub(crate) verbose: bool,
+    /// Say more on stderr: -v the provider, its URL, the journal and what
+    /// each job goes through; -vv each request retried and push received;
+    /// -vvv everything. RUST_LOG (e.g. RUST_LOG=kling_http=debug) overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// How log lines are written on stderr: text, or one JSON object per
+    /// line for machines.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub(crate) log_format: crate::logging::LogFormat,
 
     /// Where local files are uploaded for providers that fetch inputs by
     /// URL: s3://BUCKET/PREFIX (credentials, region and endpoint from

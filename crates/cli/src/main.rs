@@ -16,6 +16,7 @@ mod flags;
 mod follow;
 mod history;
 mod ledger;
+mod logging;
 mod output;
 mod preflight;
 mod progress;
@@ -70,7 +71,8 @@ impl From<Exit> for ExitCode {
 fn main() -> ExitCode {
     let args = Args::from(parse());
     let output = args.output;
-    if args.verbose {
+    logging::install(args.verbose, args.log_format);
+    if args.verbose > 0 {
         eprintln!(
             "provider: {}{}; journal: {}",
             args.provider.name.as_str(),

@@ -6,7 +6,29 @@ use std::io::IsTerminal as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle, WeakProgressBar};
+
+/// The bars on the terminal now, for [`suspended`].
+static LIVE: Mutex<Vec<WeakProgressBar>> = Mutex::new(Vec::new());
+
+fn live_bars() -> std::sync::MutexGuard<'static, Vec<WeakProgressBar>> {
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `write` (a log line to stderr) with the progress bar cleared from
+/// the terminal, then draws the bar again below it: the two never share a
+/// line.
+pub(crate) fn suspended(write: impl FnOnce()) {
+    let live = {
+        let mut bars = live_bars();
+        bars.retain(|bar| bar.upgrade().is_some_and(|bar| !bar.is_finished()));
+        bars.last().and_then(WeakProgressBar::upgrade)
+    };
+    match live {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
 
 /// Progress of one job.
 pub(crate) enum Progress {
@@ -32,6 +54,7 @@ impl Progress {
             );
             bar.set_prefix(name.to_owned());
             bar.enable_steady_tick(Duration::from_millis(120));
+            live_bars().push(bar.downgrade());
             Progress::Bar(bar)
         } else {
             Progress::Lines {

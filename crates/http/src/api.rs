@@ -413,6 +413,14 @@ impl ApiClient {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 self.retry.delay(retry, retry_after, &mut rng)
             };
+            tracing::debug!(
+                provider = self.provider,
+                request = %format_args!("{method} {path}"),
+                attempt = retry,
+                delay_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                reason = %error,
+                "retrying"
+            );
             self.clock.sleep(wait).await;
         }
     }

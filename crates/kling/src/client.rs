@@ -9,6 +9,7 @@ use kling_core::{
     Charge, Checked, Delivery, Error, JobHandle, JobState, JobStatus, Media, Request,
 };
 use kling_http::{Clock, DownloadError, DownloadOptions, RetryPolicy, TokioClock};
+use tracing::Instrument as _;
 
 use crate::estimate::Estimate;
 use crate::upload::Uploader;
@@ -204,7 +205,23 @@ impl Client {
     ///
     /// As [`Client::submit`], less the uploader's.
     pub async fn create(&self, checked: &Checked) -> Result<JobHandle, Error> {
-        self.provider.submit(checked).await
+        let span = tracing::info_span!(
+            "submit",
+            provider = self.provider.name(),
+            model = checked.offering().wire_model,
+            job = tracing::field::Empty,
+        );
+        let created = self.provider.submit(checked).instrument(span.clone()).await;
+        match &created {
+            Ok(job) => {
+                span.record("job", tracing::field::display(&job.id));
+                span.in_scope(|| tracing::info!("job created"));
+            }
+            Err(e) => span.in_scope(|| {
+                tracing::warn!(may_exist = e.may_have_been_sent(), error = %e, "create failed");
+            }),
+        }
+        created
     }
 
     /// Asks where a job is.
@@ -269,6 +286,23 @@ impl Client {
         &self,
         job: &JobHandle,
         options: &WaitOptions,
+        progress: impl FnMut(&JobStatus),
+    ) -> Result<JobStatus, Error> {
+        let span = tracing::info_span!(
+            "wait",
+            provider = job.provider.as_str(),
+            model = job.model.as_deref().unwrap_or_default(),
+            job = job.id.as_str(),
+        );
+        self.wait_inner(job, options, progress)
+            .instrument(span)
+            .await
+    }
+
+    async fn wait_inner(
+        &self,
+        job: &JobHandle,
+        options: &WaitOptions,
         mut progress: impl FnMut(&JobStatus),
     ) -> Result<JobStatus, Error> {
         let start = self.clock.now();
@@ -280,6 +314,7 @@ impl Client {
         let mut check = 0;
         let mut push_lost = false;
         let mut unreadable = 0;
+        let mut last_state: Option<&'static str> = None;
         loop {
             let mut delay = {
                 let mut rng = self
@@ -312,8 +347,12 @@ impl Client {
             };
             push_lost = false;
             let asked = match pushed {
-                Some(Pushed::Ended(status)) => Ok(status),
+                Some(Pushed::Ended(status)) => {
+                    tracing::debug!(state = status.state.name(), "push received");
+                    Ok(status)
+                }
                 Some(_) => {
+                    tracing::debug!("push lost; asking the status");
                     push_lost = true;
                     self.status_within(job, start, options, timeout).await
                 }
@@ -338,6 +377,13 @@ impl Client {
                 }
                 Err(e) => return Err(e),
             };
+            // The state's name only: a success carries result URLs, which
+            // may be signed.
+            let state = status.state.name();
+            if last_state != Some(state) {
+                tracing::info!(state, check, "status");
+                last_state = Some(state);
+            }
             progress(&status);
             if let JobState::Succeeded { .. } = status.state {
                 return Ok(status);
@@ -437,12 +483,20 @@ impl Client {
             after: options.deadline,
             delivery: Delivery::NotSent,
         };
+        let span = tracing::info_span!(
+            "download",
+            provider = job.provider.as_str(),
+            job = job.id.as_str(),
+        );
         let fetch = |url: String, options: DownloadOptions| {
             let clock = Arc::clone(&self.clock);
+            tracing::debug!(parent: &span, url = %kling_http::redacted(&url), "downloading");
             async move { kling_http::download_with_options(&url, dest, &options, clock, progress).await }
+                .instrument(span.clone())
         };
         match fetch(first_output(job, status)?, options.clone()).await {
             Err(DownloadError::Expired { .. } | DownloadError::NotAVideo { .. }) => {
+                tracing::info!(parent: &span, "the result URL expired; asking the status for a fresh one");
                 let fresh = tokio::time::timeout(remaining(), self.provider.status(job))
                     .await
                     .map_err(|_| timeout())??;
@@ -507,7 +561,9 @@ async fn upload_all(uploader: &dyn Uploader, checked: &Checked) -> Result<Checke
     let mut urls = Vec::new();
     for input in checked.request().media() {
         if !matches!(input.media, Media::Url(_)) {
-            urls.push(uploader.upload(input.media).await?);
+            let url = uploader.upload(input.media).await?;
+            tracing::info!(field = input.field, url = %kling_http::redacted(&url), "uploaded");
+            urls.push(url);
         }
     }
     let mut urls = urls.into_iter();

@@ -341,6 +341,7 @@ impl Batch {
             let mut quiet = self.quiet.lock().unwrap_or_else(PoisonError::into_inner);
             self.returned.fetch_add(1, Ordering::AcqRel);
             *quiet = Quiet::Look;
+            tracing::info!(intent, "rate limited; the line goes back to the queue");
             return true;
         }
         false

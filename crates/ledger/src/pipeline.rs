@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use kling::{Checked, Client, Estimate, JobHandle, JobStatus, Price, Usd, WaitOptions};
 use tokio::sync::mpsc;
@@ -630,9 +631,33 @@ impl Ledger {
 impl Ledger {
     /// Works `row`, claimed by `token`, towards `goal` (the timeout counts
     /// from `started`), renewing the claim meanwhile and letting it go at
-    /// the end.
+    /// the end; in a span naming the row, whose events say what it went
+    /// through.
     #[allow(clippy::too_many_arguments)] // the pipeline's own plumbing
     pub(crate) async fn work_claimed(
+        &self,
+        client: &Client,
+        row: Record,
+        token: &str,
+        options: &RunOptions,
+        goal: Goal,
+        checked: Option<Checked>,
+        started: Instant,
+    ) -> Result<Reached, Error> {
+        let span = tracing::info_span!(
+            "intent",
+            intent = row.intent,
+            attempt = row.attempt,
+            provider = row.provider.as_str(),
+            state = row.state.as_str(),
+        );
+        self.work_claimed_in_span(client, row, token, options, goal, checked, started)
+            .instrument(span)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)] // the pipeline's own plumbing
+    async fn work_claimed_in_span(
         &self,
         client: &Client,
         row: Record,
@@ -1079,6 +1104,7 @@ impl Worker<'_> {
         let lost = kling::provider::LostCreate::new(&sent, sent_at, &known);
         match self.client.find_lost(&lost).await {
             Ok(kling::provider::Found::Job(job)) => {
+                tracing::info!(job = job.id.as_str(), "a lost create found again");
                 self.options.emit(Event::Reconciled {
                     intent: row.intent,
                     job: job.clone(),
