@@ -11,6 +11,7 @@
 
 mod args;
 mod batch;
+mod config;
 mod error;
 mod flags;
 mod follow;
@@ -28,8 +29,6 @@ mod validate;
 mod view;
 
 use std::process::ExitCode;
-
-use clap::Parser as _;
 
 use crate::args::{Action, Args};
 use crate::error::Failure;
@@ -94,8 +93,12 @@ fn main() -> ExitCode {
 /// The command line, or clap's usage error (exit 2). With `--json`, a
 /// usage error is also the error document on stdout.
 fn parse() -> flags::Cli {
-    flags::Cli::try_parse().unwrap_or_else(|e| {
-        let json = std::env::args_os().any(|a| a == "--json");
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let json = std::env::args_os().any(|a| a == "--json");
+    let parsed = flags::Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((flags::Cli::from_arg_matches(&matches)?, matches)));
+    let (mut cli, matches) = parsed.unwrap_or_else(|e| {
         if json && e.use_stderr() {
             let text = e.to_string();
             let message = text
@@ -107,7 +110,12 @@ fn parse() -> flags::Cli {
             println!("{}", failure.document());
         }
         e.exit()
-    })
+    });
+    if let Err(failure) = config::apply(&mut cli, &matches) {
+        let exit = failure.report(output::Output::new(json));
+        std::process::exit(i32::from(exit.code()));
+    }
+    cli
 }
 
 /// Runs what the command asks.

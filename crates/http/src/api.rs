@@ -626,15 +626,19 @@ pub(crate) fn provider_message(body: &str) -> Option<String> {
 }
 
 fn retry_after(response: &Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// A `Retry-After` value at `now`: a number of seconds, or an HTTP date
+/// (RFC 9110 10.2.3), a date already past meaning now.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// At most 200 characters of a body, for an error's one-line message.
@@ -656,6 +660,22 @@ fn excerpt(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_as_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_784_894_400); // 2026-07-24T12:00:00Z
+        let secs = |value| parse_retry_after(value, now);
+        assert_eq!(secs("7"), Some(Duration::from_secs(7)));
+        assert_eq!(secs(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            secs("Fri, 24 Jul 2026 12:00:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        // A date already past: now.
+        assert_eq!(secs("Fri, 24 Jul 2026 11:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(secs("soon"), None);
+        assert_eq!(secs("-5"), None);
+    }
 
     #[test]
     fn messages_are_read_from_each_providers_shape() {

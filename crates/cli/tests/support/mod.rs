@@ -38,6 +38,9 @@ pub fn kling_with_journal(journal: &Path) -> Command {
         .env_remove("SHORTAPI_KEY")
         .env_remove("AIMLAPI_KEY")
         .env_remove("OXEN_API_KEY")
+        // No configuration file but a test's own.
+        .env_remove("KLING_CONFIG")
+        .env("XDG_CONFIG_HOME", env!("CARGO_TARGET_TMPDIR"))
         .env("KLING_JOURNAL", journal);
     match journal.parent().filter(|dir| dir.is_dir()) {
         Some(dir) => command.current_dir(dir),
