@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tracing::Instrument as _;
 
 use kling::{Checked, Client, Estimate, JobHandle, JobStatus, Price, Usd, WaitOptions};
 use tokio::sync::mpsc;
@@ -634,30 +633,17 @@ impl Ledger {
     /// the end; in a span naming the row, whose events say what it went
     /// through.
     #[allow(clippy::too_many_arguments)] // the pipeline's own plumbing
-    pub(crate) async fn work_claimed(
-        &self,
-        client: &Client,
-        row: Record,
-        token: &str,
-        options: &RunOptions,
-        goal: Goal,
-        checked: Option<Checked>,
-        started: Instant,
-    ) -> Result<Reached, Error> {
-        let span = tracing::info_span!(
-            "intent",
+    #[tracing::instrument(
+        name = "intent",
+        skip_all,
+        fields(
             intent = row.intent,
             attempt = row.attempt,
             provider = row.provider.as_str(),
             state = row.state.as_str(),
-        );
-        self.work_claimed_in_span(client, row, token, options, goal, checked, started)
-            .instrument(span)
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)] // the pipeline's own plumbing
-    async fn work_claimed_in_span(
+        )
+    )]
+    pub(crate) async fn work_claimed(
         &self,
         client: &Client,
         row: Record,
