@@ -13,7 +13,7 @@ use crate::flags::{
 };
 use crate::ledger::LedgerChoice;
 use crate::output::Output;
-use crate::providers::ProviderChoice;
+use crate::providers::{CallbackChoice, ProviderChoice};
 use crate::sandbox;
 
 /// The command, understood.
@@ -148,6 +148,7 @@ impl From<Cli> for Args {
                 base_url: cli.base_url,
                 upload_url: cli.upload_url,
                 upload_expiry: Duration::from_secs(cli.upload_expiry),
+                callbacks: CallbackChoice::new(cli.callback_listen, cli.callback_url),
             },
             ledger: LedgerChoice { path: cli.journal },
             verbose: cli.verbose,

@@ -6,6 +6,8 @@
 //! provider = "shortapi"
 //! upload = "s3://my-bucket/kling-inputs"
 //! journal = "postgres://kling@db.internal/kling"
+//! callback_listen = "0.0.0.0:8788"
+//! callback_url = "https://hooks.example.com"
 //!
 //! [base_urls]
 //! shortapi = "https://proxy.internal/shortapi"
@@ -35,6 +37,10 @@ struct ConfigFile {
     upload: Option<String>,
     /// The job ledger (`--journal`).
     journal: Option<PathBuf>,
+    /// Where to listen for providers' calls back (`--callback-listen`).
+    callback_listen: Option<std::net::SocketAddr>,
+    /// The URL providers call (`--callback-url`).
+    callback_url: Option<String>,
 }
 
 /// The file's place: `KLING_CONFIG`, else `$XDG_CONFIG_HOME/kling/config.toml`,
@@ -113,6 +119,12 @@ pub(crate) fn apply(cli: &mut Cli, matches: &clap::ArgMatches) -> Result<(), Fai
     }
     if cli.journal.is_none() {
         cli.journal = file.journal;
+    }
+    if cli.callback_listen.is_none() {
+        cli.callback_listen = file.callback_listen;
+    }
+    if cli.callback_url.is_none() {
+        cli.callback_url = file.callback_url;
     }
     Ok(())
 }

@@ -90,6 +90,19 @@ pub(crate) struct Cli {
     )]
     pub(crate) upload_expiry: u64,
 
+    /// Listen on ADDR (127.0.0.1:8788; 0.0.0.0:8788 behind a tunnel, with
+    /// --callback-url) for providers that call back when a job ends
+    /// (ShortAPI): the wait ends at the call, after one status query,
+    /// instead of at the next poll. Jobs of other providers are polled.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub(crate) callback_listen: Option<std::net::SocketAddr>,
+
+    /// The URL providers call, when it is not http://ADDR of
+    /// --callback-listen: behind a tunnel or a proxy,
+    /// https://HOST[:PORT][/PATH].
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) callback_url: Option<String>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -14,7 +14,7 @@ use crate::args::JobsQuery;
 use crate::error::Failure;
 use crate::ledger::LedgerChoice;
 use crate::output::Output;
-use crate::providers::{ProviderChoice, Session};
+use crate::providers::{CallbackChoice, ProviderChoice, Session};
 use crate::text::escaped;
 use crate::view::View;
 
@@ -72,6 +72,7 @@ pub(crate) fn row_json(row: &Record) -> serde_json::Value {
         "host": row.host,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
+        "callback_at": row.callback_at.map(|ms| ms / 1000),
         "detail": row.detail,
         "base_url": row.base_url,
         "batch": row.batch,
@@ -253,6 +254,7 @@ fn summary(ledger: &Ledger, rows: &[Record], output: Output) {
 /// error document.
 pub(crate) fn resume(
     choice: &LedgerChoice,
+    callbacks: &CallbackChoice,
     timeout: Duration,
     concurrency: usize,
     output: Output,
@@ -282,7 +284,7 @@ pub(crate) fn resume(
             .timeout(timeout)
             .observer(view.observer());
         for ((provider, base_url), count) in targets {
-            let Some(choice) = ProviderChoice::hosted(&provider, base_url.clone()) else {
+            let Some(mut choice) = ProviderChoice::hosted(&provider, base_url.clone()) else {
                 eprintln!(
                     "error: {count} jobs are on {}, which this build does not know",
                     escaped(&provider)
@@ -290,6 +292,9 @@ pub(crate) fn resume(
                 worst = Exit::Usage;
                 continue;
             };
+            // Jobs sent now are created with callbacks; those created
+            // earlier are polled, since their calls went elsewhere.
+            choice.callbacks = callbacks.clone();
             let session = match Session::open(&choice, false).await {
                 Ok(session) => session,
                 Err(failure) => {

@@ -145,7 +145,7 @@ fn run(args: Args) -> Result<(), Failure> {
         Action::Resume {
             timeout,
             concurrency,
-        } => history::resume(&ledger, timeout, concurrency, output),
+        } => history::resume(&ledger, &provider.callbacks, timeout, concurrency, output),
         Action::Batch(plan) => batch::run(&plan, &provider, &ledger, output),
         Action::Completions(shell) => {
             use clap::CommandFactory as _;

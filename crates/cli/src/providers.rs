@@ -53,6 +53,95 @@ pub(crate) struct ProviderChoice {
     pub(crate) upload_url: Option<String>,
     /// How long an s3:// upload's presigned URL stays valid.
     pub(crate) upload_expiry: Duration,
+    pub(crate) callbacks: CallbackChoice,
+}
+
+/// Where providers' calls back are received (`--callback-listen`,
+/// `--callback-url`). Clones share one listener, started by the first
+/// session that needs it and kept until the command ends.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CallbackChoice {
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    pub(crate) public_url: Option<String>,
+    receiver: Arc<tokio::sync::OnceCell<kling::CallbackReceiver>>,
+}
+
+impl CallbackChoice {
+    pub(crate) fn new(listen: Option<std::net::SocketAddr>, public_url: Option<String>) -> Self {
+        CallbackChoice {
+            listen,
+            public_url,
+            receiver: Arc::default(),
+        }
+    }
+
+    /// `client`, taking calls back when asked to and its provider makes
+    /// them.
+    async fn apply(&self, client: Client) -> Result<Client, Failure> {
+        let Some(listen) = self.listen else {
+            if self.public_url.is_some() {
+                return Err(Failure::usage(
+                    "--callback-url needs --callback-listen: the address this process \
+                     listens on",
+                ));
+            }
+            return Ok(client);
+        };
+        let provider = client.provider();
+        if !provider.capabilities().callbacks {
+            let calling: Vec<&str> = kling::PROVIDERS
+                .iter()
+                .filter(|p| p.capabilities.callbacks)
+                .map(Descriptor::name)
+                .collect();
+            tracing::warn!(
+                "{} does not call back; its jobs are polled (providers that call back: {})",
+                provider.name(),
+                calling.join(", ")
+            );
+            return Ok(client);
+        }
+        let receiver = self
+            .receiver
+            .get_or_try_init(|| self.listen(listen))
+            .await?;
+        Ok(client.with_callbacks(receiver.clone()))
+    }
+
+    /// Listens on `listen` for the rest of the command.
+    async fn listen(
+        &self,
+        listen: std::net::SocketAddr,
+    ) -> Result<kling::CallbackReceiver, Failure> {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            Failure::usage(format!(
+                "--callback-listen {listen}: cannot listen there: {e}"
+            ))
+        })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Failure::usage(format!("--callback-listen {listen}: {e}")))?;
+        let public = match &self.public_url {
+            Some(url) => url.clone(),
+            None if bound.ip().is_unspecified() => {
+                return Err(Failure::usage(format!(
+                    "--callback-listen {listen} listens on every address: give the URL \
+                     providers reach it at with --callback-url"
+                )));
+            }
+            None => format!("http://{bound}"),
+        };
+        let receiver = kling::CallbackReceiver::new(&public)
+            .map_err(|e| Failure::usage(format!("--callback-url: {e}")))?;
+        tracing::info!(listen = %bound, url = %receiver.public_url(), "listening for callbacks");
+        let serving = receiver.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serving.serve(listener).await {
+                tracing::warn!(error = %e, "the callback listener stopped; jobs are polled");
+            }
+        });
+        Ok(receiver)
+    }
 }
 
 /// How long a sandbox job takes: long enough to show its phases, short
@@ -68,6 +157,7 @@ impl ProviderChoice {
             base_url,
             upload_url: None,
             upload_expiry: Duration::from_secs(86_400),
+            callbacks: CallbackChoice::default(),
         })
     }
 
@@ -98,6 +188,7 @@ impl ProviderChoice {
             base_url: self.base_url.clone(),
             upload_url: self.upload_url.clone(),
             upload_expiry: self.upload_expiry,
+            callbacks: self.callbacks.clone(),
         })
     }
 
@@ -134,7 +225,7 @@ impl Session {
     /// be sent (`dry_run` needs none).
     pub(crate) async fn open(choice: &ProviderChoice, dry_run: bool) -> Result<Session, Failure> {
         let Some(hosted) = choice.name.0 else {
-            return Self::in_process_sandbox().await;
+            return Self::in_process_sandbox(&choice.callbacks).await;
         };
         let key = match std::env::var(hosted.key_variable) {
             Ok(key) if !key.trim().is_empty() => SecretString::from(key),
@@ -163,7 +254,7 @@ impl Session {
             client = client.with_uploader(uploader(&uploads, choice.upload_expiry)?);
         }
         Ok(Session {
-            client,
+            client: choice.callbacks.apply(client).await?,
             sandbox: None,
             target: Some((hosted.name(), choice.base_url.clone())),
             scratch: None,
@@ -178,7 +269,7 @@ impl Session {
             .map(|(provider, base)| (*provider, base.as_deref()))
     }
 
-    async fn in_process_sandbox() -> Result<Session, Failure> {
+    async fn in_process_sandbox(callbacks: &CallbackChoice) -> Result<Session, Failure> {
         let config = kling_sandbox::Config::default().job_duration(SANDBOX_JOB);
         let sandbox = Sandbox::start(config).await.map_err(|e| {
             Failure::new(
@@ -202,7 +293,7 @@ impl Session {
             sandbox.base_url()
         ))));
         Ok(Session {
-            client,
+            client: callbacks.apply(client).await?,
             sandbox: Some(sandbox),
             target: None,
             scratch: Some(tempfile::tempdir().map_err(|e| {

@@ -38,6 +38,7 @@ pub struct Checked {
     provider: &'static str,
     image_formats: &'static [ImageFormat],
     inputs: Vec<CheckedInput>,
+    callback_url: Option<String>,
 }
 
 /// What was learnt of a URL input before sending, by reading its headers
@@ -84,6 +85,7 @@ impl Checked {
             provider: capabilities.provider,
             image_formats: capabilities.image_formats,
             inputs,
+            callback_url: None,
         })
     }
 
@@ -100,6 +102,36 @@ impl Checked {
     /// The provider it was checked for.
     pub fn provider(&self) -> &'static str {
         self.provider
+    }
+
+    /// Asks the provider to call `url` when the job ends, for providers
+    /// that call back ([`Capabilities::callbacks`]); the others ignore it.
+    /// The URL carries whatever authenticates the call (a token in its
+    /// query): it is sent to the provider and kept nowhere else.
+    ///
+    /// ```
+    /// use kling_core::provider::{Capabilities, Offering};
+    /// use kling_core::{EditRequest, Media, Model, Request, Task};
+    ///
+    /// const CAPS: Capabilities =
+    ///     Capabilities::new("example", &[Offering::new(Task::Edit, Model::O1, "e")]).with_callbacks();
+    /// let request = Request::from(EditRequest::new(Media::url("https://example.com/in.mp4"), "Snow"));
+    /// let checked = CAPS.validate(&request)?;
+    /// assert_eq!(checked.callback_url(), None);
+    /// let checked = checked.with_callback_url("https://me.example/kling/example?token=7f3a");
+    /// assert_eq!(checked.callback_url(), Some("https://me.example/kling/example?token=7f3a"));
+    /// # Ok::<(), kling_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_callback_url(mut self, url: impl Into<String>) -> Checked {
+        self.callback_url = Some(url.into());
+        self
+    }
+
+    /// The URL the provider is asked to call when the job ends, if any
+    /// ([`Checked::with_callback_url`]).
+    pub fn callback_url(&self) -> Option<&str> {
+        self.callback_url.as_deref()
     }
 
     /// Every media input with what validation found, in the order of

@@ -261,6 +261,9 @@ pub struct Capabilities {
     /// Whether the provider pushes news of a job while it runs (an event
     /// stream, [`Provider::push`]).
     pub push: bool,
+    /// Whether the provider calls a URL given with the create when a job
+    /// ends ([`Checked::with_callback_url`]).
+    pub callbacks: bool,
 }
 
 impl Capabilities {
@@ -274,7 +277,24 @@ impl Capabilities {
             image_formats: limits::IMAGE_FORMATS,
             lookup: false,
             push: false,
+            callbacks: false,
         }
+    }
+
+    /// Declares that the provider calls back the URL a create gives
+    /// ([`Checked::callback_url`]) when the job ends.
+    ///
+    /// ```
+    /// use kling_core::provider::Capabilities;
+    ///
+    /// const CAPS: Capabilities = Capabilities::new("example", &[]).with_callbacks();
+    /// assert!(CAPS.callbacks);
+    /// assert!(!Capabilities::new("other", &[]).callbacks);
+    /// ```
+    #[must_use]
+    pub const fn with_callbacks(mut self) -> Self {
+        self.callbacks = true;
+        self
     }
 
     /// Declares that the provider pushes news of its jobs

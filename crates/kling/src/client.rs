@@ -11,6 +11,7 @@ use kling_core::{
 use kling_http::{Clock, DownloadError, DownloadOptions, RetryPolicy, TokioClock};
 use tracing::Instrument as _;
 
+use crate::callback::CallbackReceiver;
 use crate::estimate::Estimate;
 use crate::upload::Uploader;
 use crate::wait::WaitOptions;
@@ -21,6 +22,7 @@ use crate::wait::WaitOptions;
 pub struct Client {
     provider: Arc<dyn Provider>,
     uploader: Option<Arc<dyn Uploader>>,
+    callbacks: Option<CallbackReceiver>,
     clock: Arc<dyn Clock>,
     download_retry: RetryPolicy,
     rng: Arc<Mutex<fastrand::Rng>>,
@@ -45,6 +47,7 @@ impl Client {
         Client {
             provider,
             uploader: None,
+            callbacks: None,
             clock: Arc::new(TokioClock::new()),
             download_retry: RetryPolicy::default(),
             rng: Arc::new(Mutex::new(fastrand::Rng::new())),
@@ -57,6 +60,32 @@ impl Client {
     pub fn with_uploader(mut self, uploader: Arc<dyn Uploader>) -> Self {
         self.uploader = Some(uploader);
         self
+    }
+
+    /// Asks providers that call back ([`Capabilities::callbacks`](kling_core::provider::Capabilities::callbacks))
+    /// to call `receiver` when a job ends: each create gets a URL of its
+    /// own, and a wait ends when it is called, after one status query
+    /// confirms it. Polling goes on, less often, in case a call is lost.
+    /// Providers that do not call back are polled as before.
+    #[must_use]
+    pub fn with_callbacks(mut self, receiver: CallbackReceiver) -> Self {
+        self.callbacks = Some(receiver);
+        self
+    }
+
+    /// The receiver jobs are created with, for the provider this client
+    /// drives; `None` when it does not call back.
+    fn callbacks(&self) -> Option<&CallbackReceiver> {
+        self.callbacks
+            .as_ref()
+            .filter(|_| self.provider.capabilities().callbacks)
+    }
+
+    /// When the provider first called back about `job`, while this client
+    /// waits for it (or until the wait ended); `None` when it has not, or
+    /// when `job` was not created with callbacks.
+    pub fn callback_arrived(&self, job: &JobHandle) -> Option<std::time::SystemTime> {
+        self.callbacks()?.arrived(job)
     }
 
     /// Sets the time source waits go through (tests use virtual time).
@@ -145,12 +174,24 @@ impl Client {
 
     /// The create call `submit` would send, without sending it or reading a
     /// key: what `--dry-run` prints. With an uploader, local files show as
-    /// `https://upload.invalid/NAME`.
+    /// `https://upload.invalid/NAME`; with callbacks, the token as `TOKEN`.
     ///
     /// # Errors
     ///
     /// The adapter's refusals.
     pub fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error> {
+        if let Some(receiver) = self.callbacks() {
+            let url = format!(
+                "{}/{}?token=TOKEN",
+                receiver.public_url(),
+                self.provider.name()
+            );
+            return self.prepare_inputs(&checked.clone().with_callback_url(url));
+        }
+        self.prepare_inputs(checked)
+    }
+
+    fn prepare_inputs(&self, checked: &Checked) -> Result<PreparedCall, Error> {
         if self.uploader.is_some() && !self.provider.capabilities().local_files {
             let placeholder = checked.clone().with_urls(|_, media| {
                 let name = match media {
@@ -211,7 +252,28 @@ impl Client {
             model = checked.offering().wire_model,
             job = tracing::field::Empty,
         );
-        let created = self.provider.submit(checked).instrument(span.clone()).await;
+        let opened = match self.callbacks() {
+            Some(receiver) if checked.callback_url().is_none() => {
+                Some((receiver, receiver.open(self.provider.name())?))
+            }
+            _ => None,
+        };
+        let created = match &opened {
+            Some((_, opened)) => {
+                let checked = checked.clone().with_callback_url(opened.url.clone());
+                self.provider
+                    .submit(&checked)
+                    .instrument(span.clone())
+                    .await
+            }
+            None => self.provider.submit(checked).instrument(span.clone()).await,
+        };
+        if let Some((receiver, opened)) = &opened {
+            match &created {
+                Ok(job) => receiver.bind(&opened.token, job),
+                Err(_) => receiver.close(&opened.token),
+            }
+        }
         match &created {
             Ok(job) => {
                 span.record("job", tracing::field::display(&job.id));
@@ -329,36 +391,43 @@ impl Client {
             } else {
                 self.provider.push(job)
             };
+            let callback = self.callbacks().and_then(|r| r.arrival(job));
             // The first check comes as usual (a job that ended before the
             // wait began is never pushed); later ones only as a safety net.
-            if push.is_some() && check > 0 {
+            if (push.is_some() || callback.is_some()) && check > 0 {
                 delay = delay.max(options.policy.while_pushing);
             }
             let elapsed = self.clock.now().saturating_sub(start);
             let remaining = options.deadline.saturating_sub(elapsed);
-            let pushed = if let Some(push) = push {
-                tokio::select! {
-                    pushed = push => Some(pushed),
-                    () = self.clock.sleep(delay.min(remaining)) => None,
-                }
-            } else {
-                self.clock.sleep(delay.min(remaining)).await;
-                None
+            let heard = tokio::select! {
+                pushed = some_or_never(push) => Heard::Pushed(pushed),
+                () = some_or_never(callback) => Heard::CalledBack,
+                () = self.clock.sleep(delay.min(remaining)) => Heard::Nothing,
             };
             push_lost = false;
-            let asked = match pushed {
-                Some(Pushed::Ended(status)) => {
+            let called_back = matches!(heard, Heard::CalledBack);
+            let asked = match heard {
+                Heard::Pushed(Pushed::Ended(status)) => {
                     tracing::debug!(state = status.state.name(), "push received");
                     Ok(status)
                 }
-                Some(_) => {
+                Heard::Pushed(_) => {
                     tracing::debug!("push lost; asking the status");
                     push_lost = true;
                     self.status_within(job, start, options, timeout).await
                 }
-                None if delay >= remaining => return Err(timeout(options.deadline)),
-                None => self.status_within(job, start, options, timeout).await,
+                Heard::Nothing if delay >= remaining => return Err(timeout(options.deadline)),
+                // A call back says nothing to be believed: it is confirmed
+                // by asking, as a poll would.
+                Heard::CalledBack | Heard::Nothing => {
+                    self.status_within(job, start, options, timeout).await
+                }
             };
+            if called_back && let Some(receiver) = self.callbacks() {
+                // The call is answered: the next one is news again (a job
+                // that ended is forgotten below).
+                receiver.rearm(job);
+            }
             check += 1;
             let status = match asked {
                 Ok(status) => {
@@ -386,11 +455,21 @@ impl Client {
             }
             progress(&status);
             if let JobState::Succeeded { .. } = status.state {
+                self.finished(job);
                 return Ok(status);
             }
             if let Some(ended) = Error::job_ended(job, &status.state) {
+                self.finished(job);
                 return Err(ended);
             }
+        }
+    }
+
+    /// Forgets `job`'s callback ticket: it ended, so later calls about it
+    /// are replays.
+    fn finished(&self, job: &JobHandle) {
+        if let Some(receiver) = self.callbacks() {
+            receiver.finish(job);
         }
     }
 
@@ -510,6 +589,21 @@ impl Client {
             }
             other => other.map_err(|e| download_error(job, e, options)),
         }
+    }
+}
+
+/// What ended one pause of a wait.
+enum Heard {
+    Pushed(Pushed),
+    CalledBack,
+    Nothing,
+}
+
+/// `future`'s output, or never when there is none.
+async fn some_or_never<T>(future: Option<impl std::future::Future<Output = T>>) -> T {
+    match future {
+        Some(future) => future.await,
+        None => std::future::pending().await,
     }
 }
 

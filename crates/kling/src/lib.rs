@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+pub mod callback;
 mod client;
 mod estimate;
 mod preflight;
@@ -43,6 +44,7 @@ mod s3;
 pub mod upload;
 pub mod wait;
 
+pub use callback::CallbackReceiver;
 pub use client::Client;
 pub use estimate::Estimate;
 pub use kling_core::provider::{

@@ -1152,9 +1152,13 @@ impl Worker<'_> {
             policy.first_check = Duration::ZERO;
             options = options.policy(policy);
         }
-        let (sender, mut receiver) = mpsc::unbounded_channel::<JobStatus>();
+        // Each status with when the provider last called back, read as
+        // the wait reports it: the receiver forgets the job once it ends.
+        let (sender, mut receiver) =
+            mpsc::unbounded_channel::<(JobStatus, Option<std::time::SystemTime>)>();
+        let waited_job = &job;
         let wait = client.wait_with(&job, &options, move |status| {
-            let _ = sender.send(status.clone());
+            let _ = sender.send((status.clone(), client.callback_arrived(waited_job)));
         });
         let intent = row.intent;
         let observer = self.options.clone();
@@ -1163,15 +1167,19 @@ impl Worker<'_> {
         let mut current = row;
         let mut write_error = None;
         let record = async {
-            while let Some(status) = receiver.recv().await {
+            while let Some((status, called_back)) = receiver.recv().await {
                 let state = State::of(&status.state);
+                let called_back = called_back
+                    .map(crate::epoch_ms)
+                    .filter(|at| current.callback_at != Some(*at));
                 observer.emit(Event::Status {
                     intent,
                     status: status.clone(),
                 });
                 let news = status.charge.is_some() && status.charge != last_charge;
-                if state != last || news || self.pending.is_some() {
+                if state != last || news || called_back.is_some() || self.pending.is_some() {
                     let mut change = charged(Change::state(state), status.charge);
+                    change.callback_at = called_back;
                     last_charge = status.charge;
                     if let kling::JobState::Failed { reason, .. } = &status.state {
                         change.detail = Some(reason.clone());

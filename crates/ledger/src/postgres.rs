@@ -20,15 +20,22 @@ use crate::store::{
 };
 
 /// The schema version this code writes, in `kling_ledger_version`.
-/// Version 2 adds the index by which batch workers take the next line.
-const VERSION: i32 = 2;
+/// Version 2 adds the index by which batch workers take the next line;
+/// version 3 records when a provider called back (`callback_at`).
+const VERSION: i32 = 3;
 
 /// What takes a database from each older version to the next.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE INDEX IF NOT EXISTS jobs_batch_line ON jobs (batch, batch_line) \
-     WHERE state NOT IN ('downloaded', 'failed', 'cancelled')",
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE INDEX IF NOT EXISTS jobs_batch_line ON jobs (batch, batch_line) \
+         WHERE state NOT IN ('downloaded', 'failed', 'cancelled')",
+    ),
+    (
+        2,
+        "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS callback_at BIGINT",
+    ),
+];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kling_ledger_version (version INTEGER NOT NULL);
@@ -61,6 +68,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     sending_at             BIGINT,
     claim_owner            TEXT,
     claim_until            BIGINT,
+    callback_at            BIGINT,
     UNIQUE (identity, attempt)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_job ON jobs (provider, base_url, job_id)
@@ -78,7 +86,7 @@ const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 const COLUMNS: &str = "intent, identity, attempt, created_at, updated_at, provider, base_url, \
     model, task, request, sent_request, seconds, batch, batch_line, job_id, state, resend, \
     output, output_dir, host, estimate_micros, charged_usd_micros, charged_credits_micros, \
-    detail, sending_at, claim_owner, claim_until, overwrite";
+    detail, sending_at, claim_owner, claim_until, overwrite, callback_at";
 
 fn record(row: &Row) -> Record {
     let micros = |i: usize| {
@@ -119,6 +127,7 @@ fn record(row: &Row) -> Record {
         claim_owner: row.get(25),
         claim_until: row.get(26),
         overwrite: row.get(27),
+        callback_at: row.get(28),
     }
 }
 
@@ -612,11 +621,11 @@ impl Store for Postgres {
         // Our own constant, never input.
         let release = if change.release { "TRUE" } else { "FALSE" };
         let (allowed, guard_value): (String, Option<String>) = match guard {
-            Guard::Owner(owner) => ("claim_owner = $14".to_owned(), Some(owner.to_owned())),
+            Guard::Owner(owner) => ("claim_owner = $15".to_owned(), Some(owner.to_owned())),
             Guard::Unclaimed(states) => (
                 format!(
                     "state = ANY(ARRAY[{}]) AND (claim_owner IS NULL OR claim_until <= {NOW_MS}) \
-                     AND $14::TEXT IS NULL",
+                     AND $15::TEXT IS NULL",
                     states
                         .iter()
                         .map(|s| format!("'{}'", s.as_str()))
@@ -626,7 +635,7 @@ impl Store for Postgres {
                 None,
             ),
             Guard::Orphan => (
-                "$14::TEXT IS NULL AND job_id IS NULL AND state IN ('sending', 'may_exist')"
+                "$15::TEXT IS NULL AND job_id IS NULL AND state IN ('sending', 'may_exist')"
                     .to_owned(),
                 None,
             ),
@@ -647,6 +656,7 @@ impl Store for Postgres {
                      detail = COALESCE($11, detail), \
                      batch_line = COALESCE($12, batch_line), \
                      updated_at = $13, \
+                     callback_at = COALESCE($14, callback_at), \
                      claim_owner = CASE WHEN {release} THEN NULL ELSE claim_owner END, \
                      claim_until = CASE WHEN {release} THEN NULL ELSE claim_until END \
                      WHERE intent = $1 AND {allowed} \
@@ -667,6 +677,7 @@ impl Store for Postgres {
                     &change.detail,
                     &change.batch_line,
                     &updated_at,
+                    &change.callback_at,
                     &guard_value,
                 ],
             )

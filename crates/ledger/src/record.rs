@@ -73,6 +73,10 @@ pub struct Record {
     /// Whether the result may replace a file at its output that it did
     /// not write (`--overwrite`).
     pub overwrite: bool,
+    /// When the provider last called back about the job (a push that
+    /// made the wait ask its status), in milliseconds since the Unix
+    /// epoch; `None` when it never did.
+    pub callback_at: Option<i64>,
 }
 
 impl Record {

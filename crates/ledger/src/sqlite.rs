@@ -20,8 +20,9 @@ use crate::store::{
 
 /// The schema version this code writes (`PRAGMA user_version`). Version 1
 /// is the journal of kling 0.1 (no version set, rows keyed by number);
-/// version 3 adds the index by which batch workers take the next line.
-const VERSION: i64 = 3;
+/// version 3 adds the index by which batch workers take the next line;
+/// version 4 records when a provider called back (`callback_at`).
+const VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE jobs (
@@ -53,6 +54,7 @@ CREATE TABLE jobs (
     sending_at             INTEGER,
     claim_owner            TEXT,
     claim_until            INTEGER,
+    callback_at            INTEGER,
     UNIQUE (identity, attempt)
 );
 CREATE UNIQUE INDEX jobs_job ON jobs (provider, base_url, job_id) WHERE job_id IS NOT NULL;
@@ -63,6 +65,9 @@ CREATE INDEX jobs_batch_line ON jobs (batch, batch_line);
 /// Version 2 to 3.
 const FROM_VERSION_2: &str =
     "CREATE INDEX IF NOT EXISTS jobs_batch_line ON jobs (batch, batch_line);";
+
+/// Version 3 to 4.
+const FROM_VERSION_3: &str = "ALTER TABLE jobs ADD COLUMN callback_at INTEGER;";
 
 /// Version 1's rows, carried over: each keeps its number, state and
 /// estimate; its identity is its old number, so nothing new matches it by
@@ -86,7 +91,7 @@ DROP TABLE jobs_v1;
 const COLUMNS: &str = "intent, identity, attempt, created_at, updated_at, provider, base_url, \
     model, task, request, sent_request, seconds, batch, batch_line, job_id, state, resend, \
     output, output_dir, host, estimate_micros, charged_usd_micros, charged_credits_micros, \
-    detail, sending_at, claim_owner, claim_until, overwrite";
+    detail, sending_at, claim_owner, claim_until, overwrite, callback_at";
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let text = |i| row.get::<_, Option<String>>(i);
@@ -129,6 +134,7 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         claim_owner: text(25)?,
         claim_until: row.get(26)?,
         overwrite: row.get::<_, i64>(27)? != 0,
+        callback_at: row.get(28)?,
     })
 }
 
@@ -295,7 +301,11 @@ fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
         (VERSION, _) => return Ok(()),
         (0, false) => transaction.execute_batch(SCHEMA)?,
         (0 | 1, true) => transaction.execute_batch(&FROM_VERSION_1.replace("{SCHEMA}", SCHEMA))?,
-        (2, true) => transaction.execute_batch(FROM_VERSION_2)?,
+        (2, true) => {
+            transaction.execute_batch(FROM_VERSION_2)?;
+            transaction.execute_batch(FROM_VERSION_3)?;
+        }
+        (3, true) => transaction.execute_batch(FROM_VERSION_3)?,
         (newer, _) => {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
@@ -655,21 +665,22 @@ impl Store for Sqlite {
                 text(change.detail),
                 int(change.batch_line),
                 Value::Integer(now_ms / 1000),
+                int(change.callback_at),
             ];
             // Our own constant, never input.
             let release = if change.release { "TRUE" } else { "FALSE" };
             let allowed = match (owner, states) {
                 (Some(owner), _) => {
                     values.push(Value::Text(owner));
-                    "claim_owner = ?14".to_owned()
+                    "claim_owner = ?15".to_owned()
                 }
                 (None, Some(states)) => {
                     values.push(Value::Integer(now_ms));
-                    format!("state IN ({states}) AND (claim_owner IS NULL OR claim_until <= ?14)")
+                    format!("state IN ({states}) AND (claim_owner IS NULL OR claim_until <= ?15)")
                 }
                 (None, None) => {
                     values.push(Value::Null);
-                    "?14 IS NULL AND job_id IS NULL AND state IN ('sending', 'may_exist')"
+                    "?15 IS NULL AND job_id IS NULL AND state IN ('sending', 'may_exist')"
                         .to_owned()
                 }
             };
@@ -689,6 +700,7 @@ impl Store for Sqlite {
                      detail = COALESCE(?11, detail), \
                      batch_line = COALESCE(?12, batch_line), \
                      updated_at = ?13, \
+                     callback_at = COALESCE(?14, callback_at), \
                      claim_owner = CASE WHEN {release} THEN NULL ELSE claim_owner END, \
                      claim_until = CASE WHEN {release} THEN NULL ELSE claim_until END \
                      WHERE intent = ?1 AND {allowed} \

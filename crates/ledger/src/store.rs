@@ -66,6 +66,8 @@ pub(crate) struct Change {
     pub(crate) charged_credits_micros: Option<u64>,
     pub(crate) detail: Option<String>,
     pub(crate) batch_line: Option<i64>,
+    /// When the provider called back, in milliseconds since the epoch.
+    pub(crate) callback_at: Option<i64>,
     /// Lets the claim go in the same write (the row is done).
     pub(crate) release: bool,
 }

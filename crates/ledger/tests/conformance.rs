@@ -340,6 +340,51 @@ fn a_version_1_journal_is_migrated_and_keeps_its_rows() {
     });
 }
 
+/// A version 3 journal (before `callback_at`) gains the column and keeps
+/// its rows.
+#[test]
+fn a_version_3_journal_gains_the_callback_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite3");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE jobs (
+                    intent INTEGER PRIMARY KEY AUTOINCREMENT, identity TEXT NOT NULL,
+                    attempt INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL, provider TEXT NOT NULL,
+                    base_url TEXT NOT NULL DEFAULT '', model TEXT NOT NULL, task TEXT NOT NULL,
+                    request TEXT NOT NULL, sent_request TEXT, seconds INTEGER, batch TEXT,
+                    batch_line INTEGER, job_id TEXT, state TEXT NOT NULL,
+                    resend INTEGER NOT NULL DEFAULT 0, output TEXT,
+                    overwrite INTEGER NOT NULL DEFAULT 0, output_dir TEXT, host TEXT,
+                    estimate_micros INTEGER, charged_usd_micros INTEGER,
+                    charged_credits_micros INTEGER, detail TEXT, sending_at INTEGER,
+                    claim_owner TEXT, claim_until INTEGER, UNIQUE (identity, attempt));
+                 CREATE INDEX jobs_batch_line ON jobs (batch, batch_line);
+                 INSERT INTO jobs (identity, created_at, updated_at, provider, model, task,
+                    request, job_id, state)
+                    VALUES ('i', 10, 10, 'shortapi', 'm', 'edit', '{}', 'j1', 'running');
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ledger = Ledger::open(&path).unwrap();
+        let rows = ledger.jobs(&Filter::all()).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].job_id.as_deref(), Some("j1"));
+        assert_eq!(rows[0].callback_at, None);
+    });
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = connection
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+}
+
 /// A database written by the first PostgreSQL ledger (schema version 1)
 /// is migrated in place, its rows kept, by the first process to connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,7 +432,8 @@ async fn a_version_1_database_is_migrated_and_keeps_its_rows() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].state, State::Running);
     assert_eq!(rows[0].job_id.as_deref(), Some("j1"));
-    // Version 2's index exists, and the version says so.
+    // Version 2's index and version 3's column exist, and the version
+    // says so.
     let Backend::Postgres(url) = &backend else {
         unreachable!()
     };
@@ -400,7 +446,19 @@ async fn a_version_1_database_is_migrated_and_keeps_its_rows() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
+    // Version 3's column: when a provider called back.
+    assert_eq!(rows[0].callback_at, None);
+    let column: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM information_schema.columns \
+             WHERE table_name = 'jobs' AND column_name = 'callback_at'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(column, 1);
     let index: i64 = client
         .query_one(
             "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'jobs_batch_line'",
@@ -412,7 +470,7 @@ async fn a_version_1_database_is_migrated_and_keeps_its_rows() {
     assert_eq!(index, 1);
     // A database a newer kling wrote is refused, not written.
     client
-        .execute("UPDATE kling_ledger_version SET version = 3", &[])
+        .execute("UPDATE kling_ledger_version SET version = 4", &[])
         .await
         .unwrap();
     let refused = Ledger::connect(url).await.unwrap_err().to_string();

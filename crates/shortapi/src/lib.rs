@@ -96,7 +96,7 @@ const CATALOGUE: &[Offering] = &[
 ];
 
 /// What ShortAPI offers.
-const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE);
+const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE).with_callbacks();
 
 /// ShortAPI, described for the facade's list of providers.
 ///
@@ -123,7 +123,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor::new(CAPABILITIES, |base_url, key|
 #[derive(Debug, Clone)]
 pub struct ShortApi {
     api: ApiClient,
-    callback_url: Option<String>,
 }
 
 impl ShortApi {
@@ -145,25 +144,12 @@ impl ShortApi {
     pub fn with_base_url(base_url: &str, key: SecretString) -> Result<Self, Error> {
         Ok(ShortApi {
             api: ApiClient::new(NAME, base_url, Some(key))?,
-            callback_url: None,
         })
     }
 
     /// Uses `api` as built by the caller (retry policy, clock).
     pub fn with_client(api: ApiClient) -> Self {
-        ShortApi {
-            api,
-            callback_url: None,
-        }
-    }
-
-    /// Asks ShortAPI to POST to `url` when a job ends. ShortAPI signs
-    /// nothing: put an unguessable token in the URL and check it; read the
-    /// body with [`parse_callback`].
-    #[must_use]
-    pub fn callback_url(mut self, url: impl Into<String>) -> Self {
-        self.callback_url = Some(url.into());
-        self
+        ShortApi { api }
     }
 }
 
@@ -227,9 +213,13 @@ fn to_value<T: serde::Serialize>(body: &T) -> Value {
 }
 
 /// ShortAPI's body for `request` on `model`.
-fn body(request: &Request, model: &str, callback_url: Option<&String>) -> Result<Value, Error> {
+///
+/// ShortAPI POSTs the query envelope to `callback_url` when the job ends.
+/// It signs nothing: the URL must carry an unguessable token, and the body
+/// (read with [`parse_callback`]) is confirmed by a status query.
+fn body(request: &Request, model: &str, callback_url: Option<&str>) -> Result<Value, Error> {
     let prompt = Prompt::parse(request.prompt()).render(Syntax::Bracketed);
-    let callback_url = callback_url.cloned();
+    let callback_url = callback_url.map(str::to_owned);
     let mode = mode(request.mode());
     let refer = request.task() == Task::Refer;
     let media = request.wire_media(|field, media| require_url(NAME, field, media))?;
@@ -387,7 +377,7 @@ impl Provider for ShortApi {
         let body = body(
             checked.request(),
             offering.wire_model,
-            self.callback_url.as_ref(),
+            checked.callback_url(),
         )?;
         Ok(PreparedCall::new(
             "POST",

@@ -1,0 +1,395 @@
+//! Receiving providers' calls back about their jobs (ShortAPI's
+//! `callback_url`): a push source that ends a wait as soon as a job ends,
+//! instead of at the next poll.
+//!
+//! A [`CallbackReceiver`] hands each create a URL of its own, with an
+//! unguessable token in its query, and wakes the wait for that job when
+//! the URL is called. What the call says is never believed: it only makes
+//! the wait ask the job's status at once, and that one answer is what
+//! counts. A call with an unknown token, a second call for the same job
+//! and a call replayed after the wait ended change nothing.
+//!
+//! Mount [`CallbackReceiver::router`] in the program's own axum server
+//! (feature `callbacks`), or call [`CallbackReceiver::receive`] from any
+//! other HTTP server:
+//!
+//! ```no_run
+//! # #[cfg(feature = "callbacks")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use kling::callback::CallbackReceiver;
+//! use kling::Client;
+//!
+//! // The address the provider reaches, with the prefix the router is
+//! // mounted under.
+//! let receiver = CallbackReceiver::new("https://jobs.example.com/kling")?;
+//! let app = axum::Router::new().nest("/kling", receiver.router());
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! tokio::spawn(async move { axum::serve(listener, app).await });
+//!
+//! let provider = kling::shortapi::ShortApi::new(std::env::var("SHORTAPI_KEY")?.into())?;
+//! let client = Client::new(provider).with_callbacks(receiver);
+//! // client.submit(…) now asks ShortAPI to call back; client.wait(…) ends
+//! // when it does.
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Other providers' webhooks join through the same door: a route per
+//! provider name, and a ticket per create. A provider that signs its calls
+//! checks the signature before [`CallbackReceiver::receive`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use kling_core::{Error, JobHandle};
+use tokio::sync::watch;
+
+/// The token's length in bytes (256 bits), written as hex in the URL.
+const TOKEN_BYTES: usize = 32;
+
+/// How many ended jobs' tokens are remembered, so that a provider
+/// repeating its call after the wait ended is answered 200 (it stops)
+/// rather than 404 (it may retry).
+const ENDED_REMEMBERED: usize = 4096;
+
+/// Receives providers' calls back about jobs, and wakes the waits for
+/// them. Cloning it shares it.
+///
+/// ```
+/// use kling::callback::{CallbackReceiver, Received};
+///
+/// let receiver = CallbackReceiver::new("http://127.0.0.1:8088/callbacks")?;
+/// assert_eq!(receiver.public_url(), "http://127.0.0.1:8088/callbacks");
+/// // A token it never handed out is refused, whatever the body says.
+/// assert_eq!(receiver.receive("shortapi", "0123abcd"), Received::Unknown);
+/// # Ok::<(), kling::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct CallbackReceiver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    public_url: String,
+    tickets: Mutex<Tickets>,
+}
+
+#[derive(Default)]
+struct Tickets {
+    by_token: HashMap<String, Ticket>,
+    /// `(provider, job id)` to the token of its create.
+    by_job: HashMap<(String, String), String>,
+    /// Tokens of jobs whose wait ended, oldest first, with their provider.
+    ended: VecDeque<(String, &'static str)>,
+}
+
+struct Ticket {
+    provider: &'static str,
+    job: Option<(String, String)>,
+    /// When the last call taken arrived.
+    arrived: Option<SystemTime>,
+    /// Whether a call waits for the wait to ask the status; waits watch
+    /// it.
+    pending: watch::Sender<bool>,
+}
+
+impl fmt::Debug for CallbackReceiver {
+    /// The public URL and how many tickets are open; never a token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackReceiver")
+            .field("public_url", &self.inner.public_url)
+            .field("open", &self.lock().by_token.len())
+            .finish()
+    }
+}
+
+/// What [`CallbackReceiver::receive`] made of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Received {
+    /// The first call for a job still waited for: its wait asks the
+    /// status now.
+    Accepted,
+    /// A job already called back about, whose wait is asking now or has
+    /// ended: ignored.
+    Duplicate,
+    /// No job has this token (never handed out, another provider's, or
+    /// ended long ago): ignored.
+    Unknown,
+}
+
+impl Received {
+    /// The HTTP status to answer with: 200 for what was taken (a duplicate
+    /// too, so the provider stops retrying), 404 for an unknown token.
+    ///
+    /// ```
+    /// assert_eq!(kling::callback::Received::Duplicate.http_status(), 200);
+    /// assert_eq!(kling::callback::Received::Unknown.http_status(), 404);
+    /// ```
+    pub fn http_status(self) -> u16 {
+        match self {
+            Received::Accepted | Received::Duplicate => 200,
+            Received::Unknown => 404,
+        }
+    }
+}
+
+/// A callback URL handed to one create.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) token: String,
+    pub(crate) url: String,
+}
+
+impl CallbackReceiver {
+    /// A receiver reached at `public_url`: where the provider sends its
+    /// calls, with the prefix [`CallbackReceiver::router`] is mounted
+    /// under. Each create gets `{public_url}/{provider}?token=…`.
+    ///
+    /// ```
+    /// use kling::callback::CallbackReceiver;
+    ///
+    /// assert!(CallbackReceiver::new("https://jobs.example.com/kling/").is_ok());
+    /// let err = CallbackReceiver::new("jobs.example.com").unwrap_err();
+    /// assert!(err.to_string().contains("http or https"), "{err}");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for a URL that is not absolute `http` or
+    /// `https`, or that has a query or a fragment.
+    pub fn new(public_url: &str) -> Result<Self, Error> {
+        let refuse = |why: &str| {
+            Error::unsupported(
+                "the callback receiver",
+                format!("{public_url:?} as its public URL: {why}"),
+            )
+        };
+        let parsed = url::Url::parse(public_url)
+            .map_err(|e| refuse(&format!("{e}; give an http or https URL")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(refuse("give an http or https URL with a host"));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(refuse("it may not have a query or a fragment"));
+        }
+        Ok(CallbackReceiver {
+            inner: Arc::new(Inner {
+                public_url: public_url.trim_end_matches('/').to_owned(),
+                tickets: Mutex::new(Tickets::default()),
+            }),
+        })
+    }
+
+    /// Where providers reach it.
+    pub fn public_url(&self) -> &str {
+        &self.inner.public_url
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tickets> {
+        self.inner
+            .tickets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a call to `{public_url}/{provider}?token={token}`. Only the
+    /// first call for a job still waited for wakes its wait; the call's
+    /// body is not needed, since the wait asks the provider itself.
+    ///
+    /// ```
+    /// use kling::callback::{CallbackReceiver, Received};
+    ///
+    /// let receiver = CallbackReceiver::new("http://127.0.0.1:8088")?;
+    /// assert_eq!(receiver.receive("shortapi", ""), Received::Unknown);
+    /// # Ok::<(), kling::Error>(())
+    /// ```
+    pub fn receive(&self, provider: &str, token: &str) -> Received {
+        let mut tickets = self.lock();
+        let Some(ticket) = tickets.by_token.get_mut(token) else {
+            let ended = tickets
+                .ended
+                .iter()
+                .any(|(t, p)| t == token && *p == provider);
+            return if ended {
+                Received::Duplicate
+            } else {
+                Received::Unknown
+            };
+        };
+        if ticket.provider != provider {
+            return Received::Unknown;
+        }
+        let first = ticket
+            .pending
+            .send_if_modified(|pending| !std::mem::replace(pending, true));
+        if first {
+            ticket.arrived = Some(SystemTime::now());
+            tracing::info!(
+                provider,
+                job = ticket.job.as_ref().map(|(_, id)| id.as_str()),
+                "callback received"
+            );
+            Received::Accepted
+        } else {
+            tracing::debug!(provider, "duplicate callback ignored");
+            Received::Duplicate
+        }
+    }
+
+    /// A fresh URL for one create on `provider`.
+    pub(crate) fn open(&self, provider: &'static str) -> Result<Opened, Error> {
+        let mut bytes = [0_u8; TOKEN_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| {
+            Error::unsupported(
+                "the callback receiver",
+                format!("a callback token without the system's random numbers ({e})"),
+            )
+        })?;
+        let token = bytes.iter().fold(String::new(), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
+        let url = format!("{}/{provider}?token={token}", self.inner.public_url);
+        let (pending, _) = watch::channel(false);
+        self.lock().by_token.insert(
+            token.clone(),
+            Ticket {
+                provider,
+                job: None,
+                arrived: None,
+                pending,
+            },
+        );
+        Ok(Opened { token, url })
+    }
+
+    /// The create sent with `token` made `job`.
+    pub(crate) fn bind(&self, token: &str, job: &JobHandle) {
+        let mut tickets = self.lock();
+        let key = (job.provider.clone(), job.id.clone());
+        if let Some(ticket) = tickets.by_token.get_mut(token) {
+            ticket.job = Some(key.clone());
+            tickets.by_job.insert(key, token.to_owned());
+        }
+    }
+
+    /// Forgets a ticket whose create made no job it knows of: later calls
+    /// to it are unknown.
+    pub(crate) fn close(&self, token: &str) {
+        let mut tickets = self.lock();
+        if let Some(Ticket { job: Some(key), .. }) = tickets.by_token.remove(token) {
+            tickets.by_job.remove(&key);
+        }
+    }
+
+    /// Forgets `job`'s ticket once its wait has ended for good; a call
+    /// repeated later is a duplicate for a while, then unknown.
+    pub(crate) fn finish(&self, job: &JobHandle) {
+        let mut tickets = self.lock();
+        let Some(token) = tickets
+            .by_job
+            .remove(&(job.provider.clone(), job.id.clone()))
+        else {
+            return;
+        };
+        if let Some(ticket) = tickets.by_token.remove(&token) {
+            if tickets.ended.len() == ENDED_REMEMBERED {
+                tickets.ended.pop_front();
+            }
+            tickets.ended.push_back((token, ticket.provider));
+        }
+    }
+
+    /// Takes the next call about `job` again: the status its last call
+    /// made the wait ask showed the job still running.
+    pub(crate) fn rearm(&self, job: &JobHandle) {
+        let tickets = self.lock();
+        if let Some(ticket) = tickets
+            .by_job
+            .get(&(job.provider.clone(), job.id.clone()))
+            .and_then(|token| tickets.by_token.get(token))
+        {
+            ticket.pending.send_replace(false);
+        }
+    }
+
+    /// When the last call about `job` that was taken arrived, while its
+    /// wait goes on (or until it ended).
+    pub fn arrived(&self, job: &JobHandle) -> Option<SystemTime> {
+        let tickets = self.lock();
+        let token = tickets
+            .by_job
+            .get(&(job.provider.clone(), job.id.clone()))?;
+        tickets.by_token.get(token)?.arrived
+    }
+
+    /// Resolves when a call about `job` is taken and not yet answered by
+    /// a status query (at once when one is); `None` when `job` has no
+    /// ticket here.
+    pub(crate) fn arrival(&self, job: &JobHandle) -> Option<impl Future<Output = ()> + use<>> {
+        let tickets = self.lock();
+        let token = tickets
+            .by_job
+            .get(&(job.provider.clone(), job.id.clone()))?;
+        let mut pending = tickets.by_token.get(token)?.pending.subscribe();
+        Some(async move {
+            // An error means the ticket was closed: no call will come.
+            if pending.wait_for(|pending| *pending).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+
+    /// An axum router taking `POST /{provider}?token=…`: mount it (nest
+    /// it) at the path of [`CallbackReceiver::public_url`]. Bodies are
+    /// not read; a missing or unknown token is a 404.
+    #[cfg(feature = "callbacks")]
+    pub fn router(&self) -> axum::Router {
+        use axum::extract::{Path, Query, State};
+        use axum::http::StatusCode;
+
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: Option<String>,
+        }
+
+        async fn take(
+            State(receiver): State<CallbackReceiver>,
+            Path(provider): Path<String>,
+            Query(query): Query<Token>,
+        ) -> StatusCode {
+            let taken = receiver.receive(&provider, query.token.as_deref().unwrap_or_default());
+            StatusCode::from_u16(taken.http_status()).unwrap_or(StatusCode::NOT_FOUND)
+        }
+
+        axum::Router::new()
+            .route("/{provider}", axum::routing::post(take))
+            .with_state(self.clone())
+    }
+
+    /// Serves [`CallbackReceiver::router`] on `listener`, under the path
+    /// of [`CallbackReceiver::public_url`], until the task is dropped: for
+    /// programs without a server of their own (the CLI's
+    /// `--callback-listen`).
+    ///
+    /// # Errors
+    ///
+    /// The server's I/O errors.
+    #[cfg(feature = "callbacks")]
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let path = url::Url::parse(&self.inner.public_url)
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        let router = if path.is_empty() {
+            self.router()
+        } else {
+            axum::Router::new().nest(&path, self.router())
+        };
+        axum::serve(listener, router).await
+    }
+}
