@@ -35,15 +35,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kling_core::prompt::{Prompt, Syntax};
-use kling_core::provider::{
-    Capabilities, Descriptor, Feature, Offering, PreparedCall, Provider, read_answer,
-};
+use kling_core::provider::{Capabilities, Feature, Offering, PreparedCall, Provider, read_answer};
 use kling_core::{
     AspectRatio, Charge, Checked, Credits, Error, JobHandle, JobState, JobStatus, Media, Mode,
     Model, Request, Task,
 };
 use kling_http::inline::Inliner;
-use kling_http::{ApiClient, SecretString};
+use kling_http::{ApiClient, Descriptor, SecretString};
 use serde_json::Value;
 
 use crate::wire::{Generation, Route};
@@ -96,22 +94,21 @@ const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE).with_local
 /// assert!(aimlapi.capabilities.local_files);
 /// assert_eq!(aimlapi.prices_as_of, None, "it publishes no price per model");
 /// ```
-pub const DESCRIPTOR: Descriptor = Descriptor::new(CAPABILITIES, |base_url, key| {
-    Ok(Arc::new(AimlApi::with_base_url(base_url, key)?))
-})
-.title("AI/ML API")
-.package(env!("CARGO_PKG_NAME"))
-.key_variable("AIMLAPI_KEY")
-.base_url(BASE_URL)
-.wire_schemas(wire::body_schemas)
-.openapi_create_path(GENERATIONS)
-.read_answers(|bytes| {
-    serde_json::from_slice(bytes)
-        .ok()
-        .and_then(|value| parse_generation(value).ok())
-        .into_iter()
-        .collect()
-});
+pub const DESCRIPTOR: Descriptor =
+    Descriptor::new(CAPABILITIES, |api| Arc::new(AimlApi::with_client(api)))
+        .title("AI/ML API")
+        .package(env!("CARGO_PKG_NAME"))
+        .key_variable("AIMLAPI_KEY")
+        .base_url(BASE_URL)
+        .wire_schemas(wire::body_schemas)
+        .openapi_create_path(GENERATIONS)
+        .read_answers(|bytes| {
+            serde_json::from_slice(bytes)
+                .ok()
+                .and_then(|value| parse_generation(value).ok())
+                .into_iter()
+                .collect()
+        });
 
 /// The AI/ML API adapter.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use crate::flags::{
 };
 use crate::ledger::LedgerChoice;
 use crate::output::Output;
-use crate::providers::{CallbackChoice, ProviderChoice};
+use crate::providers::{CallbackChoice, ProviderChoice, RequestChoice};
 use crate::sandbox;
 
 /// The command, understood.
@@ -149,6 +149,10 @@ impl From<Cli> for Args {
                 upload_url: cli.upload_url,
                 upload_expiry: Duration::from_secs(cli.upload_expiry),
                 callbacks: CallbackChoice::new(cli.callback_listen, cli.callback_url),
+                requests: RequestChoice {
+                    timeout: Duration::from_secs(cli.request_timeout),
+                    attempts: cli.attempts,
+                },
             },
             ledger: LedgerChoice { path: cli.journal },
             verbose: cli.verbose,

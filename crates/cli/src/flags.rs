@@ -103,6 +103,30 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) callback_url: Option<String>,
 
+    /// How long one request to the provider's API may take, its answer
+    /// included, in seconds.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub(crate) request_timeout: u64,
+
+    /// How many times a status query, a cancel or another request that is
+    /// safe to repeat is tried on a rate limit, a 5xx or a dropped
+    /// connection (1: never again). A create is sent once, whatever this
+    /// says.
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = 6,
+        value_parser = clap::value_parser!(u32).range(1..=20)
+    )]
+    pub(crate) attempts: u32,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }

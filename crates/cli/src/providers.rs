@@ -54,6 +54,34 @@ pub(crate) struct ProviderChoice {
     /// How long an s3:// upload's presigned URL stays valid.
     pub(crate) upload_expiry: Duration,
     pub(crate) callbacks: CallbackChoice,
+    pub(crate) requests: RequestChoice,
+}
+
+/// How requests to a provider's API are bounded and retried
+/// (`--request-timeout`, `--attempts`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestChoice {
+    pub(crate) timeout: Duration,
+    pub(crate) attempts: u32,
+}
+
+impl Default for RequestChoice {
+    fn default() -> Self {
+        RequestChoice {
+            timeout: Duration::from_secs(60),
+            attempts: kling::RetryPolicy::default().max_attempts,
+        }
+    }
+}
+
+impl RequestChoice {
+    fn apply(self, api: kling::ApiClient) -> kling::ApiClient {
+        let retry = kling::RetryPolicy {
+            max_attempts: self.attempts,
+            ..kling::RetryPolicy::default()
+        };
+        api.with_retry(retry).with_request_timeout(self.timeout)
+    }
 }
 
 /// Where providers' calls back are received (`--callback-listen`,
@@ -158,6 +186,7 @@ impl ProviderChoice {
             upload_url: None,
             upload_expiry: Duration::from_secs(86_400),
             callbacks: CallbackChoice::default(),
+            requests: RequestChoice::default(),
         })
     }
 
@@ -189,6 +218,7 @@ impl ProviderChoice {
             upload_url: self.upload_url.clone(),
             upload_expiry: self.upload_expiry,
             callbacks: self.callbacks.clone(),
+            requests: self.requests,
         })
     }
 
@@ -225,7 +255,7 @@ impl Session {
     /// be sent (`dry_run` needs none).
     pub(crate) async fn open(choice: &ProviderChoice, dry_run: bool) -> Result<Session, Failure> {
         let Some(hosted) = choice.name.0 else {
-            return Self::in_process_sandbox(&choice.callbacks).await;
+            return Self::in_process_sandbox(&choice.callbacks, choice.requests).await;
         };
         let key = match std::env::var(hosted.key_variable) {
             Ok(key) if !key.trim().is_empty() => SecretString::from(key),
@@ -239,7 +269,7 @@ impl Session {
             }
         };
         let base = choice.base_url.as_deref().unwrap_or(hosted.base_url);
-        let adapter = (hosted.build)(base, key).map_err(|e| match e {
+        let api = kling::ApiClient::new(hosted.name(), base, Some(key)).map_err(|e| match e {
             // Nothing was recorded or sent: the key is refused as it is read.
             Error::InvalidKey { problem, .. } => Failure::usage(format!(
                 "{} cannot be used as an API key: {problem}; nothing was sent",
@@ -249,7 +279,7 @@ impl Session {
             Error::Unsupported { .. } => Failure::from(&e).with_exit(Exit::Usage),
             e => Failure::from(&e),
         })?;
-        let mut client = Client::from_arc(adapter);
+        let mut client = Client::from_arc((hosted.build)(choice.requests.apply(api)));
         if let Some(uploads) = choice.uploads() {
             client = client.with_uploader(uploader(&uploads, choice.upload_expiry)?);
         }
@@ -269,7 +299,10 @@ impl Session {
             .map(|(provider, base)| (*provider, base.as_deref()))
     }
 
-    async fn in_process_sandbox(callbacks: &CallbackChoice) -> Result<Session, Failure> {
+    async fn in_process_sandbox(
+        callbacks: &CallbackChoice,
+        requests: RequestChoice,
+    ) -> Result<Session, Failure> {
         let config = kling_sandbox::Config::default().job_duration(SANDBOX_JOB);
         let sandbox = Sandbox::start(config).await.map_err(|e| {
             Failure::new(
@@ -283,11 +316,13 @@ impl Session {
             sandbox.base_url()
         );
         // The in-process sandbox speaks ShortAPI's protocol.
-        let shortapi = kling::shortapi::ShortApi::with_base_url(
+        let api = kling::ApiClient::new(
+            kling::shortapi::DESCRIPTOR.name(),
             &format!("{}/shortapi", sandbox.base_url()),
-            SecretString::from("sandbox"),
+            Some(SecretString::from("sandbox")),
         )
         .map_err(Failure::from)?;
+        let shortapi = kling::shortapi::ShortApi::with_client(requests.apply(api));
         let client = Client::new(shortapi).with_uploader(Arc::new(PostUploader::new(format!(
             "{}/uploads",
             sandbox.base_url()

@@ -31,7 +31,7 @@ pub(crate) fn run(
     crate::providers::block_on(async move {
         let session = Session::open(choice, task.dry_run).await?;
         let result = match session.ledger(ledger).await {
-            Ok(ledger) => run_request(&session, &ledger, task, output).await,
+            Ok(ledger) => Box::pin(run_request(&session, &ledger, task, output)).await,
             Err(failure) => Err(failure),
         };
         session.close().await;

@@ -330,3 +330,55 @@ fn a_batch_from_an_endless_stream_fails_fast() {
         "{text}"
     );
 }
+
+#[test]
+fn attempts_and_the_request_timeout_bound_each_request() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0", "--fault", "500/status"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.sqlite3");
+    let submit = on_sandbox(&sandbox, &journal, &edit_args(&["--no-wait"]))
+        .output()
+        .unwrap();
+    assert_eq!(submit.status.code(), Some(0), "{}", stderr(&submit));
+    let job = String::from_utf8(submit.stdout).unwrap().trim().to_owned();
+    // Two tries, not the default six: given up in well under the default's
+    // 10 s of backoff.
+    let started = std::time::Instant::now();
+    let status = on_sandbox(&sandbox, &journal, &["--attempts", "2", "status", &job])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(4), "{}", stderr(&status));
+    assert_eq!(
+        sandbox.stats()["shortapi"]["faults"],
+        2,
+        "each try met the fault"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // A status that takes 3 s, against a 1 s bound and one try.
+    let slow = SandboxProcess::start(&["--job-seconds", "0", "--fault", "slow=3000/status"]);
+    let submit = on_sandbox(&slow, &journal, &edit_args(&["--no-wait"]))
+        .output()
+        .unwrap();
+    let job = String::from_utf8(submit.stdout).unwrap().trim().to_owned();
+    let started = std::time::Instant::now();
+    let status = on_sandbox(
+        &slow,
+        &journal,
+        &["--request-timeout", "1", "--attempts", "1", "status", &job],
+    )
+    .output()
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(status.status.code(), Some(4), "{}", stderr(&status));
+    assert!(
+        took < std::time::Duration::from_millis(2900),
+        "took {took:?}"
+    );
+    // Out of range: a usage error naming the flag.
+    let zero = on_sandbox(&slow, &journal, &["--attempts", "0", "status", &job])
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(stderr(&zero).contains("--attempts"), "{}", stderr(&zero));
+}

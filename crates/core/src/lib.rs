@@ -36,7 +36,7 @@ pub use error::{BoxError, Delivery, Error};
 pub use job::{JobHandle, JobState, JobStatus, ParseJobHandleError};
 pub use media::{Media, MediaKind};
 pub use money::{Charge, Credits, ParseCreditsError, ParseUsdError, Usd};
-pub use provider::{Descriptor, Found, LostCreate};
+pub use provider::{Found, LostCreate};
 pub use request::{
     AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, MediaField, Mode, Model,
     ReferRequest, Request, RequestSpec, Task, UnknownName, WireElement, WireMedia,

@@ -13,6 +13,19 @@ use serde_json::Value;
 use crate::clock::{Clock, TokioClock};
 use crate::inline::InlineBody;
 use crate::retry::RetryPolicy;
+use crate::settings::ClientSettings;
+
+/// The API's client: `settings`, following no redirect.
+fn client_for(provider: &str, settings: &ClientSettings) -> Result<reqwest::Client, Error> {
+    settings
+        .client(reqwest::redirect::Policy::none())
+        .map_err(|e| Error::Transport {
+            provider: provider.to_owned(),
+            delivery: Delivery::NotSent,
+            attempt: None,
+            source: Box::new(e),
+        })
+}
 
 /// A client for one provider's API: its base URL and bearer key.
 ///
@@ -90,15 +103,7 @@ impl ApiClient {
         if let Some(key) = &key {
             check_key(provider, key)?;
         }
-        let http = crate::client_builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Transport {
-                provider: provider.to_owned(),
-                delivery: Delivery::NotSent,
-                attempt: None,
-                source: Box::new(e),
-            })?;
+        let http = client_for(provider, &ClientSettings::default())?;
         Ok(ApiClient {
             provider,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -109,6 +114,18 @@ impl ApiClient {
             clock: Arc::new(TokioClock::new()),
             rng: Arc::new(Mutex::new(fastrand::Rng::new())),
         })
+    }
+
+    /// Makes requests with the caller's HTTP settings (a custom CA, a
+    /// proxy), following no redirect unless `settings` is a client given
+    /// as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Transport`] when the client cannot be built.
+    pub fn with_settings(mut self, settings: &ClientSettings) -> Result<Self, Error> {
+        self.http = client_for(self.provider, settings)?;
+        Ok(self)
     }
 
     /// Sets how reads are retried.

@@ -131,7 +131,7 @@ fn seconds(duration: Duration) -> String {
 /// assert_eq!(options.stall, Duration::from_secs(20));
 /// assert_eq!(DownloadOptions::default().stall, Duration::from_secs(60));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DownloadOptions {
     /// How long the server may send nothing (no answer, no byte of the
@@ -145,6 +145,8 @@ pub struct DownloadOptions {
     pub deadline: Duration,
     /// How dropped connections, 5xx answers and short bodies are retried.
     pub retry: RetryPolicy,
+    /// How the HTTP client is made (redirects followed, up to 10).
+    pub settings: crate::ClientSettings,
 }
 
 impl Default for DownloadOptions {
@@ -153,6 +155,7 @@ impl Default for DownloadOptions {
             stall: Duration::from_secs(60),
             deadline: Duration::from_secs(3600),
             retry: RetryPolicy::default(),
+            settings: crate::ClientSettings::default(),
         }
     }
 }
@@ -182,6 +185,13 @@ impl DownloadOptions {
     #[must_use]
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Makes the client from the caller's settings.
+    #[must_use]
+    pub fn settings(mut self, settings: crate::ClientSettings) -> Self {
+        self.settings = settings;
         self
     }
 }
@@ -272,8 +282,9 @@ pub async fn download_with_options(
         stall: options.stall,
         ends: Instant::now().checked_add(options.deadline),
     };
-    let http = crate::client_builder()
-        .build()
+    let http = options
+        .settings
+        .client(reqwest::redirect::Policy::default())
         .map_err(|e| DownloadError::Failed {
             message: crate::describe(e),
             kept: 0,

@@ -25,21 +25,25 @@
 mod api;
 mod body;
 mod clock;
+mod descriptor;
 mod download;
 pub mod inline;
 pub mod probe;
 mod retry;
+mod settings;
 pub mod sse;
 
 pub use api::{ApiClient, Attempt, is_loopback, read_capped};
 pub use body::file_body;
 pub use clock::{Clock, TokioClock};
+pub use descriptor::{Build, Descriptor, WireSchemas};
 pub use download::{
     DownloadError, DownloadOptions, Progress, download, download_with_options,
     download_with_progress, part_path,
 };
 pub use retry::RetryPolicy;
 pub use secrecy::{ExposeSecret, SecretString};
+pub use settings::ClientSettings;
 
 /// A `reqwest` client builder with this crate's TLS setup: with the
 /// `rustls` feature it installs the ring crypto provider first, which

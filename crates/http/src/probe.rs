@@ -21,6 +21,7 @@ use reqwest::{StatusCode, header};
 pub struct UrlProbeOptions {
     deadline: Duration,
     redirects: usize,
+    settings: crate::ClientSettings,
 }
 
 impl Default for UrlProbeOptions {
@@ -28,6 +29,7 @@ impl Default for UrlProbeOptions {
         UrlProbeOptions {
             deadline: Duration::from_secs(20),
             redirects: 5,
+            settings: crate::ClientSettings::default(),
         }
     }
 }
@@ -49,16 +51,22 @@ impl UrlProbeOptions {
         self
     }
 
-    /// The HTTP client a prober uses: this crate's settings, with the
-    /// redirect limit.
+    /// Makes the prober's client from the caller's settings.
+    #[must_use]
+    pub fn settings(mut self, settings: crate::ClientSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The HTTP client a prober uses: the settings, with the redirect
+    /// limit.
     ///
     /// # Errors
     ///
-    /// When the TLS backend cannot start.
+    /// When the client cannot be built (the TLS backend, a bad setting).
     pub fn client(&self) -> Result<reqwest::Client, reqwest::Error> {
-        crate::client_builder()
-            .redirect(reqwest::redirect::Policy::limited(self.redirects))
-            .build()
+        self.settings
+            .client(reqwest::redirect::Policy::limited(self.redirects))
     }
 }
 

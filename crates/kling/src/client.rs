@@ -8,7 +8,7 @@ use kling_core::provider::{Found, LostCreate, PreparedCall, Provider, Pushed};
 use kling_core::{
     Charge, Checked, Delivery, Error, JobHandle, JobState, JobStatus, Media, Request,
 };
-use kling_http::{Clock, DownloadError, DownloadOptions, RetryPolicy, TokioClock};
+use kling_http::{ClientSettings, Clock, DownloadError, DownloadOptions, RetryPolicy, TokioClock};
 use tracing::Instrument as _;
 
 use crate::callback::CallbackReceiver;
@@ -25,6 +25,7 @@ pub struct Client {
     callbacks: Option<CallbackReceiver>,
     clock: Arc<dyn Clock>,
     download_retry: RetryPolicy,
+    http: ClientSettings,
     rng: Arc<Mutex<fastrand::Rng>>,
 }
 
@@ -50,6 +51,7 @@ impl Client {
             callbacks: None,
             clock: Arc::new(TokioClock::new()),
             download_retry: RetryPolicy::default(),
+            http: ClientSettings::default(),
             rng: Arc::new(Mutex::new(fastrand::Rng::new())),
         }
     }
@@ -86,6 +88,28 @@ impl Client {
     /// when `job` was not created with callbacks.
     pub fn callback_arrived(&self, job: &JobHandle) -> Option<std::time::SystemTime> {
         self.callbacks()?.arrived(job)
+    }
+
+    /// Downloads results with the caller's HTTP settings (a custom CA, a
+    /// proxy). The provider's API calls take theirs from the adapter's
+    /// [`ApiClient`](kling_http::ApiClient::with_settings).
+    ///
+    /// ```
+    /// use kling::{ClientSettings, Client};
+    ///
+    /// # fn run(provider: std::sync::Arc<dyn kling::Provider>) {
+    /// let proxied = ClientSettings::from_builder(|| {
+    ///     kling_http::client_builder()
+    ///         .proxy(reqwest::Proxy::all("http://proxy.internal:3128").unwrap().basic_auth("me", "secret"))
+    /// });
+    /// let client = Client::from_arc(provider).with_http(proxied);
+    /// # drop(client);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_http(mut self, settings: ClientSettings) -> Self {
+        self.http = settings;
+        self
     }
 
     /// Sets the time source waits go through (tests use virtual time).
@@ -142,7 +166,7 @@ impl Client {
         let inline: Vec<&str> = crate::PROVIDERS
             .iter()
             .filter(|p| p.capabilities.local_files)
-            .map(kling_core::Descriptor::name)
+            .map(kling_http::Descriptor::name)
             .collect();
         let inline = if inline.is_empty() {
             String::new()
@@ -356,7 +380,9 @@ impl Client {
             model = job.model.as_deref().unwrap_or_default(),
             job = job.id.as_str(),
         );
-        self.wait_inner(job, options, progress)
+        // Boxed: a wait's state (the push, the callback, the sleep) would
+        // otherwise sit inline in every caller's future.
+        Box::pin(self.wait_inner(job, options, progress))
             .instrument(span)
             .await
     }
@@ -517,7 +543,9 @@ impl Client {
         dest: &Path,
         progress: kling_http::Progress<'_>,
     ) -> Result<u64, Error> {
-        let options = DownloadOptions::default().retry(self.download_retry);
+        let options = DownloadOptions::default()
+            .retry(self.download_retry)
+            .settings(self.http.clone());
         self.download_with_options(job, status, dest, &options, progress)
             .await
     }

@@ -48,7 +48,7 @@ pub use callback::CallbackReceiver;
 pub use client::Client;
 pub use estimate::Estimate;
 pub use kling_core::provider::{
-    self, Capabilities, Descriptor, Found, LostCreate, PreparedCall, Price, Provider,
+    self, Capabilities, Found, LostCreate, PreparedCall, Price, Provider,
 };
 pub use kling_core::{
     AnimateRequest, AspectRatio, Charge, Checked, ComposeRequest, Credits, Delivery, EditRequest,
@@ -59,7 +59,8 @@ pub use kling_core::{
 pub use kling_http::probe as url_probe;
 pub use kling_http::redacted;
 pub use kling_http::{
-    Clock, DownloadError, DownloadOptions, RetryPolicy, SecretString, TokioClock,
+    ApiClient, ClientSettings, Clock, Descriptor, DownloadError, DownloadOptions, RetryPolicy,
+    SecretString, TokioClock, WireSchemas,
 };
 pub use preflight::{Preflight, UrlChecker};
 pub use providers::*;

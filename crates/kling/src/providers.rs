@@ -2,7 +2,7 @@
 //! provider adds its feature to `Cargo.toml`, and here its re-export and
 //! its descriptor; nothing else in the workspace names it.
 
-use kling_core::provider::Descriptor;
+use kling_http::Descriptor;
 
 /// The AI/ML API adapter.
 #[cfg(feature = "aimlapi")]

@@ -73,7 +73,7 @@ fn prepare(request: &Request) -> Vec<(&'static str, PreparedCall)> {
     kling::PROVIDERS
         .iter()
         .map(|p| {
-            let provider = (p.build)(p.base_url, "k".into()).unwrap();
+            let provider = p.connect(p.base_url, "k".into()).unwrap();
             let checked = provider.capabilities().validate(request).unwrap();
             (p.name(), provider.prepare(&checked).unwrap())
         })

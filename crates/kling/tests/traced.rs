@@ -72,7 +72,9 @@ async fn a_trace_of_every_provider_holds_no_key_signature_or_data_uri() {
     for descriptor in kling::PROVIDERS {
         let name = descriptor.name();
         let base = format!("{}/{name}", sandbox.base_url());
-        let adapter = (descriptor.build)(&base, SecretString::from(CANARY)).unwrap();
+        let adapter = descriptor
+            .connect(&base, SecretString::from(CANARY))
+            .unwrap();
         let mut client = kling::Client::from_arc(adapter);
         if !descriptor.capabilities.local_files {
             let uploads = PostUploader::new(format!("{}/uploads", sandbox.base_url()));

@@ -50,13 +50,13 @@ use async_trait::async_trait;
 use kling_core::probe::ImageFormat;
 use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{
-    Capabilities, Descriptor, Feature, Found, LostCreate, Offering, PreparedCall, Provider,
-    PushFuture, read_answer, require_url,
+    Capabilities, Feature, Found, LostCreate, Offering, PreparedCall, Provider, PushFuture,
+    read_answer, require_url,
 };
 use kling_core::{
     Charge, Checked, Error, JobHandle, JobState, JobStatus, Mode, Model, Request, Task, Usd,
 };
-use kling_http::{ApiClient, SecretString};
+use kling_http::{ApiClient, Descriptor, SecretString};
 use serde_json::Value;
 
 use crate::events::Events;
@@ -137,26 +137,25 @@ const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE)
 /// assert_eq!(oxen.name(), "oxen");
 /// assert!(oxen.capabilities.lookup && oxen.capabilities.push && oxen.capabilities.cancel);
 /// ```
-pub const DESCRIPTOR: Descriptor = Descriptor::new(CAPABILITIES, |base_url, key| {
-    Ok(Arc::new(Oxen::with_base_url(base_url, key)?))
-})
-.title("Oxen.ai")
-.package(env!("CARGO_PKG_NAME"))
-.key_variable("OXEN_API_KEY")
-.base_url(BASE_URL)
-.wire_schemas(wire::body_schemas)
-.openapi_create_path(QUEUE)
-.read_answers(|bytes| {
-    let mut statuses = Vec::new();
-    if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
-        let _ = parse_charge(&value);
-        statuses.extend(parse_generation(value).ok());
-    }
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        statuses.extend(parse_event(text).ok().map(|(_, status)| status));
-    }
-    statuses
-});
+pub const DESCRIPTOR: Descriptor =
+    Descriptor::new(CAPABILITIES, |api| Arc::new(Oxen::with_client(api)))
+        .title("Oxen.ai")
+        .package(env!("CARGO_PKG_NAME"))
+        .key_variable("OXEN_API_KEY")
+        .base_url(BASE_URL)
+        .wire_schemas(wire::body_schemas)
+        .openapi_create_path(QUEUE)
+        .read_answers(|bytes| {
+            let mut statuses = Vec::new();
+            if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+                let _ = parse_charge(&value);
+                statuses.extend(parse_generation(value).ok());
+            }
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                statuses.extend(parse_event(text).ok().map(|(_, status)| status));
+            }
+            statuses
+        });
 
 /// The Oxen.ai adapter. Clones share one event stream.
 #[derive(Debug, Clone)]

@@ -30,14 +30,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use kling_core::prompt::{Prompt, Syntax};
 use kling_core::provider::{
-    Capabilities, Descriptor, Feature, Offering, PreparedCall, Price, Provider, read_answer,
-    require_url,
+    Capabilities, Feature, Offering, PreparedCall, Price, Provider, read_answer, require_url,
 };
 use kling_core::{
     AspectRatio, Charge, Checked, Error, JobHandle, JobState, JobStatus, Mode, Model, Request,
     Task, Usd,
 };
-use kling_http::{ApiClient, SecretString};
+use kling_http::{ApiClient, Descriptor, SecretString};
 use serde_json::Value;
 
 use crate::wire::{CreateAnswer, CreateBody, ImageAction, QueryAnswer, VideoAction};
@@ -104,20 +103,19 @@ const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE).with_callb
 /// let shortapi = kling_shortapi::DESCRIPTOR;
 /// assert_eq!(shortapi.name(), "shortapi");
 /// assert_eq!(shortapi.key_variable, "SHORTAPI_KEY");
-/// let adapter = (shortapi.build)("http://127.0.0.1:9/shortapi", "key".into())?;
+/// let adapter = shortapi.connect("http://127.0.0.1:9/shortapi", "key".into())?;
 /// assert_eq!(adapter.base_url(), Some("http://127.0.0.1:9/shortapi"));
 /// # Ok::<(), kling_core::Error>(())
 /// ```
-pub const DESCRIPTOR: Descriptor = Descriptor::new(CAPABILITIES, |base_url, key| {
-    Ok(Arc::new(ShortApi::with_base_url(base_url, key)?))
-})
-.title("ShortAPI")
-.package(env!("CARGO_PKG_NAME"))
-.key_variable("SHORTAPI_KEY")
-.base_url(BASE_URL)
-.prices_as_of(PRICES_AS_OF)
-.wire_schemas(wire::body_schemas)
-.read_answers(|bytes| parse_callback(bytes).into_iter().collect());
+pub const DESCRIPTOR: Descriptor =
+    Descriptor::new(CAPABILITIES, |api| Arc::new(ShortApi::with_client(api)))
+        .title("ShortAPI")
+        .package(env!("CARGO_PKG_NAME"))
+        .key_variable("SHORTAPI_KEY")
+        .base_url(BASE_URL)
+        .prices_as_of(PRICES_AS_OF)
+        .wire_schemas(wire::body_schemas)
+        .read_answers(|bytes| parse_callback(bytes).into_iter().collect());
 
 /// The ShortAPI adapter.
 #[derive(Debug, Clone)]
