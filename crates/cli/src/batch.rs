@@ -18,13 +18,14 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kling::{Checked, Client, Request, RequestSpec, Usd};
 use kling_ledger::{Batch, Error, Intent, Ledger, Next, Record, RunOptions, State};
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::Exit;
 use crate::args::BatchPlan;
@@ -61,14 +62,46 @@ enum Outcome {
     Unfinished(String),
 }
 
-/// Requests that wait for a rate limit to pass: a 429 on one create
-/// pauses every create of the batch.
-#[derive(Default)]
-struct Gate {
+/// How fast the batch goes: how many lines are worked at once
+/// (`--concurrency`), and when creates may go. A 429 on one create pauses
+/// every create of the batch; one that names a concurrency limit also
+/// takes one worker away for the rest of the run (never below one).
+struct Pace {
     until: Mutex<Option<Instant>>,
+    slots: Semaphore,
+    /// Lines worked at once now.
+    allowed: AtomicUsize,
+    /// Slots to retire as they are given back.
+    owed: AtomicUsize,
 }
 
-impl Gate {
+impl Pace {
+    fn new(concurrency: usize) -> Self {
+        Pace {
+            until: Mutex::new(None),
+            slots: Semaphore::new(concurrency),
+            allowed: AtomicUsize::new(concurrency),
+            owed: AtomicUsize::new(0),
+        }
+    }
+
+    /// A slot to work a line in; `None` once the batch is stopped.
+    async fn slot(&self) -> Option<SemaphorePermit<'_>> {
+        loop {
+            let slot = self.slots.acquire().await.ok()?;
+            let retire = self
+                .owed
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |owed| {
+                    owed.checked_sub(1)
+                });
+            if retire.is_err() {
+                return Some(slot);
+            }
+            slot.forget();
+        }
+    }
+
+    /// Waits until creates may go.
     async fn pass(&self) {
         loop {
             let wait = self
@@ -83,7 +116,35 @@ impl Gate {
         }
     }
 
-    fn close_for(&self, pause: Duration) {
+    /// A create of `label` was refused by a rate limit: pause every
+    /// create, and work one line fewer at once when the limit is on jobs
+    /// at once.
+    fn rate_limited(&self, label: &str, retry_after: Option<Duration>, concurrency: bool) {
+        let pause = retry_after.unwrap_or(Duration::from_secs(5));
+        let lowered = if concurrency {
+            self.allowed
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                    (now > 1).then(|| now - 1)
+                })
+                .ok()
+                .map(|before| {
+                    self.owed.fetch_add(1, Ordering::SeqCst);
+                    before - 1
+                })
+        } else {
+            None
+        };
+        match lowered {
+            Some(now) => eprintln!(
+                "{label}: the provider's limit on jobs at once was reached; the batch works \
+                 {now} at a time from now on, and pauses {}s",
+                pause.as_secs()
+            ),
+            None => eprintln!(
+                "{label}: rate limited; the batch pauses {}s",
+                pause.as_secs()
+            ),
+        }
         let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
         let new = Instant::now() + pause;
         if until.is_none_or(|old| old < new) {
@@ -426,22 +487,20 @@ async fn run_session(
         .timeout(plan.timeout)
         .observer(view.observer())
         .results_in(&plan.out_dir);
-    let slots = Arc::new(Semaphore::new(plan.concurrency));
-    let gate = Arc::new(Gate::default());
+    let pace = Arc::new(Pace::new(plan.concurrency));
     let worked = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = tokio::task::JoinSet::new();
     // The batch's own lines: each worker takes the next line nobody holds.
     for _ in 0..plan.concurrency {
-        let (batch, session, slots, gate, worked, options) = (
+        let (batch, session, pace, worked, options) = (
             Arc::clone(&batch),
             Arc::clone(session),
-            Arc::clone(&slots),
-            Arc::clone(&gate),
+            Arc::clone(&pace),
             Arc::clone(&worked),
             options.clone(),
         );
         tasks.spawn(async move {
-            take_lines(&batch, &session.client, &slots, &gate, &options, &worked).await;
+            take_lines(&batch, &session.client, &pace, &options, &worked).await;
         });
     }
     // Lines whose rows are not the batch's (recorded by an older kling, or
@@ -449,9 +508,8 @@ async fn run_session(
     let file = Arc::new(kling_ledger::absolute(&plan.file).display().to_string());
     let apart_results = Arc::new(Mutex::new(Vec::new()));
     for line in apart.lines {
-        let (slots, gate, ledger, session, file, results) = (
-            Arc::clone(&slots),
-            Arc::clone(&gate),
+        let (pace, ledger, session, file, results) = (
+            Arc::clone(&pace),
             ledger.clone(),
             Arc::clone(session),
             Arc::clone(&file),
@@ -461,8 +519,7 @@ async fn run_session(
             let line_job = LineJob {
                 ledger: &ledger,
                 client: &session.client,
-                gate: &gate,
-                slots: &slots,
+                pace: &pace,
                 batch: &file,
                 settings,
             };
@@ -604,15 +661,14 @@ async fn record(
 async fn take_lines(
     batch: &Batch,
     client: &Client,
-    slots: &Semaphore,
-    gate: &Gate,
+    pace: &Pace,
     options: &RunOptions,
     worked: &Mutex<Vec<(Record, Result<kling_ledger::Done, Error>)>>,
 ) {
     loop {
-        gate.pass().await;
+        pace.pass().await;
         let next = {
-            let Ok(_slot) = slots.acquire().await else {
+            let Some(_slot) = pace.slot().await else {
                 return;
             };
             batch.next(client, options).await
@@ -624,14 +680,10 @@ async fn take_lines(
             Ok(Next::GivenBack {
                 record,
                 retry_after,
+                concurrency,
             }) => {
-                let pause = retry_after.unwrap_or(Duration::from_secs(5));
-                eprintln!(
-                    "line {}: rate limited; the batch pauses {}s",
-                    record.batch_line.unwrap_or_default(),
-                    pause.as_secs()
-                );
-                gate.close_for(pause);
+                let label = format!("line {}", record.batch_line.unwrap_or_default());
+                pace.rate_limited(&label, retry_after, concurrency);
             }
             Ok(Next::Wait(pause)) => tokio::time::sleep(pause).await,
             Ok(Next::Finished | _) => return,
@@ -689,8 +741,7 @@ struct Settings {
 struct LineJob<'a> {
     ledger: &'a Ledger,
     client: &'a Client,
-    gate: &'a Gate,
-    slots: &'a Semaphore,
+    pace: &'a Pace,
     batch: &'a str,
     settings: Settings,
 }
@@ -706,7 +757,7 @@ impl LineJob<'_> {
         // Recorded within a slot too: a thousand lines do not all reach
         // for the ledger (and a thread each) at once.
         let recorded = {
-            let Ok(_slot) = self.slots.acquire().await else {
+            let Some(_slot) = self.pace.slot().await else {
                 return Outcome::Failed("the batch was stopped".to_owned());
             };
             self.ledger.record(self.client, &intent).await
@@ -746,10 +797,10 @@ impl LineJob<'_> {
         let mut busy_since = None;
         loop {
             let result = {
-                let Ok(_slot) = self.slots.acquire().await else {
+                let Some(_slot) = self.pace.slot().await else {
                     return Outcome::Failed("the batch was stopped".to_owned());
                 };
-                self.gate.pass().await;
+                self.pace.pass().await;
                 self.ledger
                     .work_checked(self.client, row.intent, &line.request, &options)
                     .await
@@ -782,15 +833,12 @@ impl LineJob<'_> {
                 }
                 // Refused before creating anything: slow the whole batch
                 // down and send it again.
-                Err(Error::Kling(kling::Error::RateLimited { retry_after, .. }))
-                    if started.elapsed() < self.settings.timeout =>
-                {
-                    let pause = retry_after.unwrap_or(Duration::from_secs(5));
-                    eprintln!(
-                        "{label}: rate limited; the batch pauses {}s",
-                        pause.as_secs()
-                    );
-                    self.gate.close_for(pause);
+                Err(Error::Kling(kling::Error::RateLimited {
+                    retry_after,
+                    concurrency,
+                    ..
+                })) if started.elapsed() < self.settings.timeout => {
+                    self.pace.rate_limited(&label, retry_after, concurrency);
                 }
                 Err(e) => return outcome_of(&row, &e),
             }

@@ -43,6 +43,11 @@ pub(crate) struct Args {
     /// Seed for fault probabilities and ids, so a run can be repeated.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+
+    /// At most N jobs of one provider queued or running at once; a create
+    /// beyond them gets the 429 of a concurrency limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_running: Option<u32>,
 }
 
 /// The longest job the sandbox runs: a day.
@@ -95,6 +100,10 @@ async fn serve(args: &Args, json: bool) -> Exit {
         .listen(args.listen)
         .job_duration(job_duration)
         .seed(args.seed);
+    let config = match args.max_running {
+        Some(jobs) => config.max_running(jobs as usize),
+        None => config,
+    };
     let sandbox = match Sandbox::start(config).await {
         Ok(sandbox) => sandbox,
         Err(e) => {

@@ -92,6 +92,10 @@ pub enum Error {
         provider: String,
         /// How long the provider asked us to wait, when it said.
         retry_after: Option<Duration>,
+        /// Whether the limit is on jobs running at once (a concurrency
+        /// limit, Kling's code 1303) rather than on requests: fewer jobs
+        /// at a time get through, where waiting alone does not.
+        concurrency: bool,
         /// The provider's message.
         message: String,
     },

@@ -466,6 +466,7 @@ impl ApiClient {
             429 => Error::RateLimited {
                 provider,
                 retry_after,
+                concurrency: names_concurrency(body),
                 message,
             },
             code => Error::Rejected {
@@ -674,6 +675,27 @@ fn excerpt(body: &str) -> String {
     }
 }
 
+/// Whether a 429's body says the limit is on jobs at once: it speaks of
+/// concurrency, or carries Kling's code for it (1303), as providers that
+/// pass Kling's errors through do.
+fn names_concurrency(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    lower.contains("concurren")
+        || serde_json::from_str::<Value>(body).is_ok_and(|value| has_code_1303(&value, 0))
+}
+
+/// Whether `value` holds `"code": 1303` (number or text), looking a few
+/// levels down.
+fn has_code_1303(value: &Value, depth: u8) -> bool {
+    match value {
+        Value::Object(fields) => fields.iter().any(|(name, inner)| {
+            (name == "code" && (inner == 1303 || inner == "1303"))
+                || (depth < 3 && has_code_1303(inner, depth + 1))
+        }),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,5 +762,25 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_429_naming_a_concurrency_limit_is_told_apart() {
+        for body in [
+            r#"{"message":"Concurrency limit exceeded","statusCode":429}"#,
+            r#"{"code":1303,"message":"parallel task over resource pack limit"}"#,
+            r#"{"error":{"code":"1303","message":"busy"}}"#,
+            "too many concurrent tasks",
+        ] {
+            assert!(names_concurrency(body), "{body}");
+        }
+        for body in [
+            r#"{"message":"Too many requests","statusCode":429}"#,
+            r#"{"code":1302,"message":"rate limit"}"#,
+            "",
+            "not json",
+        ] {
+            assert!(!names_concurrency(body), "{body}");
+        }
     }
 }

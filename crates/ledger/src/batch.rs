@@ -106,6 +106,9 @@ pub enum Next {
         record: Record,
         /// How long the provider asked to wait, if it said.
         retry_after: Option<Duration>,
+        /// Whether the limit was on jobs at once (fewer workers help) or
+        /// on requests (waiting does).
+        concurrency: bool,
     },
     /// Every line left is held by another process: look again after this.
     Wait(Duration),
@@ -309,11 +312,16 @@ impl Batch {
                     row.intent, row.state
                 ))),
             });
-        if let Err(Error::Kling(kling::Error::RateLimited { retry_after, .. })) = &result
+        if let Err(Error::Kling(kling::Error::RateLimited {
+            retry_after,
+            concurrency,
+            ..
+        })) = &result
             && self.give_back(row.intent, options)
         {
             return Ok(Next::GivenBack {
                 retry_after: *retry_after,
+                concurrency: *concurrency,
                 record: row,
             });
         }

@@ -100,6 +100,7 @@ pub struct Config {
     faults: Vec<Fault>,
     seed: u64,
     keep_alive: Duration,
+    max_running: Option<usize>,
 }
 
 impl Default for Config {
@@ -113,6 +114,7 @@ impl Default for Config {
             faults: Vec::new(),
             seed: 0,
             keep_alive: Duration::from_secs(15),
+            max_running: None,
         }
     }
 }
@@ -159,6 +161,21 @@ impl Config {
     #[must_use]
     pub fn keep_alive(mut self, interval: Duration) -> Self {
         self.keep_alive = interval;
+        self
+    }
+
+    /// Lets at most `jobs` jobs of one provider be queued or running at
+    /// once: a create beyond them is refused with a 429 that names the
+    /// concurrency limit (as AI/ML API does, with Kling's code 1303).
+    /// Unlimited by default.
+    ///
+    /// ```
+    /// let config = kling_sandbox::Config::default().max_running(2);
+    /// # drop(config);
+    /// ```
+    #[must_use]
+    pub fn max_running(mut self, jobs: usize) -> Self {
+        self.max_running = Some(jobs);
         self
     }
 }

@@ -97,6 +97,21 @@ where
             path,
         );
     }
+    if operation == Operation::Create
+        && let Some(max) = state.config.max_running
+        && state.unfinished(provider) >= max
+    {
+        state.count(provider, Count::OverConcurrency);
+        return error(
+            provider,
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "concurrency limit reached: at most {max} tasks at once (code 1303); wait for \
+                 one to finish"
+            ),
+            path,
+        );
+    }
     let faults = match apply_faults(state, provider, operation, path).await {
         Ok(faults) => faults,
         Err(answer) => return answer,

@@ -165,6 +165,7 @@ pub(crate) struct Counters {
     subscriptions: AtomicU64,
     ranged_downloads: AtomicU64,
     lookups: AtomicU64,
+    over_concurrency: AtomicU64,
 }
 
 /// What a counter counts.
@@ -182,6 +183,7 @@ pub(crate) enum Count {
     Subscription,
     RangedDownload,
     Lookup,
+    OverConcurrency,
 }
 
 impl Counters {
@@ -199,6 +201,7 @@ impl Counters {
             Count::Subscription => &self.subscriptions,
             Count::RangedDownload => &self.ranged_downloads,
             Count::Lookup => &self.lookups,
+            Count::OverConcurrency => &self.over_concurrency,
         }
     }
 
@@ -217,6 +220,7 @@ impl Counters {
             subscriptions: get(Count::Subscription),
             ranged_downloads: get(Count::RangedDownload),
             lookups: get(Count::Lookup),
+            over_concurrency: get(Count::OverConcurrency),
         }
     }
 }
@@ -251,6 +255,10 @@ pub struct ProviderStats {
     /// Lookups among past jobs (Oxen's generation list and records).
     #[serde(default)]
     pub lookups: u64,
+    /// Creates refused with a 429 because the provider's jobs at once
+    /// were at [`Config::max_running`](crate::Config::max_running).
+    #[serde(default)]
+    pub over_concurrency: u64,
 }
 
 /// What the sandbox has seen, per provider: the body of
@@ -302,6 +310,7 @@ impl std::ops::Index<&str> for Stats {
             subscriptions: 0,
             ranged_downloads: 0,
             lookups: 0,
+            over_concurrency: 0,
         };
         self.providers.get(name).unwrap_or(&NONE)
     }
@@ -506,6 +515,16 @@ impl State {
         let Inner { rng, jobs, .. } = &mut *inner;
         let job = jobs.get_mut(id).filter(|job| job.provider == provider)?;
         Some(self.view(job, now, rng))
+    }
+
+    /// How many of `provider`'s jobs are queued or running now.
+    pub(crate) fn unfinished(&self, provider: Provider) -> usize {
+        let now = self.clock.now();
+        self.lock()
+            .jobs
+            .values()
+            .filter(|job| job.provider == provider && !job.phase(now).is_terminal())
+            .count()
     }
 
     /// The ids of `provider`'s jobs, oldest first.
