@@ -300,6 +300,92 @@ fn inline() -> Result<Row, String> {
     })
 }
 
+/// Jobs of 10, 12 and 14 s on the sandbox, each run by `kling edit` with
+/// `--callback-listen` and polled: status requests, and how late each end
+/// is seen (the command's whole run, less the job's length), in total and
+/// on average. A poll's lag depends on where the job ends between checks,
+/// hence three lengths.
+fn push(dir: &Path) -> Result<Row, String> {
+    const LENGTHS: [u64; 3] = [10, 12, 14];
+    let provider = provider_where("that calls back", |p| p.capabilities.callbacks)?;
+    let name = provider.name();
+    let run = |length: u64, extra: &[&str], tag: &str| -> Result<(u64, Duration), String> {
+        let (sandbox, base) = start_sandbox(&["--job-seconds".into(), length.to_string()])?;
+        let started = Instant::now();
+        let ok = Command::new(kling_binary())
+            .args(["--provider", name, "--base-url", &format!("{base}/{name}")])
+            .arg("--journal")
+            .arg(dir.join(format!("push-{tag}-{length}.sqlite3")))
+            .args(extra)
+            .args([
+                "edit",
+                "--video",
+                "https://media.example/in.mp4",
+                "--no-preflight",
+            ])
+            .args(["--prompt", "Make it snow on @Video1", "--out"])
+            .arg(dir.join(format!("push-{tag}-{length}.mp4")))
+            .env(provider.key_variable, "bench")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+        let wall = started.elapsed();
+        let stats = stop_sandbox(sandbox, &base);
+        if !ok {
+            return Err(format!("the {tag} run of a {length} s job failed"));
+        }
+        let queries = stats[name]["status_queries"].as_u64().unwrap_or(0);
+        Ok((queries, wall.saturating_sub(Duration::from_secs(length))))
+    };
+    let mut pushed = (0, Duration::ZERO);
+    let mut polled = (0, Duration::ZERO);
+    for length in LENGTHS {
+        let (queries, lag) = run(length, &["--callback-listen", "127.0.0.1:0"], "callbacks")?;
+        pushed = (pushed.0 + queries, pushed.1 + lag);
+        let (queries, lag) = run(length, &[], "polled")?;
+        polled = (polled.0 + queries, polled.1 + lag);
+    }
+    let jobs = u32::try_from(LENGTHS.len()).unwrap_or(1);
+    Ok(Row {
+        name: "push",
+        figure: format!(
+            "{} jobs of 10, 12 and 14 s on {} with callbacks: {}, ends seen {} late on average",
+            LENGTHS.len(),
+            provider.title,
+            status_requests(pushed.0),
+            seconds(pushed.1 / jobs)
+        ),
+        against: format!(
+            "polled: {}, {} late on average",
+            status_requests(polled.0),
+            seconds(polled.1 / jobs)
+        ),
+        ratio: format!(
+            "{:.2}x the requests, {:.2}x the lag",
+            ratio_of(pushed.0, polled.0),
+            pushed.1.as_secs_f64() / polled.1.as_secs_f64().max(0.001)
+        ),
+        target: "one status request a job; each end seen within a second",
+    })
+}
+
+/// `a / b` for counts, `b` at least 1.
+fn ratio_of(a: u64, b: u64) -> f64 {
+    let count = |n: u64| f64::from(u32::try_from(n).unwrap_or(u32::MAX));
+    count(a) / count(b.max(1))
+}
+
+/// `n status requests`, or `1 status request`.
+fn status_requests(n: u64) -> String {
+    if n == 1 {
+        "1 status request".to_owned()
+    } else {
+        format!("{n} status requests")
+    }
+}
+
 /// Status requests and completion lag for a job of `length` under a
 /// sequence of delays.
 fn simulate(length: Duration, mut delay: impl FnMut(u32) -> Duration) -> (u32, Duration) {
@@ -343,11 +429,17 @@ fn waiting() -> Row {
     }
 }
 
-/// `kling sandbox` on a free port with 1 s jobs and `args`; returns it and
-/// its base URL.
+/// `kling sandbox` on a free port with `args` (1 s jobs unless they say
+/// otherwise); returns it and its base URL.
 pub(crate) fn start_sandbox(args: &[String]) -> Result<(std::process::Child, String), String> {
+    let one_second: &[&str] = if args.iter().any(|a| a == "--job-seconds") {
+        &[]
+    } else {
+        &["--job-seconds", "1"]
+    };
     let mut sandbox = Command::new(kling_binary())
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--job-seconds", "1"])
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .args(one_second)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -821,13 +913,14 @@ fn resume(dir: &Path) -> Result<Row, String> {
 
 /// Runs every benchmark (or only the row `only`) and prints the table.
 pub(crate) fn run(only: Option<&str>) -> Result<(), String> {
-    const NAMES: [&str; 10] = [
+    const NAMES: [&str; 11] = [
         "probe",
         "remote-probe",
         "inline",
         "upload",
         "s3-upload",
         "waiting",
+        "push",
         "scale",
         "fleet",
         "resume",
@@ -855,6 +948,7 @@ pub(crate) fn run(only: Option<&str>) -> Result<(), String> {
             "upload" => post_upload(path)?,
             "s3-upload" => s3_upload(path)?,
             "waiting" => waiting(),
+            "push" => push(path)?,
             "scale" => scale(path)?,
             "fleet" => fleet(path)?,
             "resume" => resume(path)?,

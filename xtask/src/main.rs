@@ -29,8 +29,9 @@ commands:
                        the providers' OpenAPI documents in DIR) beyond
                        schemas/allowed-differences.toml
   bench [--only NAME]  print the performance figures (BENCHMARKS.md), or only
-                       the row NAME (probe, inline, upload, waiting, scale,
-                       fleet, resume, footprint)
+                       the row NAME (probe, remote-probe, inline, upload,
+                       s3-upload, waiting, push, scale, fleet, resume,
+                       footprint)
   faults [--jobs N] [--only NAME]
                        run N jobs (default 100) per fault kind and provider
                        through `kling batch` against `kling sandbox`; fail on

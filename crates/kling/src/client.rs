@@ -418,9 +418,11 @@ impl Client {
                 self.provider.push(job)
             };
             let callback = self.callbacks().and_then(|r| r.arrival(job));
-            // The first check comes as usual (a job that ended before the
-            // wait began is never pushed); later ones only as a safety net.
-            if (push.is_some() || callback.is_some()) && check > 0 {
+            // Checks are a safety net while the provider pushes. The first
+            // comes as usual with a push (a job that ended before the wait
+            // began is never pushed), but not with a callback: a call that
+            // came before the wait began is kept for it.
+            if (push.is_some() && check > 0) || callback.is_some() {
                 delay = delay.max(options.policy.while_pushing);
             }
             let elapsed = self.clock.now().saturating_sub(start);

@@ -29,7 +29,8 @@ pub struct WaitPolicy {
     /// shorter, so `max_interval` stays a bound.
     pub jitter: f64,
     /// The wait between checks while the provider pushes job ends (Oxen's
-    /// events): a safety net for a push that never comes.
+    /// events, ShortAPI's callbacks): a safety net for a push that never
+    /// comes.
     pub while_pushing: Duration,
 }
 
