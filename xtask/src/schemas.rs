@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::compare::{self, Extra, Finding, Side};
 
 /// Every provider's name and request bodies, from the facade's list.
-pub(crate) fn adapters() -> impl Iterator<Item = (&'static str, kling::WireSchemas)> {
+pub(crate) fn adapters() -> impl Iterator<Item = (&'static str, kling::provider::WireSchemas)> {
     kling::PROVIDERS.iter().map(|p| (p.name(), p.wire_schemas))
 }
 

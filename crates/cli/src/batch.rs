@@ -437,7 +437,9 @@ pub(crate) fn run(
         return Err(bad_lines(&plan.file, &bad));
     }
     crate::providers::block_on(async move {
-        let session = Arc::new(Session::open(choice, false).await?);
+        let mut session = Session::open(choice, false).await?;
+        session.client = choice.callbacks.listen(session.client.clone()).await?;
+        let session = Arc::new(session);
         let result = run_session(plan, raw, &session, ledger, output).await;
         if let Ok(session) = Arc::try_unwrap(session) {
             session.close().await;

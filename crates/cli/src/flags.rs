@@ -109,7 +109,7 @@ pub(crate) struct Cli {
         long,
         global = true,
         value_name = "SECS",
-        default_value_t = 60,
+        default_value_t = kling::ApiClient::DEFAULT_REQUEST_TIMEOUT.as_secs(),
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub(crate) request_timeout: u64,
@@ -122,7 +122,7 @@ pub(crate) struct Cli {
         long,
         global = true,
         value_name = "N",
-        default_value_t = 6,
+        default_value_t = kling::RetryPolicy::default().max_attempts,
         value_parser = clap::value_parser!(u32).range(1..=20)
     )]
     pub(crate) attempts: u32,

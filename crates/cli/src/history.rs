@@ -284,7 +284,7 @@ pub(crate) fn resume(
             .timeout(timeout)
             .observer(view.observer());
         for ((provider, base_url), count) in targets {
-            let Some(mut choice) = ProviderChoice::hosted(&provider, base_url.clone()) else {
+            let Some(choice) = ProviderChoice::hosted(&provider, base_url.clone()) else {
                 eprintln!(
                     "error: {count} jobs are on {}, which this build does not know",
                     escaped(&provider)
@@ -294,8 +294,17 @@ pub(crate) fn resume(
             };
             // Jobs sent now are created with callbacks; those created
             // earlier are polled, since their calls went elsewhere.
-            choice.callbacks = callbacks.clone();
-            let session = match Session::open(&choice, false).await {
+            let opened = match Session::open(&choice, false).await {
+                Ok(mut session) => callbacks
+                    .listen(session.client.clone())
+                    .await
+                    .map(|client| {
+                        session.client = client;
+                        session
+                    }),
+                Err(failure) => Err(failure),
+            };
+            let session = match opened {
                 Ok(session) => session,
                 Err(failure) => {
                     // Said here, on stderr: the summary document is the

@@ -68,7 +68,7 @@ pub(crate) struct RequestChoice {
 impl Default for RequestChoice {
     fn default() -> Self {
         RequestChoice {
-            timeout: Duration::from_secs(60),
+            timeout: kling::ApiClient::DEFAULT_REQUEST_TIMEOUT,
             attempts: kling::RetryPolicy::default().max_attempts,
         }
     }
@@ -91,7 +91,7 @@ impl RequestChoice {
 pub(crate) struct CallbackChoice {
     pub(crate) listen: Option<std::net::SocketAddr>,
     pub(crate) public_url: Option<String>,
-    receiver: Arc<tokio::sync::OnceCell<kling::CallbackReceiver>>,
+    receiver: Arc<tokio::sync::OnceCell<Option<kling::CallbackReceiver>>>,
 }
 
 impl CallbackChoice {
@@ -103,9 +103,39 @@ impl CallbackChoice {
         }
     }
 
-    /// `client`, taking calls back when asked to and its provider makes
-    /// them.
-    async fn apply(&self, client: Client) -> Result<Client, Failure> {
+    /// `client`, showing the callback URL a create would carry, without
+    /// listening (`--dry-run`).
+    pub(crate) fn preview(&self, client: Client) -> Result<Client, Failure> {
+        let Some(listen) = self.applies(&client)? else {
+            return Ok(client);
+        };
+        let public = self.public_url(&client, listen)?;
+        let receiver = kling::CallbackReceiver::new(&public)
+            .map_err(|e| Failure::usage(format!("--callback-url: {e}")))?;
+        Ok(client.with_callbacks(receiver))
+    }
+
+    /// `client`, taking calls back for the jobs it creates and waits for,
+    /// on a listener shared by every session of the command. An address
+    /// already in use (another kling with the same setting) is a warning:
+    /// its jobs are polled.
+    pub(crate) async fn listen(&self, client: Client) -> Result<Client, Failure> {
+        let Some(listen) = self.applies(&client)? else {
+            return Ok(client);
+        };
+        let started = self
+            .receiver
+            .get_or_try_init(|| self.start(&client, listen))
+            .await?;
+        Ok(match started {
+            Some(receiver) => client.with_callbacks(receiver.clone()),
+            None => client,
+        })
+    }
+
+    /// The address to listen on, when callbacks were asked for and the
+    /// provider makes them.
+    fn applies(&self, client: &Client) -> Result<Option<std::net::SocketAddr>, Failure> {
         let Some(listen) = self.listen else {
             if self.public_url.is_some() {
                 return Err(Failure::usage(
@@ -113,52 +143,87 @@ impl CallbackChoice {
                      listens on",
                 ));
             }
-            return Ok(client);
+            return Ok(None);
         };
         let provider = client.provider();
-        if !provider.capabilities().callbacks {
-            let calling: Vec<&str> = kling::PROVIDERS
-                .iter()
-                .filter(|p| p.capabilities.callbacks)
-                .map(Descriptor::name)
-                .collect();
-            tracing::warn!(
-                "{} does not call back; its jobs are polled (providers that call back: {})",
-                provider.name(),
-                calling.join(", ")
-            );
-            return Ok(client);
+        if provider.capabilities().callbacks {
+            return Ok(Some(listen));
         }
-        let receiver = self
-            .receiver
-            .get_or_try_init(|| self.listen(listen))
-            .await?;
-        Ok(client.with_callbacks(receiver.clone()))
+        let calling: Vec<&str> = kling::PROVIDERS
+            .iter()
+            .filter(|p| p.capabilities.callbacks)
+            .map(Descriptor::name)
+            .collect();
+        tracing::warn!(
+            "{} does not call back; its jobs are polled (providers that call back: {})",
+            provider.name(),
+            calling.join(", ")
+        );
+        Ok(None)
     }
 
-    /// Listens on `listen` for the rest of the command.
-    async fn listen(
-        &self,
-        listen: std::net::SocketAddr,
-    ) -> Result<kling::CallbackReceiver, Failure> {
-        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-            Failure::usage(format!(
-                "--callback-listen {listen}: cannot listen there: {e}"
-            ))
-        })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| Failure::usage(format!("--callback-listen {listen}: {e}")))?;
+    /// The URL providers call: `--callback-url`, or `http://ADDR`. A
+    /// loopback URL handed to a provider that is not on this machine
+    /// could never be called, so it is refused.
+    fn public_url(&self, client: &Client, bound: std::net::SocketAddr) -> Result<String, Failure> {
         let public = match &self.public_url {
             Some(url) => url.clone(),
             None if bound.ip().is_unspecified() => {
                 return Err(Failure::usage(format!(
-                    "--callback-listen {listen} listens on every address: give the URL \
+                    "--callback-listen {bound} listens on every address: give the URL \
                      providers reach it at with --callback-url"
                 )));
             }
             None => format!("http://{bound}"),
         };
+        let parsed = url::Url::parse(&public).ok();
+        let remote = client
+            .provider()
+            .base_url()
+            .and_then(|base| url::Url::parse(base).ok())
+            .is_some_and(|base| !kling_http::is_loopback(&base));
+        if remote && parsed.as_ref().is_some_and(kling_http::is_loopback) {
+            return Err(Failure::usage(format!(
+                "{} cannot call {}, an address of this machine only: give the URL it reaches \
+                 this listener at with --callback-url (a tunnel, a public address)",
+                client.provider().name(),
+                kling_http::redacted(&public)
+            )));
+        }
+        if remote && parsed.is_some_and(|url| url.scheme() == "http") {
+            tracing::warn!(
+                url = %kling_http::redacted(&public),
+                "callbacks over plain http: each job's token crosses the network in clear"
+            );
+        }
+        Ok(public)
+    }
+
+    /// Listens on `listen` for the rest of the command; `None` when the
+    /// address is taken.
+    async fn start(
+        &self,
+        client: &Client,
+        listen: std::net::SocketAddr,
+    ) -> Result<Option<kling::CallbackReceiver>, Failure> {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(
+                    "--callback-listen {listen} is in use (another kling?); jobs are polled"
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(Failure::usage(format!(
+                    "--callback-listen {listen}: cannot listen there: {e}"
+                )));
+            }
+        };
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Failure::usage(format!("--callback-listen {listen}: {e}")))?;
+        let public = self.public_url(client, bound)?;
         let receiver = kling::CallbackReceiver::new(&public)
             .map_err(|e| Failure::usage(format!("--callback-url: {e}")))?;
         tracing::info!(listen = %bound, url = %receiver.public_url(), "listening for callbacks");
@@ -168,7 +233,7 @@ impl CallbackChoice {
                 tracing::warn!(error = %e, "the callback listener stopped; jobs are polled");
             }
         });
-        Ok(receiver)
+        Ok(Some(receiver))
     }
 }
 
@@ -255,7 +320,7 @@ impl Session {
     /// be sent (`dry_run` needs none).
     pub(crate) async fn open(choice: &ProviderChoice, dry_run: bool) -> Result<Session, Failure> {
         let Some(hosted) = choice.name.0 else {
-            return Self::in_process_sandbox(&choice.callbacks, choice.requests).await;
+            return Self::in_process_sandbox(choice.requests).await;
         };
         let key = match std::env::var(hosted.key_variable) {
             Ok(key) if !key.trim().is_empty() => SecretString::from(key),
@@ -284,7 +349,7 @@ impl Session {
             client = client.with_uploader(uploader(&uploads, choice.upload_expiry)?);
         }
         Ok(Session {
-            client: choice.callbacks.apply(client).await?,
+            client,
             sandbox: None,
             target: Some((hosted.name(), choice.base_url.clone())),
             scratch: None,
@@ -299,10 +364,7 @@ impl Session {
             .map(|(provider, base)| (*provider, base.as_deref()))
     }
 
-    async fn in_process_sandbox(
-        callbacks: &CallbackChoice,
-        requests: RequestChoice,
-    ) -> Result<Session, Failure> {
+    async fn in_process_sandbox(requests: RequestChoice) -> Result<Session, Failure> {
         let config = kling_sandbox::Config::default().job_duration(SANDBOX_JOB);
         let sandbox = Sandbox::start(config).await.map_err(|e| {
             Failure::new(
@@ -328,7 +390,7 @@ impl Session {
             sandbox.base_url()
         ))));
         Ok(Session {
-            client: callbacks.apply(client).await?,
+            client,
             sandbox: Some(sandbox),
             target: None,
             scratch: Some(tempfile::tempdir().map_err(|e| {

@@ -29,7 +29,16 @@ pub(crate) fn run(
     output: Output,
 ) -> Result<(), Failure> {
     crate::providers::block_on(async move {
-        let session = Session::open(choice, task.dry_run).await?;
+        let mut session = Session::open(choice, task.dry_run).await?;
+        // Calls back are taken only by a run that waits for its job.
+        let client = session.client.clone();
+        session.client = if task.dry_run {
+            choice.callbacks.preview(client)?
+        } else if !task.no_wait {
+            choice.callbacks.listen(client).await?
+        } else {
+            client
+        };
         let result = match session.ledger(ledger).await {
             Ok(ledger) => Box::pin(run_request(&session, &ledger, task, output)).await,
             Err(failure) => Err(failure),

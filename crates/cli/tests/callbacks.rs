@@ -18,7 +18,7 @@ fn a_one_second_job_ends_at_its_callback_with_one_status_query() {
     let started = Instant::now();
     let run = kling_with_journal(&journal)
         .args(["--provider", "shortapi", "--base-url", &base])
-        .args(["--callback-listen", "127.0.0.1:0", "-v"])
+        .args(["--callback-listen", "127.0.0.1:0", "-vv"])
         .args(["edit", "--video", "https://media.example/in.mp4"])
         .args(["--prompt", "Make it snow on @Video1", "--out"])
         .arg(&out)
@@ -46,11 +46,46 @@ fn a_one_second_job_ends_at_its_callback_with_one_status_query() {
         .expect("callback_at recorded");
     let created = jobs[0]["created_at"].as_i64().unwrap();
     assert!((created..=created + 5).contains(&called), "{}", jobs[0]);
-    let ledger = std::fs::read(&journal).unwrap();
-    assert!(
-        !String::from_utf8_lossy(&ledger).contains("token="),
-        "the callback URL is not kept"
-    );
+    // The journal and its write-ahead log, whatever was checkpointed.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("journal.sqlite3") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("token="),
+                "the callback URL is not kept in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_listen_address_in_use_means_polling_not_failure() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let run = kling_with_journal(&dir.path().join("journal.sqlite3"))
+        .args(["--provider", "shortapi", "--base-url"])
+        .arg(format!("{}/shortapi", sandbox.base))
+        .args(["--callback-listen", &address])
+        .args([
+            "edit",
+            "--video",
+            "https://media.example/in.mp4",
+            "--prompt",
+            "x",
+        ])
+        .arg("--out")
+        .arg(dir.path().join("out.mp4"))
+        .env("SHORTAPI_KEY", "k")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("is in use"), "{stderr}");
+    assert_eq!(sandbox.stats()["shortapi"]["callbacks"], 0, "polled");
 }
 
 #[test]
@@ -96,6 +131,18 @@ fn callback_flags_that_cannot_work_are_usage_errors() {
                 "hooks.example.com",
             ][..],
             "http or https",
+        ),
+        // The provider is not on this machine: it can never call 127.0.0.1.
+        (
+            &[
+                "--provider",
+                "shortapi",
+                "--base-url",
+                "https://api.example.com/shortapi",
+                "--callback-listen",
+                "127.0.0.1:0",
+            ][..],
+            "cannot call",
         ),
     ] {
         let run = kling_with_journal(&dir.path().join("j.sqlite3"))

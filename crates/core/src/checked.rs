@@ -38,7 +38,19 @@ pub struct Checked {
     provider: &'static str,
     image_formats: &'static [ImageFormat],
     inputs: Vec<CheckedInput>,
-    callback_url: Option<String>,
+    callback_url: Option<CallbackUrl>,
+}
+
+/// A callback URL, whose query holds its credential: `Debug` shows it
+/// without.
+#[derive(Clone)]
+struct CallbackUrl(String);
+
+impl std::fmt::Debug for CallbackUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.0.split(['?', '#']).next().unwrap_or_default();
+        write!(f, "{shown:?}")
+    }
 }
 
 /// What was learnt of a URL input before sending, by reading its headers
@@ -120,18 +132,20 @@ impl Checked {
     /// assert_eq!(checked.callback_url(), None);
     /// let checked = checked.with_callback_url("https://me.example/kling/example?token=7f3a");
     /// assert_eq!(checked.callback_url(), Some("https://me.example/kling/example?token=7f3a"));
+    /// // The token is the call's credential: never shown.
+    /// assert!(!format!("{checked:?}").contains("7f3a"));
     /// # Ok::<(), kling_core::Error>(())
     /// ```
     #[must_use]
     pub fn with_callback_url(mut self, url: impl Into<String>) -> Checked {
-        self.callback_url = Some(url.into());
+        self.callback_url = Some(CallbackUrl(url.into()));
         self
     }
 
     /// The URL the provider is asked to call when the job ends, if any
     /// ([`Checked::with_callback_url`]).
     pub fn callback_url(&self) -> Option<&str> {
-        self.callback_url.as_deref()
+        self.callback_url.as_ref().map(|url| url.0.as_str())
     }
 
     /// Every media input with what validation found, in the order of

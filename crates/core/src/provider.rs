@@ -796,3 +796,7 @@ pub trait Provider: Send + Sync + fmt::Debug {
         Ok(Found::Unsupported)
     }
 }
+
+/// An adapter's wire-body schemas: each provider model and the JSON Schema
+/// of the body sent for it (`kling_http::Descriptor::wire_schemas`).
+pub type WireSchemas = fn() -> Vec<(&'static str, schemars::Schema)>;

@@ -64,6 +64,10 @@ impl std::fmt::Debug for ApiClient {
 }
 
 impl ApiClient {
+    /// How long a request may take, its answer included, unless
+    /// [`ApiClient::with_request_timeout`] says otherwise.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
     /// A client for `provider` at `base_url` (no trailing slash needed).
     ///
     /// The key travels in a header, so `base_url` must be `https`; plain
@@ -110,7 +114,7 @@ impl ApiClient {
             key,
             http,
             retry: RetryPolicy::default(),
-            request_timeout: Duration::from_secs(60),
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             clock: Arc::new(TokioClock::new()),
             rng: Arc::new(Mutex::new(fastrand::Rng::new())),
         })

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use kling_core::Error;
 use kling_core::job::JobStatus;
-use kling_core::provider::{Capabilities, Provider};
+use kling_core::provider::{Capabilities, Provider, WireSchemas};
 use secrecy::SecretString;
 
 use crate::ApiClient;
@@ -12,10 +12,6 @@ use crate::ApiClient;
 /// Builds a provider's adapter on an API client: its base URL, key,
 /// HTTP settings, retry policy and request timeout, as the caller set them.
 pub type Build = fn(ApiClient) -> Arc<dyn Provider>;
-
-/// An adapter's wire-body schemas: each provider model and the JSON Schema
-/// of the body sent for it.
-pub type WireSchemas = fn() -> Vec<(&'static str, schemars::Schema)>;
 
 /// One provider, described: everything a program needs to offer it
 /// without naming it. Each adapter crate exports one; the facade holds the

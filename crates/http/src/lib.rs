@@ -36,7 +36,7 @@ pub mod sse;
 pub use api::{ApiClient, Attempt, is_loopback, read_capped};
 pub use body::file_body;
 pub use clock::{Clock, TokioClock};
-pub use descriptor::{Build, Descriptor, WireSchemas};
+pub use descriptor::{Build, Descriptor};
 pub use download::{
     DownloadError, DownloadOptions, Progress, download, download_with_options,
     download_with_progress, part_path,

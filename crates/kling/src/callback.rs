@@ -6,8 +6,10 @@
 //! unguessable token in its query, and wakes the wait for that job when
 //! the URL is called. What the call says is never believed: it only makes
 //! the wait ask the job's status at once, and that one answer is what
-//! counts. A call with an unknown token, a second call for the same job
-//! and a call replayed after the wait ended change nothing.
+//! counts. A call with an unknown token, a call repeated while the wait
+//! asks, and a call replayed after the wait ended change nothing. Each
+//! call taken costs one status query, so only the provider, which alone
+//! holds the token, can cause them.
 //!
 //! Mount [`CallbackReceiver::router`] in the program's own axum server
 //! (feature `callbacks`), or call [`CallbackReceiver::receive`] from any
@@ -50,6 +52,12 @@ use tokio::sync::watch;
 /// The token's length in bytes (256 bits), written as hex in the URL.
 const TOKEN_BYTES: usize = 32;
 
+/// How many tickets stay open at once. A ticket is forgotten when its
+/// job's wait ends; jobs created and never waited for here (`--no-wait`,
+/// a create whose answer was lost) leave theirs open, the oldest of which
+/// go first beyond this many.
+const OPEN_AT_MOST: usize = 65_536;
+
 /// How many ended jobs' tokens are remembered, so that a provider
 /// repeating its call after the wait ended is answered 200 (it stops)
 /// rather than 404 (it may retry).
@@ -82,8 +90,12 @@ struct Tickets {
     by_token: HashMap<String, Ticket>,
     /// `(provider, job id)` to the token of its create.
     by_job: HashMap<(String, String), String>,
-    /// Tokens of jobs whose wait ended, oldest first, with their provider.
-    ended: VecDeque<(String, &'static str)>,
+    /// Open tokens, oldest first (some may be closed since).
+    opened: VecDeque<String>,
+    /// Tokens of jobs whose wait ended, with their provider, and their
+    /// order, oldest first.
+    ended: HashMap<String, &'static str>,
+    ended_order: VecDeque<String>,
 }
 
 struct Ticket {
@@ -94,6 +106,52 @@ struct Ticket {
     /// Whether a call waits for the wait to ask the status; waits watch
     /// it.
     pending: watch::Sender<bool>,
+}
+
+impl Tickets {
+    fn of_job(&self, job: &JobHandle) -> Option<(&String, &Ticket)> {
+        let token = self.by_job.get(&(job.provider.clone(), job.id.clone()))?;
+        Some((token, self.by_token.get(token)?))
+    }
+
+    /// Removes a ticket, and its job's entry.
+    fn remove(&mut self, token: &str) -> Option<Ticket> {
+        let ticket = self.by_token.remove(token)?;
+        if let Some(key) = &ticket.job {
+            self.by_job.remove(key);
+        }
+        Some(ticket)
+    }
+
+    /// Adds a ticket, forgetting the oldest open one beyond
+    /// [`OPEN_AT_MOST`].
+    fn insert(&mut self, token: String, ticket: Ticket) {
+        while self.by_token.len() >= OPEN_AT_MOST {
+            let Some(oldest) = self.opened.pop_front() else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        // Tokens closed since they were opened leave stale entries here:
+        // drop them when they outnumber the open tickets.
+        if self.opened.len() > 2 * self.by_token.len() + 64 {
+            let open = &self.by_token;
+            self.opened.retain(|t| open.contains_key(t));
+        }
+        self.opened.push_back(token.clone());
+        self.by_token.insert(token, ticket);
+    }
+
+    /// Remembers an ended job's token for a while.
+    fn ended(&mut self, token: String, provider: &'static str) {
+        if self.ended_order.len() == ENDED_REMEMBERED
+            && let Some(oldest) = self.ended_order.pop_front()
+        {
+            self.ended.remove(&oldest);
+        }
+        self.ended_order.push_back(token.clone());
+        self.ended.insert(token, provider);
+    }
 }
 
 impl fmt::Debug for CallbackReceiver {
@@ -137,8 +195,8 @@ impl Received {
     }
 }
 
-/// A callback URL handed to one create.
-#[derive(Debug)]
+/// A callback URL handed to one create. No `Debug`: the token is the
+/// call's only credential.
 pub(crate) struct Opened {
     pub(crate) token: String,
     pub(crate) url: String,
@@ -196,9 +254,11 @@ impl CallbackReceiver {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a call to `{public_url}/{provider}?token={token}`. Only the
-    /// first call for a job still waited for wakes its wait; the call's
-    /// body is not needed, since the wait asks the provider itself.
+    /// Takes a call to `{public_url}/{provider}?token={token}`. A call
+    /// for a job whose wait is not already about to ask its status wakes
+    /// the wait, which asks; any other (a repeat while it asks, a replay
+    /// after it ended) changes nothing. The call's body is not needed,
+    /// since the wait asks the provider itself.
     ///
     /// ```
     /// use kling::callback::{CallbackReceiver, Received};
@@ -210,14 +270,9 @@ impl CallbackReceiver {
     pub fn receive(&self, provider: &str, token: &str) -> Received {
         let mut tickets = self.lock();
         let Some(ticket) = tickets.by_token.get_mut(token) else {
-            let ended = tickets
-                .ended
-                .iter()
-                .any(|(t, p)| t == token && *p == provider);
-            return if ended {
-                Received::Duplicate
-            } else {
-                Received::Unknown
+            return match tickets.ended.get(token) {
+                Some(ended) if *ended == provider => Received::Duplicate,
+                _ => Received::Unknown,
             };
         };
         if ticket.provider != provider {
@@ -226,18 +281,28 @@ impl CallbackReceiver {
         let first = ticket
             .pending
             .send_if_modified(|pending| !std::mem::replace(pending, true));
-        if first {
-            ticket.arrived = Some(SystemTime::now());
-            tracing::info!(
-                provider,
-                job = ticket.job.as_ref().map(|(_, id)| id.as_str()),
-                "callback received"
-            );
-            Received::Accepted
-        } else {
-            tracing::debug!(provider, "duplicate callback ignored");
-            Received::Duplicate
+        if !first {
+            tracing::debug!(provider, "repeated callback ignored");
+            return Received::Duplicate;
         }
+        ticket.arrived = Some(SystemTime::now());
+        if let Some((_, job)) = &ticket.job {
+            tracing::info!(provider, job = job.as_str(), "callback received");
+        } else {
+            // The create's answer was lost, but the provider made the job:
+            // it exists, and may be paid for.
+            tracing::warn!(
+                provider,
+                "a callback came for a create whose answer was lost or has not come yet: \
+                 the job exists at the provider"
+            );
+        }
+        Received::Accepted
+    }
+
+    /// `{public_url}/{provider}?token={token}`.
+    pub(crate) fn url_for(&self, provider: &str, token: &str) -> String {
+        format!("{}/{provider}?token={token}", self.inner.public_url)
     }
 
     /// A fresh URL for one create on `provider`.
@@ -254,17 +319,15 @@ impl CallbackReceiver {
             let _ = write!(hex, "{b:02x}");
             hex
         });
-        let url = format!("{}/{provider}?token={token}", self.inner.public_url);
+        let url = self.url_for(provider, &token);
         let (pending, _) = watch::channel(false);
-        self.lock().by_token.insert(
-            token.clone(),
-            Ticket {
-                provider,
-                job: None,
-                arrived: None,
-                pending,
-            },
-        );
+        let ticket = Ticket {
+            provider,
+            job: None,
+            arrived: None,
+            pending,
+        };
+        self.lock().insert(token.clone(), ticket);
         Ok(Opened { token, url })
     }
 
@@ -278,42 +341,28 @@ impl CallbackReceiver {
         }
     }
 
-    /// Forgets a ticket whose create made no job it knows of: later calls
-    /// to it are unknown.
+    /// Forgets a ticket whose create made no job: later calls to it are
+    /// unknown.
     pub(crate) fn close(&self, token: &str) {
-        let mut tickets = self.lock();
-        if let Some(Ticket { job: Some(key), .. }) = tickets.by_token.remove(token) {
-            tickets.by_job.remove(&key);
-        }
+        self.lock().remove(token);
     }
 
-    /// Forgets `job`'s ticket once its wait has ended for good; a call
-    /// repeated later is a duplicate for a while, then unknown.
+    /// Forgets `job`'s ticket once its wait has ended, however it ended; a
+    /// call repeated later is a duplicate for a while, then unknown.
     pub(crate) fn finish(&self, job: &JobHandle) {
         let mut tickets = self.lock();
-        let Some(token) = tickets
-            .by_job
-            .remove(&(job.provider.clone(), job.id.clone()))
-        else {
+        let Some(token) = tickets.of_job(job).map(|(token, _)| token.clone()) else {
             return;
         };
-        if let Some(ticket) = tickets.by_token.remove(&token) {
-            if tickets.ended.len() == ENDED_REMEMBERED {
-                tickets.ended.pop_front();
-            }
-            tickets.ended.push_back((token, ticket.provider));
+        if let Some(ticket) = tickets.remove(&token) {
+            tickets.ended(token, ticket.provider);
         }
     }
 
-    /// Takes the next call about `job` again: the status its last call
-    /// made the wait ask showed the job still running.
+    /// Takes the next call about `job` as news: the wait is about to ask
+    /// the status the last call made it ask.
     pub(crate) fn rearm(&self, job: &JobHandle) {
-        let tickets = self.lock();
-        if let Some(ticket) = tickets
-            .by_job
-            .get(&(job.provider.clone(), job.id.clone()))
-            .and_then(|token| tickets.by_token.get(token))
-        {
+        if let Some((_, ticket)) = self.lock().of_job(job) {
             ticket.pending.send_replace(false);
         }
     }
@@ -321,22 +370,14 @@ impl CallbackReceiver {
     /// When the last call about `job` that was taken arrived, while its
     /// wait goes on (or until it ended).
     pub fn arrived(&self, job: &JobHandle) -> Option<SystemTime> {
-        let tickets = self.lock();
-        let token = tickets
-            .by_job
-            .get(&(job.provider.clone(), job.id.clone()))?;
-        tickets.by_token.get(token)?.arrived
+        self.lock().of_job(job)?.1.arrived
     }
 
     /// Resolves when a call about `job` is taken and not yet answered by
     /// a status query (at once when one is); `None` when `job` has no
     /// ticket here.
     pub(crate) fn arrival(&self, job: &JobHandle) -> Option<impl Future<Output = ()> + use<>> {
-        let tickets = self.lock();
-        let token = tickets
-            .by_job
-            .get(&(job.provider.clone(), job.id.clone()))?;
-        let mut pending = tickets.by_token.get(token)?.pending.subscribe();
+        let mut pending = self.lock().of_job(job)?.1.pending.subscribe();
         Some(async move {
             // An error means the ticket was closed: no call will come.
             if pending.wait_for(|pending| *pending).await.is_err() {
@@ -391,5 +432,57 @@ impl CallbackReceiver {
             axum::Router::new().nest(&path, self.router())
         };
         axum::serve(listener, router).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_tickets_are_bounded_the_oldest_going_first() {
+        let receiver = CallbackReceiver::new("http://127.0.0.1:9").unwrap();
+        let first = receiver.open("shortapi").unwrap();
+        let mut last = None;
+        for _ in 0..OPEN_AT_MOST {
+            last = Some(receiver.open("shortapi").unwrap());
+        }
+        assert_eq!(receiver.lock().by_token.len(), OPEN_AT_MOST);
+        assert!(receiver.lock().opened.len() <= 2 * OPEN_AT_MOST + 64);
+        assert_eq!(
+            receiver.receive("shortapi", &first.token),
+            Received::Unknown
+        );
+        let last = last.unwrap();
+        assert_eq!(
+            receiver.receive("shortapi", &last.token),
+            Received::Accepted
+        );
+        assert_eq!(
+            receiver.receive("shortapi", &last.token),
+            Received::Duplicate
+        );
+        // Another provider's route never takes it.
+        assert_eq!(receiver.receive("oxen", &last.token), Received::Unknown);
+    }
+
+    #[test]
+    fn ended_tokens_are_remembered_for_a_while_then_unknown() {
+        let receiver = CallbackReceiver::new("http://127.0.0.1:9").unwrap();
+        let mut tokens = Vec::new();
+        for id in 0..=ENDED_REMEMBERED {
+            let opened = receiver.open("shortapi").unwrap();
+            let job = JobHandle::new("shortapi", id.to_string());
+            receiver.bind(&opened.token, &job);
+            receiver.finish(&job);
+            tokens.push(opened.token);
+        }
+        assert_eq!(receiver.receive("shortapi", &tokens[0]), Received::Unknown);
+        assert_eq!(
+            receiver.receive("shortapi", &tokens[1]),
+            Received::Duplicate
+        );
+        assert_eq!(receiver.lock().ended.len(), ENDED_REMEMBERED);
+        assert!(receiver.lock().by_job.is_empty());
     }
 }

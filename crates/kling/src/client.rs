@@ -83,15 +83,17 @@ impl Client {
             .filter(|_| self.provider.capabilities().callbacks)
     }
 
-    /// When the provider first called back about `job`, while this client
-    /// waits for it (or until the wait ended); `None` when it has not, or
-    /// when `job` was not created with callbacks.
+    /// When the provider last called back about `job` (a call the wait
+    /// took), while this client waits for it; `None` when it has not, when
+    /// the wait has ended, or when `job` was not created with callbacks.
     pub fn callback_arrived(&self, job: &JobHandle) -> Option<std::time::SystemTime> {
         self.callbacks()?.arrived(job)
     }
 
     /// Downloads results with the caller's HTTP settings (a custom CA, a
-    /// proxy). The provider's API calls take theirs from the adapter's
+    /// proxy): [`Client::download`] and whoever starts from
+    /// [`Client::download_options`] (the ledger does). The provider's API
+    /// calls take theirs from the adapter's
     /// [`ApiClient`](kling_http::ApiClient::with_settings).
     ///
     /// ```
@@ -204,12 +206,10 @@ impl Client {
     ///
     /// The adapter's refusals.
     pub fn prepare(&self, checked: &Checked) -> Result<PreparedCall, Error> {
-        if let Some(receiver) = self.callbacks() {
-            let url = format!(
-                "{}/{}?token=TOKEN",
-                receiver.public_url(),
-                self.provider.name()
-            );
+        if let Some(receiver) = self.callbacks()
+            && checked.callback_url().is_none()
+        {
+            let url = receiver.url_for(self.provider.name(), "TOKEN");
             return self.prepare_inputs(&checked.clone().with_callback_url(url));
         }
         self.prepare_inputs(checked)
@@ -295,6 +295,8 @@ impl Client {
         if let Some((receiver, opened)) = &opened {
             match &created {
                 Ok(job) => receiver.bind(&opened.token, job),
+                // The job may exist: its call still comes, and is logged.
+                Err(e) if e.may_have_been_sent() => {}
                 Err(_) => receiver.close(&opened.token),
             }
         }
@@ -380,6 +382,9 @@ impl Client {
             model = job.model.as_deref().unwrap_or_default(),
             job = job.id.as_str(),
         );
+        // However the wait ends (an end state, an error, the deadline, the
+        // future dropped), the job's callback ticket goes with it.
+        let _ticket = self.callbacks().map(|receiver| Finish { receiver, job });
         // Boxed: a wait's state (the push, the callback, the sleep) would
         // otherwise sit inline in every caller's future.
         Box::pin(self.wait_inner(job, options, progress))
@@ -433,7 +438,11 @@ impl Client {
                 () = self.clock.sleep(delay.min(remaining)) => Heard::Nothing,
             };
             push_lost = false;
-            let called_back = matches!(heard, Heard::CalledBack);
+            if let (Heard::CalledBack, Some(receiver)) = (&heard, self.callbacks()) {
+                // Answered by the status asked now: a call that comes
+                // while it is asked is news again.
+                receiver.rearm(job);
+            }
             let asked = match heard {
                 Heard::Pushed(Pushed::Ended(status)) => {
                     tracing::debug!(state = status.state.name(), "push received");
@@ -451,11 +460,6 @@ impl Client {
                     self.status_within(job, start, options, timeout).await
                 }
             };
-            if called_back && let Some(receiver) = self.callbacks() {
-                // The call is answered: the next one is news again (a job
-                // that ended is forgotten below).
-                receiver.rearm(job);
-            }
             check += 1;
             let status = match asked {
                 Ok(status) => {
@@ -483,21 +487,11 @@ impl Client {
             }
             progress(&status);
             if let JobState::Succeeded { .. } = status.state {
-                self.finished(job);
                 return Ok(status);
             }
             if let Some(ended) = Error::job_ended(job, &status.state) {
-                self.finished(job);
                 return Err(ended);
             }
-        }
-    }
-
-    /// Forgets `job`'s callback ticket: it ended, so later calls about it
-    /// are replays.
-    fn finished(&self, job: &JobHandle) {
-        if let Some(receiver) = self.callbacks() {
-            receiver.finish(job);
         }
     }
 
@@ -545,11 +539,17 @@ impl Client {
         dest: &Path,
         progress: kling_http::Progress<'_>,
     ) -> Result<u64, Error> {
-        let options = DownloadOptions::default()
-            .retry(self.download_retry)
-            .settings(self.http.clone());
+        let options = self.download_options();
         self.download_with_options(job, status, dest, &options, progress)
             .await
+    }
+
+    /// The download options this client's downloads start from: the
+    /// defaults, with its HTTP settings ([`Client::with_http`]).
+    pub fn download_options(&self) -> DownloadOptions {
+        DownloadOptions::default()
+            .retry(self.download_retry)
+            .settings(self.http.clone())
     }
 
     /// Downloads a succeeded job's first result to `dest`, resumably, and
@@ -619,6 +619,19 @@ impl Client {
             }
             other => other.map_err(|e| download_error(job, e, options)),
         }
+    }
+}
+
+/// Forgets a job's callback ticket when dropped: its wait has ended, so
+/// later calls about it are replays.
+struct Finish<'a> {
+    receiver: &'a CallbackReceiver,
+    job: &'a JobHandle,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.receiver.finish(self.job);
     }
 }
 

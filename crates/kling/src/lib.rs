@@ -60,7 +60,7 @@ pub use kling_http::probe as url_probe;
 pub use kling_http::redacted;
 pub use kling_http::{
     ApiClient, ClientSettings, Clock, Descriptor, DownloadError, DownloadOptions, RetryPolicy,
-    SecretString, TokioClock, WireSchemas,
+    SecretString, TokioClock,
 };
 pub use preflight::{Preflight, UrlChecker};
 pub use providers::*;

@@ -45,6 +45,28 @@ impl PostUploader {
             http: kling_http::client_builder().build().unwrap_or_default(),
         }
     }
+
+    /// Posts with the caller's HTTP settings (a custom CA, a proxy).
+    ///
+    /// ```
+    /// use kling::ClientSettings;
+    /// use kling::upload::PostUploader;
+    ///
+    /// let uploader = PostUploader::new("http://127.0.0.1:8787/uploads")
+    ///     .with_settings(&ClientSettings::default())?;
+    /// # drop(uploader);
+    /// # Ok::<(), kling::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the client cannot be built; it says that no job was created.
+    pub fn with_settings(mut self, settings: &kling_http::ClientSettings) -> Result<Self, Error> {
+        self.http = settings
+            .client(reqwest::redirect::Policy::default())
+            .map_err(|e| upload_error("anything", &self.endpoint, kling_http::describe(e)))?;
+        Ok(self)
+    }
 }
 
 /// An upload's error. An upload creates no job, so whatever happened (no

@@ -88,6 +88,8 @@ struct Hooked {
     url: Mutex<Option<String>>,
     done: AtomicBool,
     statuses: AtomicU32,
+    /// Every create's answer is lost after it was sent.
+    lost: bool,
 }
 
 const HOOKED: Capabilities =
@@ -112,6 +114,13 @@ impl Provider for Hooked {
 
     async fn submit(&self, checked: &Checked) -> Result<JobHandle, Error> {
         *self.url.lock().unwrap() = checked.callback_url().map(str::to_owned);
+        if self.lost {
+            return Err(Error::Timeout {
+                job: None,
+                after: Duration::from_secs(60),
+                delivery: kling::Delivery::MaybeSent,
+            });
+        }
         Ok(JobHandle::new("hooked", "7"))
     }
 
@@ -214,13 +223,50 @@ async fn calls_are_confirmed_and_strangers_duplicates_and_replays_change_nothing
 }
 
 #[tokio::test]
-async fn a_create_that_fails_leaves_no_ticket() {
+async fn a_create_that_was_not_sent_leaves_no_ticket() {
     let receiver = CallbackReceiver::new("http://127.0.0.1:9/hooks").unwrap();
     let shortapi = ShortApi::with_base_url("http://127.0.0.1:9/shortapi", "k".into()).unwrap();
     let client = Client::new(shortapi).with_callbacks(receiver.clone());
     let checked = client.validate(&edit()).unwrap();
     let err = client.submit(&checked).await.unwrap_err();
     assert!(!err.may_have_been_sent(), "{err}");
-    assert!(!format!("{receiver:?}").contains("open: 1"), "{receiver:?}");
     assert!(format!("{receiver:?}").contains("open: 0"), "{receiver:?}");
+}
+
+#[tokio::test]
+async fn a_create_that_may_exist_keeps_its_ticket_for_the_call_that_proves_it() {
+    let receiver = CallbackReceiver::new("http://127.0.0.1:9/hooks").unwrap();
+    let provider = Arc::new(Hooked {
+        lost: true,
+        ..Hooked::default()
+    });
+    let client = Client::from_arc(provider.clone()).with_callbacks(receiver.clone());
+    let err = client
+        .submit(&client.validate(&edit()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.may_have_been_sent(), "{err}");
+    let url = provider.url.lock().unwrap().clone().unwrap();
+    let (_, token) = url.split_once("?token=").unwrap();
+    // The job exists after all: its call is taken (and logged), not a 404.
+    assert_eq!(receiver.receive("hooked", token), Received::Accepted);
+}
+
+#[tokio::test]
+async fn a_wait_that_ends_without_an_end_state_forgets_its_ticket() {
+    let receiver = CallbackReceiver::new("http://127.0.0.1:9/hooks").unwrap();
+    let provider = Arc::new(Hooked::default());
+    let client = Client::from_arc(provider.clone()).with_callbacks(receiver.clone());
+    let job = client
+        .submit(&client.validate(&edit()).unwrap())
+        .await
+        .unwrap();
+    assert!(format!("{receiver:?}").contains("open: 1"), "{receiver:?}");
+    let short = WaitOptions::default().deadline(Duration::from_millis(50));
+    let err = client.wait(&job, &short).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(format!("{receiver:?}").contains("open: 0"), "{receiver:?}");
+    let url = provider.url.lock().unwrap().clone().unwrap();
+    let (_, token) = url.split_once("?token=").unwrap();
+    assert_eq!(receiver.receive("hooked", token), Received::Duplicate);
 }

@@ -1248,7 +1248,7 @@ impl Worker<'_> {
                 job,
                 &status,
                 &target,
-                &kling::DownloadOptions::default().deadline(self.remaining()),
+                &client.download_options().deadline(self.remaining()),
                 &progress,
             ),
         )
