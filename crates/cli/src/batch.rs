@@ -163,6 +163,15 @@ struct Line {
     out: PathBuf,
 }
 
+impl Line {
+    /// What the ledger records for this line.
+    fn intent(&self, overwrite: bool) -> Intent {
+        Intent::new(self.request.clone(), &self.out)
+            .key(self.key.clone())
+            .overwrite(overwrite)
+    }
+}
+
 /// A line that cannot be sent, and why.
 struct BadLine {
     number: i64,
@@ -381,16 +390,33 @@ fn read_lines(
     }
 }
 
-/// Reads every line's URL inputs, a few lines at a time: the rules apply
-/// to them, and any line they break refuses the batch before anything is
-/// sent, as a line breaking a rule locally does.
-async fn read_urls(plan: &BatchPlan, lines: Vec<Line>) -> Result<Vec<Line>, Failure> {
+/// Reads the URL inputs of every line that may still be created, a few
+/// lines at a time: the rules apply to them, and any line they break
+/// refuses the batch before anything is sent, as a line breaking a rule
+/// locally does. Lines whose job exists or is done are not read again: a
+/// URL that has expired since must not hold back a batch run again.
+async fn read_urls(
+    plan: &BatchPlan,
+    lines: Vec<Line>,
+    batch: &Batch,
+    client: &Client,
+) -> Result<Vec<Line>, Failure> {
     let Some(urls) = crate::preflight::checker(plan.preflight)? else {
         return Ok(lines);
     };
+    let intents: Vec<Intent> = lines.iter().map(|line| line.intent(false)).collect();
+    let recorded = batch
+        .recorded(client, &intents)
+        .await
+        .map_err(|e| Failure::from(&e))?;
     let slots = Arc::new(Semaphore::new(URL_CHECKS_AT_ONCE));
     let mut tasks = tokio::task::JoinSet::new();
-    for mut line in lines {
+    let mut checked = Vec::new();
+    for (mut line, row) in lines.into_iter().zip(recorded) {
+        if row.is_some_and(|row| !may_create(&row, plan.retry_failed)) {
+            checked.push(line);
+            continue;
+        }
         let (urls, slots) = (urls.clone(), Arc::clone(&slots));
         tasks.spawn(async move {
             let _slot = slots.acquire().await;
@@ -404,7 +430,6 @@ async fn read_urls(plan: &BatchPlan, lines: Vec<Line>) -> Result<Vec<Line>, Fail
             }
         });
     }
-    let mut checked = Vec::new();
     let mut bad = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -419,6 +444,17 @@ async fn read_urls(plan: &BatchPlan, lines: Vec<Line>) -> Result<Vec<Line>, Fail
     }
     checked.sort_by_key(|line| line.number);
     Ok(checked)
+}
+
+/// Whether a run of the batch may create `row`'s job: it was never sent,
+/// or it ended without a result and `--retry-failed` makes a new attempt.
+fn may_create(row: &Record, retry_failed: bool) -> bool {
+    match row.state {
+        State::Intent => true,
+        State::NotSent => row.resend || retry_failed,
+        State::Failed | State::Cancelled => retry_failed,
+        _ => false,
+    }
 }
 
 /// How many lines' URLs are read at once.
@@ -464,7 +500,8 @@ async fn run_session(
     }
     let ledger = choice.open().await?.with_lease(plan.lease);
     let lines = read_lines(plan, raw, &session.client)?;
-    let lines = read_urls(plan, lines).await?;
+    let batch = Arc::new(ledger.batch(batch_name(&plan.file, &lines)));
+    let lines = read_urls(plan, lines, &batch, &session.client).await?;
     std::fs::create_dir_all(&plan.out_dir)
         .map_err(|e| Failure::usage(format!("cannot create {}: {e}", plan.out_dir.display())))?;
     eprintln!(
@@ -479,7 +516,6 @@ async fn run_session(
         retry_failed: plan.retry_failed,
         overwrite: plan.overwrite,
     };
-    let batch = Arc::new(ledger.batch(batch_name(&plan.file, &lines)));
     let mut results = Vec::new();
     let (queued, apart) = record(&batch, &ledger, &session.client, &lines, settings).await?;
     results.extend(apart.finished);
@@ -595,12 +631,7 @@ async fn record(
 ) -> Result<(HashMap<i64, i64>, Apart), Failure> {
     let intents = lines
         .iter()
-        .map(|line| {
-            let intent = Intent::new(line.request.clone(), &line.out)
-                .key(line.key.clone())
-                .overwrite(settings.overwrite);
-            (line.number, intent)
-        })
+        .map(|line| (line.number, line.intent(settings.overwrite)))
         .collect();
     let recorded = batch
         .record(client, intents)
@@ -752,9 +783,8 @@ impl LineJob<'_> {
     async fn run(&self, line: &Line) -> Outcome {
         let label = format!("line {}", line.number);
         let started = Instant::now();
-        let intent = Intent::new(line.request.clone(), &line.out)
-            .key(line.key.clone())
-            .overwrite(self.settings.overwrite)
+        let intent = line
+            .intent(self.settings.overwrite)
             .batch(self.batch, line.number);
         // Recorded within a slot too: a thousand lines do not all reach
         // for the ledger (and a thread each) at once.

@@ -225,3 +225,87 @@ fn a_batch_line_whose_url_breaks_a_rule_refuses_the_batch_before_anything_is_sen
     assert!(!stderr.contains("SECRET"), "{stderr}");
     assert_eq!(sandbox.stats()["shortapi"]["creates"], 0);
 }
+
+/// Serves `bytes` at any path, whole, until `gone` is set; then 404s.
+fn switchable(bytes: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gone = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&gone);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0_u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = if flag.load(Ordering::SeqCst) {
+                stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+            } else {
+                write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bytes.len()
+                )
+                .and_then(|()| stream.write_all(&bytes))
+            };
+        }
+    });
+    (
+        format!("http://{addr}/street.mp4?X-Amz-Signature=SECRET-SIGNATURE"),
+        gone,
+    )
+}
+
+#[test]
+fn a_batch_run_again_does_not_read_the_urls_of_lines_already_done() {
+    let sandbox = SandboxProcess::start(&["--job-seconds", "0"]);
+    let (url, gone) =
+        switchable(std::fs::read(support::root().join("samples/street.mp4")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("night.jsonl");
+    let line =
+        serde_json::json!({"task": "edit", "video": url, "prompt": "Make it snow on @Video1"});
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let run = || {
+        support::kling_with_journal(&dir.path().join("jobs.sqlite3"))
+            .env("SHORTAPI_KEY", "k")
+            .args(["--provider", "shortapi", "--base-url"])
+            .arg(format!("{}/shortapi", sandbox.base))
+            .arg("batch")
+            .arg(&file)
+            .arg("--out-dir")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // The signed URL has expired since: the line is done, so the batch run
+    // again neither refuses it nor creates anything.
+    gone.store(true, std::sync::atomic::Ordering::SeqCst);
+    let again = run();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("url_unusable"), "{stderr}");
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 1);
+    // A new line with the expired URL is still refused before it is sent.
+    let other =
+        serde_json::json!({"task": "edit", "video": url, "prompt": "Make it rain on @Video1"});
+    std::fs::write(&file, format!("{line}\n{other}\n")).unwrap();
+    let refused = run();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("night.jsonl:2"), "{stderr}");
+    assert!(!stderr.contains("night.jsonl:1"), "{stderr}");
+    assert_eq!(sandbox.stats()["shortapi"]["creates"], 1);
+}

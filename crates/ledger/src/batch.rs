@@ -144,6 +144,37 @@ impl Batch {
         &self.name
     }
 
+    /// The rows that already record `intents` on `client`'s provider, in
+    /// their order (`None` for one not recorded yet), a few hundred a
+    /// statement; nothing is written. A batch run again reads its URL
+    /// inputs only for lines that may still be created.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the ledger cannot be read.
+    pub async fn recorded(
+        &self,
+        client: &Client,
+        intents: &[Intent],
+    ) -> Result<Vec<Option<Record>>, Error> {
+        let store = &self.ledger.inner.store;
+        let mut found = Vec::with_capacity(intents.len());
+        for chunk in intents.chunks(CHUNK) {
+            let identities: Vec<Option<String>> = chunk
+                .iter()
+                .map(|intent| identity_of(client, intent).ok())
+                .collect();
+            let known: Vec<String> = identities.iter().flatten().cloned().collect();
+            let rows = by_identity(store.latest_many(&known).await?);
+            found.extend(
+                identities
+                    .into_iter()
+                    .map(|identity| identity.and_then(|identity| rows.get(&identity).cloned())),
+            );
+        }
+        Ok(found)
+    }
+
     /// Records `lines` (each a line number and its intent) as lines of
     /// this batch, or finds the rows that record them already, a few
     /// hundred lines a statement. Returns each line's row, or why it was
