@@ -29,6 +29,10 @@ fn a_one_second_job_ends_at_its_callback_with_one_status_query() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(0), "{stderr}");
     assert!(out.exists());
+    // The sandbox counts its call once our answer reaches it.
+    support::eventually("the sandbox counted its call", || {
+        sandbox.stats()["shortapi"]["callbacks"] == 1
+    });
     let stats = &sandbox.stats()["shortapi"];
     println!("a 1 s job with --callback-listen: {took:?}, {stats}");
     assert!(took < Duration::from_secs(4), "took {took:?}");

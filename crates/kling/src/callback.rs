@@ -38,7 +38,8 @@
 //!
 //! Other providers' webhooks join through the same door: a route per
 //! provider name, and a ticket per create. A provider that signs its calls
-//! checks the signature before [`CallbackReceiver::receive`].
+//! gives a [`CallbackVerifier`] ([`CallbackReceiver::with_verifier`]): its
+//! calls are then taken only with a valid signature.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -57,6 +58,10 @@ const TOKEN_BYTES: usize = 32;
 /// a create whose answer was lost) leave theirs open, the oldest of which
 /// go first beyond this many.
 const OPEN_AT_MOST: usize = 65_536;
+
+/// The largest call body the router reads (to check a signature).
+#[cfg(feature = "callbacks")]
+const CALL_BODY_LIMIT: usize = 256 * 1024;
 
 /// How many ended jobs' tokens are remembered, so that a provider
 /// repeating its call after the wait ended is answered 200 (it stops)
@@ -83,6 +88,45 @@ pub struct CallbackReceiver {
 struct Inner {
     public_url: String,
     tickets: Mutex<Tickets>,
+    /// Per provider, what checks its calls' signatures.
+    verifiers: Mutex<HashMap<String, Arc<dyn CallbackVerifier>>>,
+}
+
+/// Checks that a call claiming to be a provider's is its, for providers
+/// that sign their calls. A provider without one is trusted on the token
+/// alone (ShortAPI signs nothing).
+///
+/// ```
+/// use kling::callback::{CallbackReceiver, CallbackVerifier, Received};
+/// use reqwest::header::HeaderMap;
+///
+/// /// Takes calls whose `x-signature` is the body's length (a stand-in
+/// /// for a real signature check).
+/// struct Length;
+///
+/// impl CallbackVerifier for Length {
+///     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+///         let signed = headers.get("x-signature").and_then(|v| v.to_str().ok());
+///         (signed == Some(body.len().to_string().as_str()))
+///             .then_some(())
+///             .ok_or_else(|| "no valid x-signature".to_owned())
+///     }
+/// }
+///
+/// let receiver = CallbackReceiver::new("http://127.0.0.1:8088")?
+///     .with_verifier("signing", std::sync::Arc::new(Length));
+/// // Unsigned, its calls are refused before their token is looked at.
+/// assert_eq!(receiver.receive("signing", "0123"), Received::Unverified);
+/// # Ok::<(), kling::Error>(())
+/// ```
+pub trait CallbackVerifier: Send + Sync {
+    /// `Ok` when `headers` and `body` carry the provider's valid
+    /// signature; otherwise why not.
+    ///
+    /// # Errors
+    ///
+    /// The reason the call is refused (logged, never sent back).
+    fn verify(&self, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Result<(), String>;
 }
 
 #[derive(Default)]
@@ -177,11 +221,15 @@ pub enum Received {
     /// No job has this token (never handed out, another provider's, or
     /// ended long ago): ignored.
     Unknown,
+    /// The provider signs its calls and this one's signature is missing
+    /// or wrong: ignored.
+    Unverified,
 }
 
 impl Received {
     /// The HTTP status to answer with: 200 for what was taken (a duplicate
-    /// too, so the provider stops retrying), 404 for an unknown token.
+    /// too, so the provider stops retrying), 404 for an unknown token, 401
+    /// for a signature that does not hold.
     ///
     /// ```
     /// assert_eq!(kling::callback::Received::Duplicate.http_status(), 200);
@@ -191,6 +239,7 @@ impl Received {
         match self {
             Received::Accepted | Received::Duplicate => 200,
             Received::Unknown => 404,
+            Received::Unverified => 401,
         }
     }
 }
@@ -238,8 +287,20 @@ impl CallbackReceiver {
             inner: Arc::new(Inner {
                 public_url: public_url.trim_end_matches('/').to_owned(),
                 tickets: Mutex::new(Tickets::default()),
+                verifiers: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// Takes `provider`'s calls only when `verifier` finds them signed.
+    #[must_use]
+    pub fn with_verifier(self, provider: &str, verifier: Arc<dyn CallbackVerifier>) -> Self {
+        self.inner
+            .verifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(provider.to_owned(), verifier);
+        self
     }
 
     /// Where providers reach it.
@@ -268,6 +329,37 @@ impl CallbackReceiver {
     /// # Ok::<(), kling::Error>(())
     /// ```
     pub fn receive(&self, provider: &str, token: &str) -> Received {
+        self.receive_call(provider, token, &reqwest::header::HeaderMap::new(), &[])
+    }
+
+    /// Takes a call with its headers and body, for a provider that signs
+    /// its calls ([`CallbackReceiver::with_verifier`]): refused as
+    /// [`Received::Unverified`] unless the signature holds, then as
+    /// [`CallbackReceiver::receive`].
+    pub fn receive_call(
+        &self,
+        provider: &str,
+        token: &str,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> Received {
+        let verifier = self
+            .inner
+            .verifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .cloned();
+        if let Some(verifier) = verifier
+            && let Err(why) = verifier.verify(headers, body)
+        {
+            tracing::warn!(
+                provider,
+                why,
+                "a callback without a valid signature was refused"
+            );
+            return Received::Unverified;
+        }
         let mut tickets = self.lock();
         let Some(ticket) = tickets.by_token.get_mut(token) else {
             return match tickets.ended.get(token) {
@@ -387,12 +479,14 @@ impl CallbackReceiver {
     }
 
     /// An axum router taking `POST /{provider}?token=…`: mount it (nest
-    /// it) at the path of [`CallbackReceiver::public_url`]. Bodies are
-    /// not read; a missing or unknown token is a 404.
+    /// it) at the path of [`CallbackReceiver::public_url`]. A body is read
+    /// (up to 256 KiB) only to check a signature; a missing or unknown
+    /// token is a 404, a signature that does not hold a 401.
     #[cfg(feature = "callbacks")]
     pub fn router(&self) -> axum::Router {
-        use axum::extract::{Path, Query, State};
-        use axum::http::StatusCode;
+        use axum::body::Bytes;
+        use axum::extract::{DefaultBodyLimit, Path, Query, State};
+        use axum::http::{HeaderMap, StatusCode};
 
         #[derive(serde::Deserialize)]
         struct Token {
@@ -400,16 +494,24 @@ impl CallbackReceiver {
         }
 
         async fn take(
-            State(receiver): State<CallbackReceiver>,
+            State(this): State<CallbackReceiver>,
             Path(provider): Path<String>,
             Query(query): Query<Token>,
+            headers: HeaderMap,
+            body: Bytes,
         ) -> StatusCode {
-            let taken = receiver.receive(&provider, query.token.as_deref().unwrap_or_default());
-            StatusCode::from_u16(taken.http_status()).unwrap_or(StatusCode::NOT_FOUND)
+            let received = this.receive_call(
+                &provider,
+                query.token.as_deref().unwrap_or_default(),
+                &headers,
+                &body,
+            );
+            StatusCode::from_u16(received.http_status()).unwrap_or(StatusCode::NOT_FOUND)
         }
 
         axum::Router::new()
             .route("/{provider}", axum::routing::post(take))
+            .layer(DefaultBodyLimit::max(CALL_BODY_LIMIT))
             .with_state(self.clone())
     }
 

@@ -61,6 +61,14 @@ async fn a_callback_ends_a_one_second_job_with_one_status_query() {
     let took = started.elapsed();
 
     assert!(matches!(done.state, JobState::Succeeded { .. }));
+    // The sandbox counts its call once our answer reaches it, which may be
+    // after the wait it woke has ended.
+    for _ in 0..200 {
+        if sandbox.stats().of(Emulated::ShortApi).callbacks > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stats = sandbox.stats().of(Emulated::ShortApi);
     println!(
         "a 1 s job with callbacks: {took:?}, {} status queries",
@@ -269,4 +277,63 @@ async fn a_wait_that_ends_without_an_end_state_forgets_its_ticket() {
     let url = provider.url.lock().unwrap().clone().unwrap();
     let (_, token) = url.split_once("?token=").unwrap();
     assert_eq!(receiver.receive("hooked", token), Received::Duplicate);
+}
+
+/// Takes calls whose `x-test-signature` is `len:` and the body's length: a
+/// stand-in for a provider's real signature (fal signs its webhooks).
+struct LengthSigned;
+
+impl kling::callback::CallbackVerifier for LengthSigned {
+    fn verify(&self, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Result<(), String> {
+        let signed = headers
+            .get("x-test-signature")
+            .and_then(|value| value.to_str().ok());
+        if signed == Some(format!("len:{}", body.len()).as_str()) {
+            Ok(())
+        } else {
+            Err(format!("signature {signed:?}"))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_providers_calls_are_taken_only_with_a_valid_signature() {
+    let receiver = serve_receiver()
+        .await
+        .with_verifier("hooked", Arc::new(LengthSigned));
+    let provider = Arc::new(Hooked::default());
+    let client = Client::from_arc(provider.clone()).with_callbacks(receiver.clone());
+    let job = client
+        .submit(&client.validate(&edit()).unwrap())
+        .await
+        .unwrap();
+    let url = provider.url.lock().unwrap().clone().unwrap();
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.wait(&job, &WaitOptions::default()).await })
+    };
+    provider.done.store(true, Ordering::SeqCst);
+    let http = kling_http::client_builder().build().unwrap();
+    let call = |signature: Option<&str>| {
+        let mut request = http.post(&url).body("{\"status\":\"OK\"}");
+        if let Some(signature) = signature {
+            request = request.header("x-test-signature", signature);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Unsigned, or signed wrong: refused, and no status is asked.
+    assert_eq!(call(None).await, 401);
+    assert_eq!(call(Some("len:3")).await, 401);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(provider.statuses.load(Ordering::SeqCst), 0);
+    assert!(!waiting.is_finished());
+    // Signed right: taken, and the wait ends.
+    assert_eq!(call(Some("len:15")).await, 200);
+    let done = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("the signed call ended the wait")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(done.state, JobState::Succeeded { .. }));
+    assert_eq!(provider.statuses.load(Ordering::SeqCst), 1);
 }
