@@ -404,15 +404,19 @@ async fn read_urls(
     let Some(urls) = crate::preflight::checker(plan.preflight)? else {
         return Ok(lines);
     };
-    let intents: Vec<Intent> = lines.iter().map(|line| line.intent(false)).collect();
+    // Only lines with URL inputs have anything to read: the ledger is
+    // asked about those alone.
+    let (with_urls, mut checked): (Vec<Line>, Vec<Line>) = lines
+        .into_iter()
+        .partition(|line| crate::preflight::has_url_inputs(&line.request));
+    let intents: Vec<Intent> = with_urls.iter().map(|line| line.intent(false)).collect();
     let recorded = batch
         .recorded(client, &intents)
         .await
         .map_err(|e| Failure::from(&e))?;
     let slots = Arc::new(Semaphore::new(URL_CHECKS_AT_ONCE));
     let mut tasks = tokio::task::JoinSet::new();
-    let mut checked = Vec::new();
-    for (mut line, row) in lines.into_iter().zip(recorded) {
+    for (mut line, row) in with_urls.into_iter().zip(recorded) {
         if row.is_some_and(|row| !may_create(&row, plan.retry_failed)) {
             checked.push(line);
             continue;

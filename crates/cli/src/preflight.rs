@@ -17,6 +17,15 @@ pub(crate) fn checker(flags: PreflightFlags) -> Result<Option<UrlChecker>, Failu
     Ok(Some(checker.strict(flags.strict)))
 }
 
+/// Whether `request` has an input given by URL: the only ones read.
+pub(crate) fn has_url_inputs(request: &Checked) -> bool {
+    request
+        .request()
+        .media()
+        .iter()
+        .any(|input| matches!(input.media, Media::Url(_)))
+}
+
 /// `request` with its URL inputs read by `urls`, each warning printed on
 /// stderr (prefixed with `label`, e.g. a batch line); as it is when it has
 /// no URL input or `urls` is `None`.
@@ -25,12 +34,7 @@ pub(crate) async fn check(
     request: Checked,
     label: &str,
 ) -> Result<Checked, kling::Error> {
-    let has_urls = request
-        .request()
-        .media()
-        .iter()
-        .any(|input| matches!(input.media, Media::Url(_)));
-    let Some(urls) = urls.filter(|_| has_urls) else {
+    let Some(urls) = urls.filter(|_| has_url_inputs(&request)) else {
         return Ok(request);
     };
     let preflight = urls.check(request).await?;

@@ -109,9 +109,7 @@ impl CallbackChoice {
         let Some(listen) = self.applies(&client)? else {
             return Ok(client);
         };
-        let public = self.public_url(&client, listen)?;
-        let receiver = kling::CallbackReceiver::new(&public)
-            .map_err(|e| Failure::usage(format!("--callback-url: {e}")))?;
+        let receiver = receiver_at(&self.public_url(&client, listen)?)?;
         Ok(client.with_callbacks(receiver))
     }
 
@@ -223,9 +221,7 @@ impl CallbackChoice {
         let bound = listener
             .local_addr()
             .map_err(|e| Failure::usage(format!("--callback-listen {listen}: {e}")))?;
-        let public = self.public_url(client, bound)?;
-        let receiver = kling::CallbackReceiver::new(&public)
-            .map_err(|e| Failure::usage(format!("--callback-url: {e}")))?;
+        let receiver = receiver_at(&self.public_url(client, bound)?)?;
         tracing::info!(listen = %bound, url = %receiver.public_url(), "listening for callbacks");
         let serving = receiver.clone();
         tokio::spawn(async move {
@@ -235,6 +231,12 @@ impl CallbackChoice {
         });
         Ok(Some(receiver))
     }
+}
+
+/// A receiver reached at `public`, which the user gave or which was made
+/// from the listen address.
+fn receiver_at(public: &str) -> Result<kling::CallbackReceiver, Failure> {
+    kling::CallbackReceiver::new(public).map_err(|e| Failure::usage(format!("--callback-url: {e}")))
 }
 
 /// How long a sandbox job takes: long enough to show its phases, short

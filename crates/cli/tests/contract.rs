@@ -34,6 +34,15 @@ fn edit_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// Creates an edit on `sandbox` without waiting for it: its job.
+fn submitted(sandbox: &SandboxProcess, journal: &Path) -> String {
+    let submit = on_sandbox(sandbox, journal, &edit_args(&["--no-wait"]))
+        .output()
+        .unwrap();
+    assert_eq!(submit.status.code(), Some(0), "{}", stderr(&submit));
+    String::from_utf8(submit.stdout).unwrap().trim().to_owned()
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -74,11 +83,7 @@ fn a_status_endpoint_that_keeps_failing_is_a_transport_error() {
     let sandbox = SandboxProcess::start(&["--job-seconds", "0", "--fault", "500/status"]);
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.sqlite3");
-    let submit = on_sandbox(&sandbox, &journal, &edit_args(&["--no-wait"]))
-        .output()
-        .unwrap();
-    assert_eq!(submit.status.code(), Some(0), "{}", stderr(&submit));
-    let job = String::from_utf8(submit.stdout).unwrap().trim().to_owned();
+    let job = submitted(&sandbox, &journal);
     // Retried about 15 s, then given up: exit 4, not "refused".
     let status = on_sandbox(&sandbox, &journal, &["--json", "status", &job])
         .output()
@@ -336,11 +341,7 @@ fn attempts_and_the_request_timeout_bound_each_request() {
     let sandbox = SandboxProcess::start(&["--job-seconds", "0", "--fault", "500/status"]);
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.sqlite3");
-    let submit = on_sandbox(&sandbox, &journal, &edit_args(&["--no-wait"]))
-        .output()
-        .unwrap();
-    assert_eq!(submit.status.code(), Some(0), "{}", stderr(&submit));
-    let job = String::from_utf8(submit.stdout).unwrap().trim().to_owned();
+    let job = submitted(&sandbox, &journal);
     // Two tries, not the default six: given up in well under the default's
     // 10 s of backoff.
     let started = std::time::Instant::now();
@@ -357,10 +358,7 @@ fn attempts_and_the_request_timeout_bound_each_request() {
 
     // A status that takes 3 s, against a 1 s bound and one try.
     let slow = SandboxProcess::start(&["--job-seconds", "0", "--fault", "slow=3000/status"]);
-    let submit = on_sandbox(&slow, &journal, &edit_args(&["--no-wait"]))
-        .output()
-        .unwrap();
-    let job = String::from_utf8(submit.stdout).unwrap().trim().to_owned();
+    let job = submitted(&slow, &journal);
     let started = std::time::Instant::now();
     let status = on_sandbox(
         &slow,

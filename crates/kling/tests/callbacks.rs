@@ -145,6 +145,20 @@ impl Provider for Hooked {
     }
 }
 
+impl Hooked {
+    /// The callback URL its last create got, and the token in it.
+    fn callback(&self) -> (String, String) {
+        let url = self
+            .url
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a create with a callback URL");
+        let token = url.split_once("?token=").expect("a token").1.to_owned();
+        (url, token)
+    }
+}
+
 async fn post(url: &str) -> u16 {
     kling_http::client_builder()
         .build()
@@ -181,8 +195,8 @@ async fn calls_are_confirmed_and_strangers_duplicates_and_replays_change_nothing
         .submit(&client.validate(&edit()).unwrap())
         .await
         .unwrap();
-    let url = provider.url.lock().unwrap().clone().unwrap();
-    let (base, token) = url.split_once("?token=").unwrap();
+    let (url, token) = provider.callback();
+    let base = url.split_once("?token=").unwrap().0;
     assert_eq!(base, format!("{}/hooked", receiver.public_url()));
     assert_eq!(token.len(), 64, "256 bits, in hex");
 
@@ -224,7 +238,7 @@ async fn calls_are_confirmed_and_strangers_duplicates_and_replays_change_nothing
     assert_eq!(provider.statuses.load(Ordering::SeqCst), 2);
 
     // Replays after the end are answered, and cause nothing.
-    assert_eq!(receiver.receive("hooked", token), Received::Duplicate);
+    assert_eq!(receiver.receive("hooked", &token), Received::Duplicate);
     assert_eq!(post(&url).await, 200);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(provider.statuses.load(Ordering::SeqCst), 2);
@@ -254,10 +268,9 @@ async fn a_create_that_may_exist_keeps_its_ticket_for_the_call_that_proves_it() 
         .await
         .unwrap_err();
     assert!(err.may_have_been_sent(), "{err}");
-    let url = provider.url.lock().unwrap().clone().unwrap();
-    let (_, token) = url.split_once("?token=").unwrap();
+    let (_, token) = provider.callback();
     // The job exists after all: its call is taken (and logged), not a 404.
-    assert_eq!(receiver.receive("hooked", token), Received::Accepted);
+    assert_eq!(receiver.receive("hooked", &token), Received::Accepted);
 }
 
 #[tokio::test]
@@ -274,9 +287,8 @@ async fn a_wait_that_ends_without_an_end_state_forgets_its_ticket() {
     let err = client.wait(&job, &short).await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert!(format!("{receiver:?}").contains("open: 0"), "{receiver:?}");
-    let url = provider.url.lock().unwrap().clone().unwrap();
-    let (_, token) = url.split_once("?token=").unwrap();
-    assert_eq!(receiver.receive("hooked", token), Received::Duplicate);
+    let (_, token) = provider.callback();
+    assert_eq!(receiver.receive("hooked", &token), Received::Duplicate);
 }
 
 /// Takes calls whose `x-test-signature` is `len:` and the body's length: a
@@ -307,7 +319,7 @@ async fn a_signing_providers_calls_are_taken_only_with_a_valid_signature() {
         .submit(&client.validate(&edit()).unwrap())
         .await
         .unwrap();
-    let url = provider.url.lock().unwrap().clone().unwrap();
+    let (url, _) = provider.callback();
     let waiting = {
         let client = client.clone();
         tokio::spawn(async move { client.wait(&job, &WaitOptions::default()).await })

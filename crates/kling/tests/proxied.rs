@@ -108,6 +108,19 @@ fn through(proxy: &str, password: &str) -> ClientSettings {
     ClientSettings::from_builder(move || kling_http::client_builder().proxy(proxy.clone()))
 }
 
+/// A client for the sandbox's ShortAPI whose API calls go through `settings`.
+fn client_through(sandbox: &Sandbox, settings: &ClientSettings) -> Client {
+    let api = ApiClient::new(
+        "shortapi",
+        &sandbox.url(Emulated::ShortApi),
+        Some("k".into()),
+    )
+    .unwrap()
+    .with_settings(settings)
+    .unwrap();
+    Client::from_arc((kling::shortapi::DESCRIPTOR.build)(api))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_goes_through_the_callers_authenticated_proxy() {
     let sandbox = Sandbox::start(Config::default().job_duration(Duration::ZERO))
@@ -115,16 +128,7 @@ async fn a_job_goes_through_the_callers_authenticated_proxy() {
         .unwrap();
     let (proxy, seen) = proxy().await;
     let settings = through(&proxy, "secret");
-    let api = ApiClient::new(
-        "shortapi",
-        &sandbox.url(Emulated::ShortApi),
-        Some("k".into()),
-    )
-    .unwrap()
-    .with_settings(&settings)
-    .unwrap();
-    let client =
-        Client::from_arc((kling::shortapi::DESCRIPTOR.build)(api)).with_http(settings.clone());
+    let client = client_through(&sandbox, &settings).with_http(settings.clone());
     let request = Request::from(EditRequest::new(
         Media::url("https://media.example/in.mp4"),
         "Make it snow on @Video1",
@@ -162,15 +166,7 @@ async fn a_job_goes_through_the_callers_authenticated_proxy() {
 async fn wrong_proxy_credentials_fail_the_create_before_it_reaches_the_provider() {
     let sandbox = Sandbox::start(Config::default()).await.unwrap();
     let (proxy, seen) = proxy().await;
-    let api = ApiClient::new(
-        "shortapi",
-        &sandbox.url(Emulated::ShortApi),
-        Some("k".into()),
-    )
-    .unwrap()
-    .with_settings(&through(&proxy, "wrong"))
-    .unwrap();
-    let client = Client::from_arc((kling::shortapi::DESCRIPTOR.build)(api));
+    let client = client_through(&sandbox, &through(&proxy, "wrong"));
     let request = Request::from(EditRequest::new(
         Media::url("https://media.example/in.mp4"),
         "Make it snow on @Video1",
