@@ -240,8 +240,12 @@ pub(crate) struct Published {
     pub(crate) extra: Extra,
 }
 
-/// The model a body schema is for: its `model` property's single value.
+/// The model a body schema is for: its `model` property's single value,
+/// or, for a provider whose model is in the URL, its `x-endpoint`.
 pub(crate) fn model_of(schema: &Value) -> Option<String> {
+    if let Some(endpoint) = schema.get("x-endpoint").and_then(Value::as_str) {
+        return Some(endpoint.to_owned());
+    }
     let model = schema.pointer("/properties/model")?;
     if let Some(one) = model.get("const").and_then(Value::as_str) {
         return Some(one.to_owned());

@@ -74,16 +74,31 @@ fn code_lines(path: &Path, text: &str) -> Vec<String> {
     lines
 }
 
+/// Marks a line that holds a provider's name as another provider's wire
+/// value (AI/ML API's `provider` field may say which backend runs a job),
+/// not as a reference to that provider's adapter.
+const WIRE_VALUE: &str = "// tidy: another provider's wire value";
+
 /// Whether `line` names `name`: any case, not inside a longer word
-/// (`fal` is not in `false`, but is in `kling-fal`, `FAL_KEY` and `FalApi`).
+/// (`fal` is not in `false` or `FALSE`, but is in `kling-fal`, `FAL_KEY`
+/// and `FalApi`), and not on a line marked [`WIRE_VALUE`].
 fn names(line: &str, name: &str) -> bool {
+    if line.trim_end().ends_with(WIRE_VALUE) {
+        return false;
+    }
     let lower = line.to_ascii_lowercase();
     let bytes = line.as_bytes();
     lower.match_indices(name).any(|(at, _)| {
         let before = at.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(at + name.len()).copied();
+        // After an all-capital match, a capital goes on the word
+        // (`FALSE`); after `Fal` it starts the next one (`FalApi`).
+        let capitals = bytes[at..at + name.len()]
+            .iter()
+            .all(u8::is_ascii_uppercase);
         !before.is_some_and(|b| b.is_ascii_alphabetic())
-            && !after.is_some_and(|b| b.is_ascii_lowercase())
+            && !after
+                .is_some_and(|b| b.is_ascii_lowercase() || (capitals && b.is_ascii_uppercase()))
     })
 }
 
@@ -93,6 +108,9 @@ fn names_finds_a_name_as_a_word_only() {
     assert!(names("std::env::var(\"FAL_KEY\")", "fal"));
     assert!(names("struct FalApi;", "fal"));
     assert!(!names("let falls = false;", "fal"));
+    assert!(!names("done BOOLEAN NOT NULL DEFAULT FALSE", "fal"));
+    assert!(names("FAL_KEY", "fal"));
+    assert!(!names(&format!("    Fal, {WIRE_VALUE}"), "fal"));
     assert!(!names("decimal", "mal"));
 }
 

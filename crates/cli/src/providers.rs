@@ -290,10 +290,19 @@ impl ProviderChoice {
     }
 
     /// Where local files are uploaded: `--upload-url`, or a sandbox's
-    /// `/uploads` when the base URL is a `kling sandbox` on loopback.
+    /// `/uploads` when the base URL is a `kling sandbox` on loopback and
+    /// the provider does not take local files itself (inline, or through
+    /// its own storage, which the sandbox emulates too).
     fn uploads(&self) -> Option<String> {
         if let Some(url) = &self.upload_url {
             return Some(url.clone());
+        }
+        if self
+            .name
+            .0
+            .is_some_and(|p| p.capabilities.takes_local_files())
+        {
+            return None;
         }
         let base = url::Url::parse(self.base_url.as_deref()?).ok()?;
         let loopback = kling_http::is_loopback(&base);
@@ -478,6 +487,7 @@ pub(crate) fn list(json: bool) -> Exit {
                 "price_pro": offering.price_pro.to_string(),
                 "cancel": caps.cancel,
                 "local_files": caps.local_files,
+                "storage": caps.storage,
             }));
         }
     }
@@ -562,9 +572,11 @@ fn notes(providers: &[Descriptor]) -> String {
         .collect();
     format!(
         "Prices: {}. \"-\": no std mode (that provider runs pro). Local files: sent inline by \
-         {}; the others need an uploader (the sandbox has one). Cancel: {}.",
+         {}; uploaded to the provider's own storage by {}; the others need an uploader (the \
+         sandbox has one). Cancel: {}.",
         prices.join("; "),
         names(&|p| p.capabilities.local_files),
+        names(&|p| p.capabilities.storage),
         names(&|p| p.capabilities.cancel),
     )
 }

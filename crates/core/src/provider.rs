@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -262,6 +263,9 @@ pub struct Capabilities {
     /// Whether the provider calls a URL given with the create when a job
     /// ends ([`Checked::with_callback_url`]).
     pub callbacks: bool,
+    /// Whether local files go up to the provider's own storage before the
+    /// create, with no uploader to set up ([`Provider::storage`]).
+    pub storage: bool,
 }
 
 impl Capabilities {
@@ -276,7 +280,37 @@ impl Capabilities {
             lookup: false,
             push: false,
             callbacks: false,
+            storage: false,
         }
+    }
+
+    /// Declares that local files go up to the provider's own storage
+    /// before the create ([`Provider::storage`]).
+    ///
+    /// ```
+    /// use kling_core::provider::Capabilities;
+    ///
+    /// const CAPS: Capabilities = Capabilities::new("example", &[]).with_storage();
+    /// assert!(CAPS.storage && !CAPS.local_files);
+    /// ```
+    #[must_use]
+    pub const fn with_storage(mut self) -> Self {
+        self.storage = true;
+        self
+    }
+
+    /// Whether local files reach the provider without an uploader: inline
+    /// in the create, or through its own storage.
+    ///
+    /// ```
+    /// use kling_core::provider::Capabilities;
+    ///
+    /// assert!(Capabilities::new("inline", &[]).with_local_files().takes_local_files());
+    /// assert!(Capabilities::new("stored", &[]).with_storage().takes_local_files());
+    /// assert!(!Capabilities::new("urls", &[]).takes_local_files());
+    /// ```
+    pub const fn takes_local_files(&self) -> bool {
+        self.local_files || self.storage
     }
 
     /// Declares that the provider calls back the URL a create gives
@@ -795,6 +829,88 @@ pub trait Provider: Send + Sync + fmt::Debug {
         let _ = lost;
         Ok(Found::Unsupported)
     }
+
+    /// The provider's own storage for local files, for providers that
+    /// have one ([`Capabilities::storage`]): files go up through it before
+    /// the create, as through an [`Uploader`] the caller sets.
+    fn storage(&self) -> Option<Arc<dyn Uploader>> {
+        None
+    }
+
+    /// How to tell the provider's signed calls back from anyone else's,
+    /// for providers that sign them; `None` for those trusted on the
+    /// callback URL's token alone.
+    fn callback_verifier(&self) -> Option<Arc<dyn CallbackVerifier>> {
+        None
+    }
+}
+
+/// Makes a local file or bytes reachable by URL: S3, GCS, an Oxen
+/// repository, a provider's own storage, the sandbox. Local inputs then
+/// work on providers that only fetch URLs.
+///
+/// An upload creates no job: whatever goes wrong, nothing paid may exist,
+/// so its errors never say the create may have been sent.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use kling_core::provider::Uploader;
+/// use kling_core::{Error, Media};
+///
+/// /// Hands out the URL the file will have once a job copies it there.
+/// #[derive(Debug)]
+/// struct Mirrored;
+///
+/// #[async_trait]
+/// impl Uploader for Mirrored {
+///     async fn upload(&self, media: &Media) -> Result<String, Error> {
+///         match media {
+///             Media::File(path) => Ok(format!("https://mirror.example/{}", path.display())),
+///             other => Err(Error::unsupported("mirror", format!("{other}"))),
+///         }
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Uploader: Send + Sync + fmt::Debug {
+    /// Uploads `media` (a file or bytes) and returns a URL the provider
+    /// can fetch.
+    async fn upload(&self, media: &Media) -> Result<String, Error>;
+}
+
+/// Checks that a call claiming to be a provider's is its, for providers
+/// that sign their calls. A provider without one is trusted on the
+/// callback URL's token alone (ShortAPI signs nothing).
+///
+/// ```
+/// use async_trait::async_trait;
+/// use http::HeaderMap;
+/// use kling_core::provider::CallbackVerifier;
+///
+/// /// Takes calls whose `x-signature` is the body's length (a stand-in
+/// /// for a real signature check).
+/// struct Length;
+///
+/// #[async_trait]
+/// impl CallbackVerifier for Length {
+///     async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+///         let signed = headers.get("x-signature").and_then(|v| v.to_str().ok());
+///         (signed == Some(body.len().to_string().as_str()))
+///             .then_some(())
+///             .ok_or_else(|| "no valid x-signature".to_owned())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait CallbackVerifier: Send + Sync {
+    /// `Ok` when `headers` and `body` carry the provider's valid
+    /// signature; otherwise why not. It may fetch what it needs (a
+    /// provider's published keys).
+    ///
+    /// # Errors
+    ///
+    /// The reason the call is refused (logged, never sent back).
+    async fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), String>;
 }
 
 /// An adapter's wire-body schemas: each provider model and the JSON Schema

@@ -45,6 +45,7 @@ pub struct ApiClient {
     provider: &'static str,
     base_url: String,
     key: Option<SecretString>,
+    scheme: KeyScheme,
     http: reqwest::Client,
     retry: RetryPolicy,
     request_timeout: Duration,
@@ -112,6 +113,7 @@ impl ApiClient {
             provider,
             base_url: base_url.trim_end_matches('/').to_owned(),
             key,
+            scheme: KeyScheme::Bearer,
             http,
             retry: RetryPolicy::default(),
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
@@ -153,6 +155,53 @@ impl ApiClient {
         self
     }
 
+    /// Sends the key under `scheme` (`Authorization: Bearer KEY` unless
+    /// told otherwise).
+    ///
+    /// ```
+    /// use kling_http::{ApiClient, KeyScheme};
+    ///
+    /// let api = ApiClient::new("example", "https://api.example.com", Some("k-1".into()))?
+    ///     .with_key_scheme(KeyScheme::Key);
+    /// assert_eq!(api.key_scheme(), KeyScheme::Key);
+    /// # Ok::<(), kling_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_key_scheme(mut self, scheme: KeyScheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// How the key is sent.
+    pub fn key_scheme(&self) -> KeyScheme {
+        self.scheme
+    }
+
+    /// The same client (key, settings, retry policy, timeout) for another
+    /// of the provider's addresses, such as its storage service.
+    ///
+    /// ```
+    /// use kling_http::ApiClient;
+    ///
+    /// let api = ApiClient::new("example", "https://queue.example.com", None)?;
+    /// let storage = api.at("https://storage.example.com")?;
+    /// assert_eq!(storage.url("/upload"), "https://storage.example.com/upload");
+    /// assert!(api.at("http://storage.example.com").is_err());
+    /// # Ok::<(), kling_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ApiClient::new`], for a base URL the key must not go to.
+    pub fn at(&self, base_url: &str) -> Result<Self, Error> {
+        check_base_url(self.provider, base_url)?;
+        let mut moved = self.clone();
+        base_url
+            .trim_end_matches('/')
+            .clone_into(&mut moved.base_url);
+        Ok(moved)
+    }
+
     /// The provider's name.
     pub fn provider(&self) -> &'static str {
         self.provider
@@ -174,9 +223,10 @@ impl ApiClient {
             .request(method, self.url(path))
             .timeout(self.request_timeout);
         if let Some(key) = &self.key {
-            let mut value = bearer(self.provider, key)?;
-            value.set_sensitive(true);
-            builder = builder.header(AUTHORIZATION, value);
+            builder = builder.header(
+                AUTHORIZATION,
+                authorization(self.scheme, self.provider, key)?,
+            );
         }
         Ok(builder)
     }
@@ -315,7 +365,7 @@ impl ApiClient {
     ///
     /// The last error once retries are spent, or a refusal at once.
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, Error> {
-        self.idempotent(Method::GET, path, query).await
+        self.idempotent(Method::GET, path, query, None).await
     }
 
     /// A DELETE, retried like [`ApiClient::get`].
@@ -324,7 +374,97 @@ impl ApiClient {
     ///
     /// As [`ApiClient::get`].
     pub async fn delete(&self, path: &str) -> Result<Value, Error> {
-        self.idempotent(Method::DELETE, path, &[]).await
+        self.idempotent(Method::DELETE, path, &[], None).await
+    }
+
+    /// A PUT without a body (a cancel), retried like [`ApiClient::get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ApiClient::get`].
+    pub async fn put(&self, path: &str) -> Result<Value, Error> {
+        self.idempotent(Method::PUT, path, &[], None).await
+    }
+
+    /// A POST of `body` that creates nothing paid (it starts an upload, it
+    /// asks a question), so it is retried like [`ApiClient::get`]. Never
+    /// for a create: that is [`ApiClient::create`], sent once.
+    ///
+    /// # Errors
+    ///
+    /// As [`ApiClient::get`].
+    pub async fn post_repeatable(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Value, Error> {
+        self.idempotent(Method::POST, path, query, Some(body)).await
+    }
+
+    /// PUTs `body` (`len` bytes of `content_type`) to `url`, a presigned
+    /// upload URL the provider handed out, without the key: whoever holds
+    /// the URL may write there, and the key stays with the API's host. It
+    /// is bounded by the request timeout plus a second per 256 KiB, and
+    /// not retried (the body is a stream). The error names the host and
+    /// path only, never the URL's signed query.
+    ///
+    /// # Errors
+    ///
+    /// Why the upload failed: no connection, a refusal, a body cut short.
+    pub async fn put_presigned(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: reqwest::Body,
+        len: u64,
+    ) -> Result<(), String> {
+        let timeout = self.request_timeout + Duration::from_secs(len / (256 * 1024));
+        let shown = crate::redacted(url);
+        let response = self
+            .http
+            .put(url)
+            .timeout(timeout)
+            .header(CONTENT_TYPE, content_type)
+            .header(CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("PUT {shown}: {}", crate::describe(e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = read_text(response).await;
+        Err(format!(
+            "PUT {shown}: HTTP {status}: {}",
+            short_excerpt(&body)
+        ))
+    }
+
+    /// GETs a public JSON document at `url` (a provider's published keys),
+    /// without the key, once.
+    ///
+    /// # Errors
+    ///
+    /// Why it could not be read: no connection, not 2xx, not JSON, larger
+    /// than 1 MiB.
+    pub async fn get_public(&self, url: &str) -> Result<Value, String> {
+        let response = self
+            .http
+            .get(url)
+            .timeout(self.request_timeout)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", crate::describe(e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("GET {url}: HTTP {status}"));
+        }
+        let bytes = read_capped(response)
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("GET {url}: not JSON ({e})"))
     }
 
     /// A GET whose answer is streamed, as for server-sent events; not
@@ -337,9 +477,10 @@ impl ApiClient {
         // No overall timeout: the stream stays open.
         let mut builder = self.http.get(self.url(path));
         if let Some(key) = &self.key {
-            let mut value = bearer(self.provider, key)?;
-            value.set_sensitive(true);
-            builder = builder.header(AUTHORIZATION, value);
+            builder = builder.header(
+                AUTHORIZATION,
+                authorization(self.scheme, self.provider, key)?,
+            );
         }
         let response = builder
             .header("Accept", "text/event-stream")
@@ -367,12 +508,16 @@ impl ApiClient {
         method: Method,
         path: &str,
         query: &[(&str, &str)],
+        body: Option<&Value>,
     ) -> Result<Value, Error> {
         let mut retry = 0;
         loop {
             retry += 1;
             let last_try = retry >= self.retry.max_attempts;
-            let request = self.request(method.clone(), path)?.query(query);
+            let mut request = self.request(method.clone(), path)?.query(query);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
             let unavailable = |message: String| Error::Unavailable {
                 provider: self.provider.to_owned(),
                 request: format!("{method} {path}"),
@@ -533,19 +678,50 @@ pub fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// The `Authorization` header for `key`, or why it cannot be one.
-fn bearer(provider: &str, key: &SecretString) -> Result<HeaderValue, Error> {
-    HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
-        Error::InvalidKey {
+/// How a provider wants its key sent in the `Authorization` header.
+///
+/// ```
+/// assert_eq!(kling_http::KeyScheme::Key.as_str(), "Key");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyScheme {
+    /// `Authorization: Bearer KEY`.
+    #[default]
+    Bearer,
+    /// `Authorization: Key KEY`.
+    Key,
+}
+
+impl KeyScheme {
+    /// The word before the key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScheme::Bearer => "Bearer",
+            KeyScheme::Key => "Key",
+        }
+    }
+}
+
+/// The `Authorization` header for `key`, marked sensitive, or why it
+/// cannot be one.
+fn authorization(
+    scheme: KeyScheme,
+    provider: &str,
+    key: &SecretString,
+) -> Result<HeaderValue, Error> {
+    let mut value = HeaderValue::from_str(&format!("{} {}", scheme.as_str(), key.expose_secret()))
+        .map_err(|_| Error::InvalidKey {
             provider: provider.to_owned(),
             problem: key_problem(key.expose_secret()),
-        }
-    })
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Refuses a key no header can carry, saying why without showing it.
 fn check_key(provider: &str, key: &SecretString) -> Result<(), Error> {
-    bearer(provider, key).map(drop)
+    authorization(KeyScheme::Bearer, provider, key).map(drop)
 }
 
 /// What makes `key` unusable in a header, in words that do not show it.
@@ -633,7 +809,8 @@ async fn read_text(response: Response) -> String {
 }
 
 /// The message in an error body: AI/ML API's and ShortAPI's `message`,
-/// Oxen's `error.detail` or `status_message`.
+/// Oxen's `error.detail` or `status_message`, a `detail` string, or the
+/// first of a list of validation errors under `detail` (`msg`).
 pub(crate) fn provider_message(body: &str) -> Option<String> {
     let value: Value = serde_json::from_str(body).ok()?;
     [
@@ -641,6 +818,8 @@ pub(crate) fn provider_message(body: &str) -> Option<String> {
         value.pointer("/error/detail"),
         value.pointer("/error/message"),
         value.get("status_message"),
+        value.get("detail"),
+        value.pointer("/detail/0/msg"),
     ]
     .into_iter()
     .flatten()
@@ -731,6 +910,14 @@ mod tests {
             (
                 r#"{"error": {"type": "not_found", "detail": "no such generation"}, "status": "error"}"#,
                 Some("no such generation"),
+            ),
+            (
+                r#"{"detail": "Request not found"}"#,
+                Some("Request not found"),
+            ),
+            (
+                r#"{"detail": [{"loc": ["body", "prompt"], "msg": "field required", "type": "missing"}]}"#,
+                Some("field required"),
             ),
             ("<html>502</html>", None),
         ] {

@@ -33,7 +33,7 @@ mod retry;
 mod settings;
 pub mod sse;
 
-pub use api::{ApiClient, Attempt, is_loopback, read_capped};
+pub use api::{ApiClient, Attempt, KeyScheme, is_loopback, read_capped};
 pub use body::file_body;
 pub use clock::{Clock, TokioClock};
 pub use descriptor::{Build, Descriptor};

@@ -104,8 +104,9 @@ struct Inner {
 /// /// for a real signature check).
 /// struct Length;
 ///
+/// #[async_trait::async_trait]
 /// impl CallbackVerifier for Length {
-///     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+///     async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
 ///         let signed = headers.get("x-signature").and_then(|v| v.to_str().ok());
 ///         (signed == Some(body.len().to_string().as_str()))
 ///             .then_some(())
@@ -119,15 +120,7 @@ struct Inner {
 /// assert_eq!(receiver.receive("signing", "0123"), Received::Unverified);
 /// # Ok::<(), kling::Error>(())
 /// ```
-pub trait CallbackVerifier: Send + Sync {
-    /// `Ok` when `headers` and `body` carry the provider's valid
-    /// signature; otherwise why not.
-    ///
-    /// # Errors
-    ///
-    /// The reason the call is refused (logged, never sent back).
-    fn verify(&self, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Result<(), String>;
-}
+pub use kling_core::provider::CallbackVerifier;
 
 #[derive(Default)]
 struct Tickets {
@@ -303,6 +296,27 @@ impl CallbackReceiver {
         self
     }
 
+    /// Takes `provider`'s calls only when `verifier` finds them signed,
+    /// unless a verifier was set for it already: the provider's own check,
+    /// added when a client for it takes this receiver.
+    pub(crate) fn verify_unless_set(&self, provider: &str, verifier: Arc<dyn CallbackVerifier>) {
+        self.inner
+            .verifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(provider.to_owned())
+            .or_insert(verifier);
+    }
+
+    fn verifier(&self, provider: &str) -> Option<Arc<dyn CallbackVerifier>> {
+        self.inner
+            .verifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .cloned()
+    }
+
     /// Where providers reach it.
     pub fn public_url(&self) -> &str {
         &self.inner.public_url
@@ -329,29 +343,27 @@ impl CallbackReceiver {
     /// # Ok::<(), kling::Error>(())
     /// ```
     pub fn receive(&self, provider: &str, token: &str) -> Received {
-        self.receive_call(provider, token, &reqwest::header::HeaderMap::new(), &[])
+        if self.verifier(provider).is_some() {
+            tracing::warn!(provider, "a callback without its signature was refused");
+            return Received::Unverified;
+        }
+        self.take(provider, token)
     }
 
     /// Takes a call with its headers and body, for a provider that signs
     /// its calls ([`CallbackReceiver::with_verifier`]): refused as
     /// [`Received::Unverified`] unless the signature holds, then as
-    /// [`CallbackReceiver::receive`].
-    pub fn receive_call(
+    /// [`CallbackReceiver::receive`]. The check may fetch the provider's
+    /// published keys.
+    pub async fn receive_call(
         &self,
         provider: &str,
         token: &str,
         headers: &reqwest::header::HeaderMap,
         body: &[u8],
     ) -> Received {
-        let verifier = self
-            .inner
-            .verifiers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(provider)
-            .cloned();
-        if let Some(verifier) = verifier
-            && let Err(why) = verifier.verify(headers, body)
+        if let Some(verifier) = self.verifier(provider)
+            && let Err(why) = verifier.verify(headers, body).await
         {
             tracing::warn!(
                 provider,
@@ -360,6 +372,11 @@ impl CallbackReceiver {
             );
             return Received::Unverified;
         }
+        self.take(provider, token)
+    }
+
+    /// Takes a call that passed its provider's check, if any.
+    fn take(&self, provider: &str, token: &str) -> Received {
         let mut tickets = self.lock();
         let Some(ticket) = tickets.by_token.get_mut(token) else {
             return match tickets.ended.get(token) {
@@ -500,12 +517,14 @@ impl CallbackReceiver {
             headers: HeaderMap,
             body: Bytes,
         ) -> StatusCode {
-            let received = this.receive_call(
-                &provider,
-                query.token.as_deref().unwrap_or_default(),
-                &headers,
-                &body,
-            );
+            let received = this
+                .receive_call(
+                    &provider,
+                    query.token.as_deref().unwrap_or_default(),
+                    &headers,
+                    &body,
+                )
+                .await;
             StatusCode::from_u16(received.http_status()).unwrap_or(StatusCode::NOT_FOUND)
         }
 

@@ -68,9 +68,17 @@ impl Client {
     /// to call `receiver` when a job ends: each create gets a URL of its
     /// own, and a wait ends when it is called, after one status query
     /// confirms it. Polling goes on, less often, in case a call is lost.
-    /// Providers that do not call back are polled as before.
+    /// Providers that do not call back are polled as before. A provider
+    /// that signs its calls brings its own check
+    /// ([`Provider::callback_verifier`]), unless the receiver already has
+    /// one for it.
     #[must_use]
     pub fn with_callbacks(mut self, receiver: CallbackReceiver) -> Self {
+        if self.provider.capabilities().callbacks
+            && let Some(verifier) = self.provider.callback_verifier()
+        {
+            receiver.verify_unless_set(self.provider.name(), verifier);
+        }
         self.callbacks = Some(receiver);
         self
     }
@@ -155,7 +163,7 @@ impl Client {
     /// uploader is set, saying what would work.
     fn check_local_files(&self, request: &Request) -> Result<(), Error> {
         let capabilities = self.provider.capabilities();
-        if capabilities.local_files || self.uploader.is_some() {
+        if capabilities.takes_local_files() || self.uploader.is_some() {
             return Ok(());
         }
         let Some(local) = request
@@ -167,14 +175,14 @@ impl Client {
         };
         let inline: Vec<&str> = crate::PROVIDERS
             .iter()
-            .filter(|p| p.capabilities.local_files)
+            .filter(|p| p.capabilities.takes_local_files())
             .map(kling_http::Descriptor::name)
             .collect();
         let inline = if inline.is_empty() {
             String::new()
         } else {
             format!(
-                ", or use a provider that takes local files inline ({})",
+                ", or use a provider that takes local files itself ({})",
                 inline.join(", ")
             )
         };
@@ -216,7 +224,7 @@ impl Client {
     }
 
     fn prepare_inputs(&self, checked: &Checked) -> Result<PreparedCall, Error> {
-        if self.uploader.is_some() && !self.provider.capabilities().local_files {
+        if self.uploader().is_some() {
             let placeholder = checked.clone().with_urls(|_, media| {
                 let name = match media {
                     Media::File(path) => path
@@ -255,12 +263,21 @@ impl Client {
     ///
     /// The uploader's.
     pub async fn upload_inputs(&self, checked: &Checked) -> Result<Checked, Error> {
-        match &self.uploader {
-            Some(uploader) if !self.provider.capabilities().local_files => {
-                upload_all(&**uploader, checked).await
-            }
-            _ => Ok(checked.clone()),
+        match self.uploader() {
+            Some(uploader) => upload_all(&*uploader, checked).await,
+            None => Ok(checked.clone()),
         }
+    }
+
+    /// What local files go up through before the create: the caller's
+    /// uploader (explicit beats the default), else the provider's own
+    /// storage; `None` when the provider takes them inline or no uploader
+    /// is set.
+    fn uploader(&self) -> Option<Arc<dyn Uploader>> {
+        if self.provider.capabilities().local_files {
+            return None;
+        }
+        self.uploader.clone().or_else(|| self.provider.storage())
     }
 
     /// Creates the job for a request whose inputs are ready (see

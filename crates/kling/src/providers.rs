@@ -7,6 +7,9 @@ use kling_http::Descriptor;
 /// The AI/ML API adapter.
 #[cfg(feature = "aimlapi")]
 pub use kling_aimlapi as aimlapi;
+/// The fal.ai adapter.
+#[cfg(feature = "fal")]
+pub use kling_fal as fal;
 /// The Oxen.ai adapter.
 #[cfg(feature = "oxen")]
 pub use kling_oxen as oxen;
@@ -31,6 +34,8 @@ pub const PROVIDERS: &[Descriptor] = &[
     kling_aimlapi::DESCRIPTOR,
     #[cfg(feature = "oxen")]
     kling_oxen::DESCRIPTOR,
+    #[cfg(feature = "fal")]
+    kling_fal::DESCRIPTOR,
 ];
 
 /// The provider named `name` (as on the command line and in job handles),

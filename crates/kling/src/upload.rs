@@ -1,7 +1,5 @@
 //! Turning local files into URLs, for providers that fetch media by URL.
 
-use std::fmt;
-
 use async_trait::async_trait;
 use kling_core::{Delivery, Error, Media};
 
@@ -11,17 +9,12 @@ pub use crate::s3::S3Uploader;
 #[cfg(feature = "s3")]
 pub use object_store;
 
-/// Makes a local file or bytes reachable by URL: S3, GCS, an Oxen
-/// repository, the sandbox. Plug one into [`Client::with_uploader`] and
-/// local inputs work on providers that only fetch URLs.
+/// Makes a local file or bytes reachable by URL; plug one into
+/// [`Client::with_uploader`] and local inputs work on providers that only
+/// fetch URLs.
 ///
 /// [`Client::with_uploader`]: crate::Client::with_uploader
-#[async_trait]
-pub trait Uploader: Send + Sync + fmt::Debug {
-    /// Uploads `media` (a file or bytes) and returns a URL the provider
-    /// can fetch.
-    async fn upload(&self, media: &Media) -> Result<String, Error>;
-}
+pub use kling_core::provider::Uploader;
 
 /// Uploads to an endpoint that takes the raw bytes in a POST and answers
 /// `{"url": …}`, as the sandbox's `/uploads` does.

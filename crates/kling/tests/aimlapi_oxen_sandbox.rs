@@ -324,6 +324,9 @@ async fn local_files_without_an_uploader_are_refused_before_sending() {
         "{text}"
     );
     assert!(text.contains("Client::with_uploader"), "{text}");
-    assert!(text.contains("inline (aimlapi)"), "{text}");
+    assert!(
+        text.contains("takes local files itself (aimlapi, fal)"),
+        "{text}"
+    );
     assert_eq!(sandbox.stats()["oxen"].creates, 0);
 }

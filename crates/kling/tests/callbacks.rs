@@ -295,8 +295,13 @@ async fn a_wait_that_ends_without_an_end_state_forgets_its_ticket() {
 /// stand-in for a provider's real signature (fal signs its webhooks).
 struct LengthSigned;
 
+#[async_trait::async_trait]
 impl kling::callback::CallbackVerifier for LengthSigned {
-    fn verify(&self, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Result<(), String> {
+    async fn verify(
+        &self,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> Result<(), String> {
         let signed = headers
             .get("x-test-signature")
             .and_then(|value| value.to_str().ok());

@@ -1,9 +1,14 @@
-//! One neutral request on all three providers: the bodies differ only in
+//! One neutral request on every provider: the bodies differ only in
 //! the providers' documented ways (field names, reference syntax, where
 //! the model name goes, ShortAPI's `mode` and string durations), and the
 //! defaults that providers disagree on are sent explicitly on each.
 
-#![cfg(all(feature = "shortapi", feature = "aimlapi", feature = "oxen"))]
+#![cfg(all(
+    feature = "shortapi",
+    feature = "aimlapi",
+    feature = "oxen",
+    feature = "fal"
+))]
 
 use std::collections::BTreeMap;
 
@@ -46,17 +51,20 @@ fn neutral(provider: &str, call: &PreparedCall) -> BTreeMap<String, Value> {
                 };
                 out.insert("duration".to_owned(), json!(seconds));
             }
-            ("shortapi", "video") | ("aimlapi", "video_url") | ("oxen", "input_video") => {
+            ("shortapi", "video") | ("aimlapi" | "fal", "video_url") | ("oxen", "input_video") => {
                 out.insert("video".to_owned(), value);
             }
-            ("shortapi", "images") | ("aimlapi", "image_list") | ("oxen", "input_image") => {
-                match value {
-                    Value::Array(list) => images.extend(list),
-                    single => images.insert(0, single),
-                }
-            }
-            ("aimlapi", "image_url") => images.insert(0, value),
-            ("aimlapi", "last_image_url") | ("oxen", "tail_image_url") => images.push(value),
+            ("shortapi", "images")
+            | ("aimlapi", "image_list")
+            | ("oxen", "input_image")
+            | ("fal", "image_urls") => match value {
+                Value::Array(list) => images.extend(list),
+                single => images.insert(0, single),
+            },
+            ("aimlapi", "image_url") | ("fal", "start_image_url") => images.insert(0, value),
+            ("aimlapi", "last_image_url")
+            | ("oxen", "tail_image_url")
+            | ("fal", "end_image_url") => images.push(value),
             _ => {
                 out.insert(name.to_owned(), value);
             }
@@ -81,7 +89,7 @@ fn prepare(request: &Request) -> Vec<(&'static str, PreparedCall)> {
 }
 
 #[test]
-fn one_request_three_bodies_differing_only_as_documented() {
+fn one_request_every_body_differing_only_as_documented() {
     let dog = Element::new(url("dog-front.png")).reference(url("dog-side.png"));
     let requests: Vec<(&str, Request, &[&str])> = vec![
         (

@@ -76,7 +76,7 @@ async fn a_trace_of_every_provider_holds_no_key_signature_or_data_uri() {
             .connect(&base, SecretString::from(CANARY))
             .unwrap();
         let mut client = kling::Client::from_arc(adapter);
-        if !descriptor.capabilities.local_files {
+        if !descriptor.capabilities.takes_local_files() {
             let uploads = PostUploader::new(format!("{}/uploads", sandbox.base_url()));
             client = client.with_uploader(Arc::new(Signed(uploads)));
         }

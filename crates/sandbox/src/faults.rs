@@ -84,16 +84,19 @@ pub enum Operation {
     Events,
     /// Looking up past jobs (Oxen's generation list and records).
     Lookup,
+    /// Starting an upload to a provider's own storage.
+    Upload,
 }
 
 impl Operation {
-    const ALL: [(&'static str, Operation); 6] = [
+    const ALL: [(&'static str, Operation); 7] = [
         ("create", Operation::Create),
         ("status", Operation::Status),
         ("cancel", Operation::Cancel),
         ("download", Operation::Download),
         ("events", Operation::Events),
         ("lookup", Operation::Lookup),
+        ("upload", Operation::Upload),
     ];
 }
 
@@ -207,7 +210,7 @@ impl FromStr for Fault {
                     .map(|(_, o)| *o)
                     .ok_or_else(|| {
                         err(format!(
-                            "unknown operation {op:?} (create, status, cancel, download, events, lookup)"
+                            "unknown operation {op:?} (create, status, cancel, download, events, lookup, upload)"
                         ))
                     })?;
                 (rest, Some(operation))
@@ -347,8 +350,8 @@ mod tests {
                 "slow=-1",
                 "delay \"-1\" is not a number of milliseconds from 0 to 600000",
             ),
-            ("429@fal", "unknown provider \"fal\""),
-            ("429/upload", "unknown operation \"upload\""),
+            ("429@nowhere", "unknown provider \"nowhere\""),
+            ("429/uploads", "unknown operation \"uploads\""),
             (
                 "slow=soon",
                 "delay \"soon\" is not a number of milliseconds from 0 to 600000",

@@ -38,6 +38,8 @@ pub(crate) struct Protocol {
     pub(crate) pushes_every_end: bool,
     /// Sends what a job announces as it starts or ends.
     pub(crate) announce: fn(&Arc<State>, &Announcement),
+    /// The word before the key in `Authorization`: `Bearer` or `Key`.
+    pub(crate) key_scheme: &'static str,
 }
 
 /// The provider's error body for `status`.
@@ -62,12 +64,13 @@ pub(crate) fn timestamp() -> String {
     format!("{secs}")
 }
 
-/// The bearer key, if the request carries a non-empty one.
-fn has_bearer(headers: &HeaderMap) -> bool {
+/// Whether the request carries a non-empty key under `scheme`.
+pub(crate) fn has_key(headers: &HeaderMap, scheme: &str) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.strip_prefix(scheme))
+        .and_then(|v| v.strip_prefix(' '))
         .is_some_and(|key| !key.trim().is_empty())
 }
 
@@ -86,14 +89,18 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Response>,
 {
-    if !has_bearer(headers) {
+    let scheme = provider.protocol().key_scheme;
+    if !has_key(headers, scheme) {
         if operation == Operation::Create {
             state.count(provider, Count::Rejected);
         }
         return error(
             provider,
             StatusCode::UNAUTHORIZED,
-            "missing or empty bearer token: send `Authorization: Bearer KEY` (the sandbox takes any non-empty key)",
+            &format!(
+                "missing or empty key: send `Authorization: {scheme} KEY` (the sandbox takes any \
+                 non-empty key)"
+            ),
             path,
         );
     }
@@ -176,14 +183,21 @@ pub(crate) fn dropped() -> Response {
 /// POSTs `body` to an `http://` URL; whether it was answered 2xx. The
 /// sandbox runs on loopback, so callbacks go to plain HTTP.
 pub(crate) async fn post_json(url: &str, body: &serde_json::Value) -> bool {
+    post_signed(url, body.to_string(), &[]).await
+}
+
+/// POSTs the JSON text `body` to an `http://` URL with `headers` (a
+/// signature); whether it was answered 2xx.
+pub(crate) async fn post_signed(url: &str, body: String, headers: &[(&str, String)]) -> bool {
     let Ok(uri) = url.parse::<hyper::Uri>() else {
         return false;
     };
-    let request = hyper::Request::post(uri)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(axum::body::Bytes::from(
-            body.to_string(),
-        )));
+    let mut request =
+        hyper::Request::post(uri).header(hyper::header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request.body(http_body_util::Full::new(axum::body::Bytes::from(body)));
     let Ok(request) = request else { return false };
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<axum::body::Bytes>>();

@@ -326,6 +326,9 @@ struct Inner {
     /// Job id by file id.
     files: HashMap<String, String>,
     uploads: HashMap<String, Arc<[u8]>>,
+    /// Uploads handed a presigned URL and not yet put, by id: the URL's
+    /// token.
+    reserved: HashMap<String, String>,
 }
 
 /// Everything the handlers share.
@@ -358,6 +361,7 @@ impl State {
                 created: 0,
                 files: HashMap::new(),
                 uploads: HashMap::new(),
+                reserved: HashMap::new(),
             }),
             config,
             base_url,
@@ -605,7 +609,40 @@ impl State {
         let id = self.hex_id(24);
         self.lock().uploads.insert(id.clone(), bytes);
         self.uploads.fetch_add(1, Ordering::SeqCst);
+        self.upload_url(&id)
+    }
+
+    /// An upload to come by a presigned PUT: its id and the URL's token.
+    /// The file is served at [`State::upload_url`] once put.
+    pub(crate) fn reserve_upload(&self) -> (String, String) {
+        let (id, token) = (self.hex_id(24), self.hex_id(32));
+        self.lock().reserved.insert(id.clone(), token.clone());
+        (id, token)
+    }
+
+    /// Puts the bytes of a reserved upload, when `token` is its URL's.
+    pub(crate) fn fill_upload(&self, id: &str, token: &str, bytes: Arc<[u8]>) -> bool {
+        let mut inner = self.lock();
+        if inner.reserved.get(id).is_none_or(|t| t != token) {
+            return false;
+        }
+        inner.reserved.remove(id);
+        inner.uploads.insert(id.to_owned(), bytes);
+        drop(inner);
+        self.uploads.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Where an upload is served.
+    pub(crate) fn upload_url(&self, id: &str) -> String {
         format!("{}/uploads/{id}", self.base_url)
+    }
+
+    /// Where a job is, without handing out a result URL (for answers that
+    /// do not carry one).
+    pub(crate) fn job_phase(&self, provider: Provider, id: &str) -> Option<Phase> {
+        let now = self.clock.now();
+        self.with_job(provider, id, |job| job.phase(now))
     }
 
     pub(crate) fn upload(&self, id: &str) -> Option<Arc<[u8]>> {

@@ -9,6 +9,14 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const KEY: &str = "Bearer sandbox-test-key";
+/// fal's scheme for the key.
+const FAL_KEY: &str = "Key sandbox-test-key";
+
+/// The `Authorization` header for a URL of the sandbox: fal's routes want
+/// `Key`, the others `Bearer`.
+fn key_for(url: &str) -> &'static str {
+    if url.contains("/fal/") { FAL_KEY } else { KEY }
+}
 
 fn client() -> reqwest::Client {
     kling_http::client_builder()
@@ -27,7 +35,7 @@ async fn manual(config: Config) -> Sandbox {
 async fn post(url: &str, body: &Value) -> (StatusCode, Value) {
     let response = client()
         .post(url)
-        .header("Authorization", KEY)
+        .header("Authorization", key_for(url))
         .json(body)
         .send()
         .await
@@ -39,7 +47,7 @@ async fn post(url: &str, body: &Value) -> (StatusCode, Value) {
 async fn get(url: &str) -> (StatusCode, Value) {
     let response = client()
         .get(url)
-        .header("Authorization", KEY)
+        .header("Authorization", key_for(url))
         .send()
         .await
         .unwrap();
@@ -50,8 +58,12 @@ async fn get(url: &str) -> (StatusCode, Value) {
 const VIDEO: &str = "https://media.example/in.mp4";
 const IMAGE: &str = "https://media.example/a.png";
 
+/// The endpoint fal's bodies below are submitted to, unless they name one.
+const FAL_EDIT: &str = "fal-ai/kling-video/o1/video-to-video/edit";
+
 /// A valid create body for each emulated model, and where its job id and
-/// status are found.
+/// status are found. fal's model is in the URL: its entries are
+/// `{"endpoint", "input"}`.
 fn valid_bodies() -> Vec<(Provider, Value)> {
     vec![
         (
@@ -98,6 +110,18 @@ fn valid_bodies() -> Vec<(Provider, Value)> {
             Provider::Oxen,
             json!({"model": "kling-video-o3-omni", "prompt": "fly", "video_mode": "reference", "input_video": VIDEO, "duration": 12}),
         ),
+        (
+            Provider::Fal,
+            json!({"endpoint": FAL_EDIT, "input": {"prompt": "make it snow", "video_url": VIDEO, "keep_audio": false}}),
+        ),
+        (
+            Provider::Fal,
+            json!({"endpoint": "fal-ai/kling-video/o1/standard/image-to-video", "input": {"prompt": "bloom", "start_image_url": IMAGE, "end_image_url": IMAGE, "duration": "7"}}),
+        ),
+        (
+            Provider::Fal,
+            json!({"endpoint": "fal-ai/kling-video/o3/pro/video-to-video/reference", "input": {"prompt": "fly over @Video1", "video_url": VIDEO, "keep_audio": true, "aspect_ratio": "9:16", "duration": "10"}}),
+        ),
     ]
 }
 
@@ -106,13 +130,23 @@ fn create_url(sandbox: &Sandbox, provider: Provider) -> String {
     match provider {
         Provider::ShortApi => format!("{base}/api/v1/job/create"),
         Provider::AimlApi => format!("{base}/v2/video/generations"),
+        Provider::Fal => format!("{base}/{FAL_EDIT}"),
         _ => format!("{base}/api/ai/queue"),
     }
 }
 
 /// Creates a job and returns its id, asserting the provider's success shape.
 async fn create(sandbox: &Sandbox, provider: Provider, body: &Value) -> String {
-    let (status, answer) = post(&create_url(sandbox, provider), body).await;
+    let (status, answer) = match body["endpoint"].as_str() {
+        Some(endpoint) if provider == Provider::Fal => {
+            post(
+                &format!("{}/{endpoint}", sandbox.url(provider)),
+                &body["input"],
+            )
+            .await
+        }
+        _ => post(&create_url(sandbox, provider), body).await,
+    };
     assert_eq!(status, StatusCode::OK, "{answer}");
     match provider {
         Provider::ShortApi => {
@@ -123,6 +157,10 @@ async fn create(sandbox: &Sandbox, provider: Provider, body: &Value) -> String {
         Provider::AimlApi => {
             assert_eq!(answer["status"], "queued");
             answer["id"].as_str().unwrap().to_owned()
+        }
+        Provider::Fal => {
+            assert_eq!(answer["status"], "IN_QUEUE", "{answer}");
+            answer["request_id"].as_str().unwrap().to_owned()
         }
         _ => {
             assert_eq!(answer["generations"][0]["status"], "queued");
@@ -157,6 +195,17 @@ async fn status(sandbox: &Sandbox, provider: Provider, id: &str) -> (String, Opt
                 url.or_else(|| answer["error"]["message"].as_str().map(str::to_owned)),
             )
         }
+        Provider::Fal => {
+            let request = format!("{base}/fal-ai/kling-video/requests/{id}");
+            let (_, answer) = get(&format!("{request}/status")).await;
+            let word = answer["status"].as_str().unwrap().to_owned();
+            let error = answer["error"].as_str().map(str::to_owned);
+            if word == "COMPLETED" && error.is_none() {
+                let (_, result) = get(&request).await;
+                return (word, result["video"]["url"].as_str().map(str::to_owned));
+            }
+            (word, error)
+        }
         _ => {
             let (_, answer) = get(&format!("{base}/api/ai/queue/{id}")).await;
             let url = answer["result_url"].as_str().map(str::to_owned);
@@ -172,6 +221,7 @@ fn sequence(provider: Provider) -> [&'static str; 3] {
     match provider {
         Provider::ShortApi => ["0", "1", "2"],
         Provider::AimlApi => ["queued", "generating", "completed"],
+        Provider::Fal => ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"],
         _ => ["queued", "processing", "succeeded"],
     }
 }
@@ -369,6 +419,7 @@ async fn a_missing_key_gets_each_providers_401() {
     for &provider in Provider::ALL {
         let response = client()
             .post(create_url(&sandbox, provider))
+            .header("Authorization", "Bearer ")
             .json(&json!({}))
             .send()
             .await
@@ -378,6 +429,7 @@ async fn a_missing_key_gets_each_providers_401() {
         let shape_ok = match provider {
             Provider::ShortApi => body["code"] == 401,
             Provider::AimlApi => body["statusCode"] == 401 && body["message"].is_string(),
+            Provider::Fal => body["detail"].is_string(),
             _ => body["status"] == "error" && body["error"]["type"] == "unauthorized",
         };
         assert!(shape_ok, "{provider}: {body}");
@@ -613,8 +665,11 @@ async fn rate_limits_and_server_errors_answer_in_each_providers_shape() {
         (FaultKind::ServerError(502), 502),
         (FaultKind::ServerError(503), 503),
     ] {
+        // One hit per provider, then the fault is spent.
+        let every = u32::try_from(Provider::ALL.len()).unwrap();
         let sandbox =
-            manual(Config::default().fault(Fault::new(kind).times(3).on(Operation::Status))).await;
+            manual(Config::default().fault(Fault::new(kind).times(every).on(Operation::Status)))
+                .await;
         for &provider in Provider::ALL {
             let (_, body) = valid_bodies()
                 .into_iter()
@@ -627,11 +682,15 @@ async fn rate_limits_and_server_errors_answer_in_each_providers_shape() {
                     "{}/v2/video/generations?generation_id={id}",
                     sandbox.url(provider)
                 ),
+                Provider::Fal => format!(
+                    "{}/fal-ai/kling-video/requests/{id}/status",
+                    sandbox.url(provider)
+                ),
                 _ => format!("{}/api/ai/queue/{id}", sandbox.url(provider)),
             };
             let response = client()
                 .get(&url)
-                .header("Authorization", KEY)
+                .header("Authorization", key_for(&url))
                 .send()
                 .await
                 .unwrap();
@@ -640,11 +699,13 @@ async fn rate_limits_and_server_errors_answer_in_each_providers_shape() {
                 assert_eq!(response.headers()["retry-after"], "1");
             }
         }
-        // Three hits, then the fault is spent.
         let stats = sandbox.stats();
         assert_eq!(
-            stats["shortapi"].faults + stats["aimlapi"].faults + stats["oxen"].faults,
-            3
+            Provider::ALL
+                .iter()
+                .map(|p| stats.of(*p).faults)
+                .sum::<u64>(),
+            u64::from(every)
         );
         let (_, body) = &valid_bodies()[0];
         let id = create(&sandbox, Provider::ShortApi, body).await;
@@ -705,6 +766,7 @@ async fn failed_jobs_end_failed_in_each_providers_words() {
         let expected = match provider {
             Provider::ShortApi => "3",
             Provider::AimlApi => "error",
+            Provider::Fal => "COMPLETED",
             _ => "failed",
         };
         assert_eq!(word, expected);

@@ -23,6 +23,7 @@ use crate::state::{Count, NewJob, Phase, State};
 /// AI/ML API, as the sandbox speaks it.
 pub(super) const PROTOCOL: Protocol = Protocol {
     name: "aimlapi",
+    key_scheme: "Bearer",
     routes,
     error_body: |status, message, path| {
         json!({

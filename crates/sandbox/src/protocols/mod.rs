@@ -3,6 +3,7 @@
 //! entry; nothing else in the crate names it.
 
 mod aimlapi;
+mod fal;
 mod oxen;
 mod shortapi;
 
@@ -21,16 +22,28 @@ pub enum Provider {
     AimlApi,
     /// Oxen.ai, under `/oxen`.
     Oxen,
+    /// fal.ai, under `/fal`.
+    Fal,
 }
 
 /// Each provider's protocol, in the order of [`Provider::ALL`].
-const PROTOCOLS: &[Protocol] = &[shortapi::PROTOCOL, aimlapi::PROTOCOL, oxen::PROTOCOL];
+const PROTOCOLS: &[Protocol] = &[
+    shortapi::PROTOCOL,
+    aimlapi::PROTOCOL,
+    oxen::PROTOCOL,
+    fal::PROTOCOL,
+];
 
 impl Provider {
     /// Every emulated provider.
-    pub const ALL: &'static [Provider] = &[Provider::ShortApi, Provider::AimlApi, Provider::Oxen];
+    pub const ALL: &'static [Provider] = &[
+        Provider::ShortApi,
+        Provider::AimlApi,
+        Provider::Oxen,
+        Provider::Fal,
+    ];
 
-    /// The provider's name, also its path prefix: `shortapi`, `aimlapi`, `oxen`.
+    /// The provider's name, also its path prefix: `shortapi`, `aimlapi`, `oxen`, `fal`.
     pub fn as_str(self) -> &'static str {
         self.protocol().name
     }

@@ -30,6 +30,7 @@ use crate::state::{Count, JobView, NewJob, Phase, State, StreamEvent};
 /// Oxen.ai, as the sandbox speaks it.
 pub(super) const PROTOCOL: Protocol = Protocol {
     name: "oxen",
+    key_scheme: "Bearer",
     routes,
     error_body: |status, message, _| {
         json!({

@@ -24,6 +24,7 @@ use crate::state::{Announcement, Count, NewJob, Phase, State};
 /// ShortAPI, as the sandbox speaks it.
 pub(super) const PROTOCOL: Protocol = Protocol {
     name: "shortapi",
+    key_scheme: "Bearer",
     routes,
     // ShortAPI documents only `code != 0`; `message` is the sandbox's.
     error_body: |status, message, _| json!({ "code": status.as_u16(), "message": message, "data": null }),

@@ -1,0 +1,356 @@
+//! fal's webhook signatures: ED25519 over the request id, the user id, the
+//! timestamp and the body's SHA-256, checked against the keys fal
+//! publishes as a JWKS, within ±300 s of now.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use kling_core::provider::CallbackVerifier;
+use kling_http::ApiClient;
+use ring::signature::{ED25519, UnparsedPublicKey};
+use serde_json::Value;
+
+/// How far a webhook's timestamp may be from now, either way.
+pub const TIMESTAMP_TOLERANCE: Duration = Duration::from_secs(300);
+/// How long fetched keys are used before they are fetched again (fal:
+/// "do not cache longer than 24 hours").
+const KEYS_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// How soon keys are fetched again when no key verifies a signature (a
+/// key fal rotated in): at most this often, so that forged calls cannot
+/// make us fetch on every call.
+const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(60);
+/// At most this many keys are kept from a JWKS.
+const MAX_KEYS: usize = 32;
+
+const REQUEST_ID: &str = "x-fal-webhook-request-id";
+const USER_ID: &str = "x-fal-webhook-user-id";
+const TIMESTAMP: &str = "x-fal-webhook-timestamp";
+const SIGNATURE: &str = "x-fal-webhook-signature";
+
+/// The keys last fetched, and when.
+#[derive(Default)]
+struct Keys {
+    keys: Vec<[u8; 32]>,
+    fetched: Option<Instant>,
+}
+
+/// Checks fal's webhook signatures against the keys published at a JWKS
+/// URL (fal's, or a test's), fetched on first use and kept up to 24
+/// hours. A call is taken when every `X-Fal-Webhook-*` header is there,
+/// its timestamp is within [`TIMESTAMP_TOLERANCE`] of now, and one of the
+/// keys verifies its signature over
+/// `request_id\nuser_id\ntimestamp\nhex(sha256(body))`.
+///
+/// ```
+/// use kling_http::ApiClient;
+///
+/// let api = ApiClient::new("fal", "https://queue.fal.run", None)?;
+/// let verifier = kling_fal::WebhookVerifier::new(api, "https://rest.fal.ai/.well-known/jwks.json");
+/// assert_eq!(verifier.jwks_url(), "https://rest.fal.ai/.well-known/jwks.json");
+/// # Ok::<(), kling_core::Error>(())
+/// ```
+pub struct WebhookVerifier {
+    api: ApiClient,
+    jwks_url: String,
+    keys: Mutex<Keys>,
+}
+
+impl std::fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookVerifier")
+            .field("jwks_url", &self.jwks_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookVerifier {
+    /// Fetches keys from `jwks_url` with `api`'s HTTP settings (never with
+    /// its key).
+    pub fn new(api: ApiClient, jwks_url: impl Into<String>) -> Self {
+        WebhookVerifier {
+            api,
+            jwks_url: jwks_url.into(),
+            keys: Mutex::new(Keys::default()),
+        }
+    }
+
+    /// Where the keys are fetched from.
+    pub fn jwks_url(&self) -> &str {
+        &self.jwks_url
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The keys to check with: the kept ones while fresh, else fetched.
+    /// `stale_after` shortens how long kept keys count as fresh.
+    async fn current(&self, stale_after: Duration) -> Result<Vec<[u8; 32]>, String> {
+        {
+            let kept = self.keys();
+            if kept.fetched.is_some_and(|at| at.elapsed() < stale_after) {
+                return Ok(kept.keys.clone());
+            }
+        }
+        let jwks = self.api.get_public(&self.jwks_url).await?;
+        let keys = parse_jwks(&jwks)?;
+        let mut kept = self.keys();
+        kept.keys.clone_from(&keys);
+        kept.fetched = Some(Instant::now());
+        Ok(keys)
+    }
+}
+
+/// The Ed25519 keys of a JWKS (`{"keys": [{"kty": "OKP", "crv":
+/// "Ed25519", "x": base64url}]}`); other keys are passed over.
+///
+/// # Errors
+///
+/// When it holds no Ed25519 key.
+pub(crate) fn parse_jwks(jwks: &Value) -> Result<Vec<[u8; 32]>, String> {
+    let keys: Vec<[u8; 32]> = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|key| {
+            key.get("kty")
+                .and_then(Value::as_str)
+                .is_none_or(|k| k == "OKP")
+                && key
+                    .get("crv")
+                    .and_then(Value::as_str)
+                    .is_none_or(|c| c == "Ed25519")
+        })
+        .filter_map(|key| key.get("x").and_then(Value::as_str))
+        .filter_map(|x| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(x.trim_end_matches('='))
+                .ok()
+        })
+        .filter_map(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
+        .take(MAX_KEYS)
+        .collect();
+    if keys.is_empty() {
+        return Err("the JWKS holds no Ed25519 key".to_owned());
+    }
+    Ok(keys)
+}
+
+/// The bytes fal signs for a call: `request_id\nuser_id\ntimestamp\n`
+/// and the body's SHA-256 in lowercase hex.
+pub(crate) fn signed_message(
+    request_id: &str,
+    user_id: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, body);
+    format!(
+        "{request_id}\n{user_id}\n{timestamp}\n{}",
+        hex(digest.as_ref())
+    )
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
+        .collect()
+}
+
+/// What a call's headers say, once each is there and readable.
+struct Signed<'a> {
+    request_id: &'a str,
+    user_id: &'a str,
+    timestamp: &'a str,
+    signature: Vec<u8>,
+}
+
+fn read_headers(headers: &http::HeaderMap, now: SystemTime) -> Result<Signed<'_>, String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("no {name} header"))
+    };
+    let (request_id, user_id, timestamp) =
+        (header(REQUEST_ID)?, header(USER_ID)?, header(TIMESTAMP)?);
+    let signature = unhex(header(SIGNATURE)?)
+        .filter(|bytes| bytes.len() == 64)
+        .ok_or_else(|| format!("{SIGNATURE} is not 64 bytes of hex"))?;
+    let at: i64 = timestamp
+        .parse()
+        .map_err(|_| format!("{TIMESTAMP} {timestamp:?} is not Unix seconds"))?;
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let tolerance = i64::try_from(TIMESTAMP_TOLERANCE.as_secs()).unwrap_or(i64::MAX);
+    if now.abs_diff(at) > tolerance.unsigned_abs() {
+        return Err(format!(
+            "{TIMESTAMP} is {} s from now; at most {tolerance} s is allowed",
+            now.abs_diff(at)
+        ));
+    }
+    Ok(Signed {
+        request_id,
+        user_id,
+        timestamp,
+        signature,
+    })
+}
+
+fn verified_by(keys: &[[u8; 32]], message: &[u8], signature: &[u8]) -> bool {
+    keys.iter().any(|key| {
+        UnparsedPublicKey::new(&ED25519, key)
+            .verify(message, signature)
+            .is_ok()
+    })
+}
+
+#[async_trait]
+impl CallbackVerifier for WebhookVerifier {
+    async fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), String> {
+        let signed = read_headers(headers, SystemTime::now())?;
+        let message = signed_message(signed.request_id, signed.user_id, signed.timestamp, body);
+        let keys = self.current(KEYS_KEPT).await?;
+        if verified_by(&keys, message.as_bytes(), &signed.signature) {
+            return Ok(());
+        }
+        // Perhaps a key fal has rotated in since: fetch again, not too often.
+        let keys = self.current(REFETCH_AT_MOST_EVERY).await?;
+        if verified_by(&keys, message.as_bytes(), &signed.signature) {
+            return Ok(());
+        }
+        Err("no published key verifies the signature".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    use super::*;
+
+    fn key_pair() -> Ed25519KeyPair {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    fn headers(pair: &Ed25519KeyPair, at: i64, body: &[u8]) -> http::HeaderMap {
+        let timestamp = at.to_string();
+        let message = signed_message("req-1", "user-1", &timestamp, body);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(REQUEST_ID, "req-1".parse().unwrap());
+        headers.insert(USER_ID, "user-1".parse().unwrap());
+        headers.insert(TIMESTAMP, timestamp.parse().unwrap());
+        headers.insert(
+            SIGNATURE,
+            hex(pair.sign(message.as_bytes()).as_ref()).parse().unwrap(),
+        );
+        headers
+    }
+
+    fn now() -> i64 {
+        i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_signature_verifies_with_its_key_only() {
+        let (pair, other) = (key_pair(), key_pair());
+        let public = <[u8; 32]>::try_from(pair.public_key().as_ref()).unwrap();
+        let stranger = <[u8; 32]>::try_from(other.public_key().as_ref()).unwrap();
+        let body = br#"{"request_id":"req-1","status":"OK"}"#;
+        let headers = headers(&pair, now(), body);
+        let signed = read_headers(&headers, SystemTime::now()).unwrap();
+        let message = signed_message("req-1", "user-1", signed.timestamp, body);
+        assert!(verified_by(
+            &[stranger, public],
+            message.as_bytes(),
+            &signed.signature
+        ));
+        assert!(!verified_by(
+            &[stranger],
+            message.as_bytes(),
+            &signed.signature
+        ));
+        // Another body, the same headers: refused.
+        let tampered = signed_message("req-1", "user-1", signed.timestamp, b"{}");
+        assert!(!verified_by(
+            &[public],
+            tampered.as_bytes(),
+            &signed.signature
+        ));
+    }
+
+    #[test]
+    fn headers_must_all_be_there_and_the_timestamp_recent() {
+        let pair = key_pair();
+        assert!(read_headers(&headers(&pair, now() - 299, b""), SystemTime::now()).is_ok());
+        for at in [now() - 301, now() + 301] {
+            let err = read_headers(&headers(&pair, at, b""), SystemTime::now())
+                .err()
+                .unwrap();
+            assert!(err.contains("at most 300 s"), "{err}");
+        }
+        for name in [REQUEST_ID, USER_ID, TIMESTAMP, SIGNATURE] {
+            let mut missing = headers(&pair, now(), b"");
+            missing.remove(name);
+            let err = read_headers(&missing, SystemTime::now()).err().unwrap();
+            assert!(err.contains(name), "{err}");
+        }
+        let mut short = headers(&pair, now(), b"");
+        short.insert(SIGNATURE, "abcd".parse().unwrap());
+        assert!(read_headers(&short, SystemTime::now()).is_err());
+    }
+
+    #[test]
+    fn jwks_keys_are_read_and_others_passed_over() {
+        let pair = key_pair();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key());
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "RSA", "n": "abc", "e": "AQAB"},
+            {"kty": "OKP", "crv": "Ed25519", "x": x},
+            {"kty": "OKP", "crv": "Ed25519", "x": "too-short"},
+        ]});
+        let keys = parse_jwks(&jwks).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].as_slice(), pair.public_key().as_ref());
+        assert!(parse_jwks(&serde_json::json!({"keys": []})).is_err());
+        assert!(parse_jwks(&serde_json::json!("nothing")).is_err());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+        assert_eq!(unhex("000fff"), Some(vec![0, 15, 255]));
+        assert_eq!(unhex("0g"), None);
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("é1"), None);
+    }
+}

@@ -1,0 +1,163 @@
+//! The exact input for every task fal offers, in both modes, as
+//! snapshots, each checked against `schemas/published/fal` for the
+//! endpoint it is submitted to; and what is refused before submitting.
+
+use kling_core::{
+    AnimateRequest, AspectRatio, ComposeRequest, EditRequest, Element, Media, Mode, Model,
+    ReferRequest, Request,
+};
+use kling_fal::Fal;
+use kling_sandbox::{Provider as Emulated, published_schema_errors};
+
+fn url(name: &str) -> Media {
+    Media::url(format!("https://media.example/{name}"))
+}
+
+fn dog() -> Element {
+    Element::new(url("dog-front.png")).reference(url("dog-side.png"))
+}
+
+fn fal() -> Fal {
+    Fal::new("fal-test".into()).unwrap().without_stream()
+}
+
+fn cases() -> Vec<(&'static str, Request)> {
+    let edit = |model| {
+        EditRequest::new(
+            url("street.mp4"),
+            "Replace the statue in [@Video1] with @Element1 under the sky of <<<image_1>>>",
+        )
+        .image(url("sky.jpg"))
+        .element(dog())
+        .model(model)
+    };
+    let refer = |model| {
+        ReferRequest::new(
+            url("drone.mp4"),
+            "Follow the camera of @Video1 over @Image1",
+        )
+        .image(url("forest.jpg"))
+        .duration(7)
+        .aspect_ratio(AspectRatio::Portrait)
+        .model(model)
+    };
+    vec![
+        ("edit-o1", edit(Model::O1).keep_audio(true).into()),
+        (
+            "edit-o1-std-plain",
+            EditRequest::new(url("street.mp4"), "Make it snow")
+                .mode(Mode::Std)
+                .into(),
+        ),
+        ("edit-o3", edit(Model::O3).into()),
+        ("edit-o3-std", edit(Model::O3).mode(Mode::Std).into()),
+        ("refer-o1", refer(Model::O1).into()),
+        ("refer-o3-std", refer(Model::O3).mode(Mode::Std).into()),
+        (
+            "animate-first",
+            AnimateRequest::new(url("bud.png"), "@Image1 opens in the sun").into(),
+        ),
+        (
+            "animate-first-last-std",
+            AnimateRequest::new(url("bud.png"), "From @Image1 to @Image2")
+                .last(url("bloom.png"))
+                .duration(10)
+                .mode(Mode::Std)
+                .into(),
+        ),
+        (
+            "compose",
+            ComposeRequest::new("@Element1 walks through @Image1")
+                .image(url("market.jpg"))
+                .element(dog())
+                .aspect_ratio(AspectRatio::Square)
+                .duration(3)
+                .into(),
+        ),
+    ]
+}
+
+#[test]
+fn every_body_matches_its_snapshot_and_the_published_schema() {
+    for (name, request) in cases() {
+        let call = kling_sandbox::prepare(&fal(), &request).unwrap();
+        let errors = published_schema_errors(Emulated::Fal, &call.model, &call.body);
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+        assert_eq!(call.url, format!("https://queue.fal.run/{}", call.model));
+        insta::assert_json_snapshot!(name, (call.model.as_str(), &call.body));
+    }
+}
+
+#[test]
+fn keep_audio_is_always_sent_and_std_goes_to_the_std_endpoint() {
+    for (name, request) in cases() {
+        let call = kling_sandbox::prepare(&fal(), &request).unwrap();
+        let has_video = matches!(request, Request::Edit(_) | Request::Refer(_));
+        // O3's default is true, O1's false: an edit never relies on either.
+        assert_eq!(
+            call.body.get("keep_audio").is_some(),
+            has_video,
+            "{name}: {}",
+            call.body
+        );
+        assert_eq!(
+            call.model.contains("/standard/"),
+            request.mode() == Mode::Std,
+            "{name}: {}",
+            call.model
+        );
+    }
+}
+
+#[test]
+fn what_fal_refuses_is_refused_before_submitting() {
+    let four_angles = Element::new(url("f.png"))
+        .reference(url("a.png"))
+        .reference(url("b.png"))
+        .reference(url("c.png"))
+        .reference(url("d.png"));
+    let err = kling_sandbox::prepare(
+        &fal(),
+        &EditRequest::new(url("in.mp4"), "@Element1 dances")
+            .element(four_angles)
+            .into(),
+    )
+    .unwrap_err();
+    assert!(!err.may_have_been_sent());
+    assert!(
+        err.to_string()
+            .contains("elements[0] with 4 reference images: fal takes 1 to 3"),
+        "{err}"
+    );
+    let err = kling_sandbox::prepare(
+        &fal(),
+        &AnimateRequest::new(url("a.png"), "go").duration(12).into(),
+    )
+    .unwrap_err();
+    assert!(err.is_invalid_request(), "{err}");
+    // A local file reaches fal through its storage, before the create: the
+    // adapter's own call takes URLs only.
+    let clip = format!(
+        "{}/../core/tests/fixtures/moov_at_end.mp4",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let local = Request::from(EditRequest::new(Media::file(clip), "go"));
+    let checked = kling_fal::DESCRIPTOR.capabilities.validate(&local).unwrap();
+    let err = kling_core::provider::Provider::prepare(&fal(), &checked).unwrap_err();
+    assert!(err.to_string().contains("fetches inputs by URL"), "{err}");
+}
+
+#[test]
+fn a_webhook_rides_on_the_submit_url_and_never_in_the_attempt() {
+    let request = Request::from(EditRequest::new(url("in.mp4"), "Snow"));
+    let checked = kling_fal::DESCRIPTOR
+        .capabilities
+        .validate(&request)
+        .unwrap()
+        .with_callback_url("https://hooks.example/kling/fal?token=abc".to_owned());
+    let call = kling_core::provider::Provider::prepare(&fal(), &checked).unwrap();
+    assert_eq!(
+        call.url,
+        "https://queue.fal.run/fal-ai/kling-video/o1/video-to-video/edit?fal_webhook=https%3A%2F%2Fhooks.example%2Fkling%2Ffal%3Ftoken%3Dabc"
+    );
+}
