@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::media::{Media, MediaKind};
-use crate::probe::{ImageFormat, Probed};
+use crate::probe::Probed;
 use crate::provider::{Capabilities, Offering};
 use crate::request::{Request, Task};
 use crate::rules::{self, Violations};
@@ -36,7 +36,7 @@ pub struct Checked {
     request: Request,
     offering: Offering,
     provider: &'static str,
-    image_formats: &'static [ImageFormat],
+    media: rules::MediaLimits,
     inputs: Vec<CheckedInput>,
     callback_url: Option<CallbackUrl>,
 }
@@ -88,14 +88,14 @@ impl Checked {
     /// formats, then [`Capabilities::check`].
     pub(crate) fn new(capabilities: &Capabilities, request: &Request) -> Result<Checked, Error> {
         crate::counters::count("validate");
-        let (violations, inputs) = rules::check(request, capabilities.image_formats);
+        let (violations, inputs) = rules::check(request, capabilities.media_limits());
         Violations::into_result(violations)?;
         let offering = *capabilities.check(request)?;
         Ok(Checked {
             request: request.clone(),
             offering,
             provider: capabilities.provider,
-            image_formats: capabilities.image_formats,
+            media: capabilities.media_limits(),
             inputs,
             callback_url: None,
         })
@@ -284,8 +284,7 @@ impl Checked {
             };
             match fact {
                 UrlFact::Probed(probed) => {
-                    let report =
-                        rules::check_probed(&field, input.kind, Ok(probed), self.image_formats);
+                    let report = rules::check_probed(&field, input.kind, Ok(probed), self.media);
                     violations.extend(report.violations);
                     input.probed = report.probed;
                 }

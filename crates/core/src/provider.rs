@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -254,6 +254,8 @@ pub struct Capabilities {
     pub local_files: bool,
     /// The local image formats accepted.
     pub image_formats: &'static [ImageFormat],
+    /// The longest input video accepted (the shortest is 3 s everywhere).
+    pub video_max_duration: Duration,
     /// Whether a create whose answer was lost can be looked for among the
     /// provider's jobs ([`Provider::find_lost`]).
     pub lookup: bool,
@@ -277,6 +279,7 @@ impl Capabilities {
             cancel: false,
             local_files: false,
             image_formats: limits::IMAGE_FORMATS,
+            video_max_duration: limits::VIDEO_MAX_DURATION,
             lookup: false,
             push: false,
             callbacks: false,
@@ -365,6 +368,32 @@ impl Capabilities {
     pub const fn with_local_files(mut self) -> Self {
         self.local_files = true;
         self
+    }
+
+    /// Declares the longest input video accepted, when it differs from
+    /// [`limits::VIDEO_MAX_DURATION`] (a provider that publishes a margin
+    /// over 10 s for containers whose length rounds up).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kling_core::provider::Capabilities;
+    ///
+    /// const CAPS: Capabilities =
+    ///     Capabilities::new("example", &[]).with_video_max_duration(Duration::from_millis(10_050));
+    /// assert_eq!(CAPS.video_max_duration, Duration::from_millis(10_050));
+    /// ```
+    #[must_use]
+    pub const fn with_video_max_duration(mut self, max: Duration) -> Self {
+        self.video_max_duration = max;
+        self
+    }
+
+    /// The media rules this provider's requests are checked with.
+    pub(crate) fn media_limits(&self) -> crate::rules::MediaLimits {
+        crate::rules::MediaLimits {
+            image_formats: self.image_formats,
+            video_max_duration: self.video_max_duration,
+        }
     }
 
     /// Declares the local image formats accepted, when they differ from

@@ -823,7 +823,7 @@ impl Request {
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
         crate::counters::count("validate");
-        Violations::into_result(crate::rules::check(self, crate::rules::limits::IMAGE_FORMATS).0)
+        Violations::into_result(crate::rules::check(self, crate::rules::MediaLimits::COMMON).0)
     }
 }
 

@@ -235,6 +235,8 @@ pub enum Violation {
         field: String,
         /// Its duration.
         duration: Duration,
+        /// The longest the provider takes.
+        max: Duration,
     },
     /// A video too small or too large in pixels.
     VideoResolution {
@@ -479,13 +481,19 @@ impl Violation {
             Violation::NoVideoTrack { .. } => {
                 f.write_str("has no video track (audio only?); a video track is required")
             }
-            Violation::VideoDuration { duration, .. } => write!(
-                f,
-                "{} long, allowed {} to {} s",
-                seconds(*duration),
-                limits::VIDEO_MIN_DURATION.as_secs(),
-                limits::VIDEO_MAX_DURATION.as_secs()
-            ),
+            Violation::VideoDuration { duration, max, .. } => {
+                let max = if max.subsec_millis() == 0 {
+                    format!("{} s", max.as_secs())
+                } else {
+                    seconds(*max)
+                };
+                write!(
+                    f,
+                    "{} long, allowed {} to {max}",
+                    seconds(*duration),
+                    limits::VIDEO_MIN_DURATION.as_secs(),
+                )
+            }
             Violation::VideoResolution { width, height, .. } => write!(
                 f,
                 "{width}x{height} px, each side must be {} to {} px",
@@ -558,21 +566,32 @@ impl fmt::Display for Violations {
     }
 }
 
+/// The media rules that vary by provider: the image formats it takes and
+/// the longest input video.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MediaLimits {
+    pub(crate) image_formats: &'static [ImageFormat],
+    pub(crate) video_max_duration: Duration,
+}
+
+impl MediaLimits {
+    /// What every provider takes.
+    pub(crate) const COMMON: MediaLimits = MediaLimits {
+        image_formats: limits::IMAGE_FORMATS,
+        video_max_duration: limits::VIDEO_MAX_DURATION,
+    };
+}
+
 /// Runs every rule on `request`, returning what is broken and what each
-/// media input is, probed once. Local images must be one of
-/// `image_formats`.
-pub(crate) fn check(
-    request: &Request,
-    image_formats: &[ImageFormat],
-) -> (Vec<Violation>, Vec<CheckedInput>) {
+/// media input is, probed once, within the provider's `media` limits.
+pub(crate) fn check(request: &Request, media: MediaLimits) -> (Vec<Violation>, Vec<CheckedInput>) {
     let mut violations = Vec::new();
     check_prompt(request, &mut violations);
     check_inputs(request, &mut violations);
     check_duration(request, &mut violations);
     let mut inputs = Vec::new();
     for input in request.media() {
-        let (probed, broken) =
-            check_media(input.field.clone(), input.kind, input.media, image_formats);
+        let (probed, broken) = check_media(input.field.clone(), input.kind, input.media, media);
         violations.extend(broken);
         inputs.push(CheckedInput {
             field: input.field,
@@ -674,7 +693,7 @@ fn check_media(
     field: String,
     kind: MediaKind,
     media: &Media,
-    image_formats: &[ImageFormat],
+    limits: MediaLimits,
 ) -> (Option<Probed>, Vec<Violation>) {
     let probed = match media {
         Media::Url(raw) => return (None, check_url(field, raw).into_iter().collect()),
@@ -684,7 +703,7 @@ fn check_media(
         Media::Bytes { data, .. } => probe::probe_reader(Cursor::new(&data[..])),
         Media::File(path) => probe::probe_file(path),
     };
-    let report = check_probed(&field, kind, probed, image_formats);
+    let report = check_probed(&field, kind, probed, limits);
     (report.probed, report.violations)
 }
 
@@ -798,7 +817,7 @@ pub fn check_found(
         Err(_) => None,
     });
     if let Some(kind) = expected {
-        return check_probed(field, kind, probed, limits::IMAGE_FORMATS);
+        return check_probed(field, kind, probed, MediaLimits::COMMON);
     }
     // Neither the name nor the content says video or image: the probe
     // failed before it could tell.
@@ -818,7 +837,7 @@ pub(crate) fn check_probed(
     field: &str,
     kind: MediaKind,
     probed: Result<Probed, ProbeError>,
-    image_formats: &[ImageFormat],
+    media: MediaLimits,
 ) -> FileReport {
     let field = field.to_owned();
     let mut violations = Vec::new();
@@ -834,11 +853,11 @@ pub(crate) fn check_probed(
     };
     let (found, max_bytes) = match (&probed, kind) {
         (Probed::Video(video), MediaKind::Video) => {
-            check_video(&field, video, &mut violations);
+            check_video(&field, video, media.video_max_duration, &mut violations);
             (None, limits::VIDEO_MAX_BYTES)
         }
         (Probed::Image(image), MediaKind::Image) => {
-            if !image_formats.contains(&image.format) {
+            if !media.image_formats.contains(&image.format) {
                 violations.push(Violation::WrongFormat {
                     field: field.clone(),
                     expected: kind,
@@ -872,17 +891,18 @@ pub(crate) fn check_probed(
     }
 }
 
-fn check_video(field: &str, video: &probe::VideoInfo, out: &mut Vec<Violation>) {
+fn check_video(field: &str, video: &probe::VideoInfo, max: Duration, out: &mut Vec<Violation>) {
     let Some(track) = video.video else {
         out.push(Violation::NoVideoTrack {
             field: field.to_owned(),
         });
         return;
     };
-    if video.duration < limits::VIDEO_MIN_DURATION || video.duration > limits::VIDEO_MAX_DURATION {
+    if video.duration < limits::VIDEO_MIN_DURATION || video.duration > max {
         out.push(Violation::VideoDuration {
             field: field.to_owned(),
             duration: video.duration,
+            max,
         });
     }
     if !limits::VIDEO_SIDE_PX.contains(&track.width)

@@ -150,12 +150,15 @@ const CATALOGUE: &[Offering] = &[
 ];
 
 /// What fal offers: cancel, its status stream, signed webhooks, its own
-/// storage for local files, and GIF images besides JPEG, PNG and WebP.
+/// storage for local files, input videos up to 10.05 s, and GIF images
+/// besides JPEG, PNG and WebP.
 const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE)
     .with_cancel()
     .with_push()
     .with_callbacks()
     .with_storage()
+    // "Min duration: 3.0s, Max duration: 10.05s" on fal's O1 pages.
+    .with_video_max_duration(Duration::from_millis(10_050))
     .with_image_formats(&[
         ImageFormat::Jpeg,
         ImageFormat::Png,

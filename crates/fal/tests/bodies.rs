@@ -161,3 +161,31 @@ fn a_webhook_rides_on_the_submit_url_and_never_in_the_attempt() {
         "https://queue.fal.run/fal-ai/kling-video/o1/video-to-video/edit?fal_webhook=https%3A%2F%2Fhooks.example%2Fkling%2Ffal%3Ftoken%3Dabc"
     );
 }
+
+#[test]
+fn videos_up_to_fals_published_10_05_seconds_pass_here_only() {
+    // 10.04 s: over Kling's 10 s, within fal's "Max duration: 10.05s".
+    let clip = format!(
+        "{}/../core/tests/fixtures/too_long.mp4",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let request = Request::from(EditRequest::new(Media::file(clip), "Snow"));
+    assert!(
+        kling_fal::DESCRIPTOR
+            .capabilities
+            .validate(&request)
+            .is_ok()
+    );
+    let err = request.validate().unwrap_err();
+    assert_eq!(err.violations()[0].rule(), "video_duration");
+    assert!(err.to_string().contains("allowed 3 to 10 s"), "{err}");
+    // A limit with a fraction is said with it.
+    let strict = kling_core::provider::Capabilities::new("strict", &[])
+        .with_video_max_duration(std::time::Duration::from_millis(10_020));
+    let err = strict.validate(&request).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("10.040 s long, allowed 3 to 10.020 s"),
+        "{err}"
+    );
+}
