@@ -565,7 +565,7 @@ async fn run_session(
                 batch: &file,
                 settings,
             };
-            let outcome = line_job.run(&line).await;
+            let outcome = Box::pin(line_job.run(&line)).await;
             lock(&results).push((line.number, outcome));
         });
     }

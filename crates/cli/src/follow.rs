@@ -46,7 +46,7 @@ pub(crate) fn run(
             _ => choice.for_job(&job)?,
         };
         let session = Session::open(&choice, false).await?;
-        let result = follow_job(&session, recorded, ledger, &job, follow, output).await;
+        let result = Box::pin(follow_job(&session, recorded, ledger, &job, follow, output)).await;
         session.close().await;
         result
     })

@@ -1,5 +1,5 @@
-//! Run Kling's Omni video models (O1, O3) on ShortAPI, AI/ML API or
-//! Oxen.ai through one provider-neutral request.
+//! Run Kling's Omni video models (O1, O3) on ShortAPI, AI/ML API, Oxen.ai
+//! or fal.ai through one provider-neutral request.
 //!
 //! A [`Client`] drives any [`Provider`]: it checks a request against every
 //! local rule before anything is sent ([`Client::validate`], which makes
@@ -9,7 +9,7 @@
 //! ([`Client::wait`]), and downloads the result resumably
 //! ([`Client::download`]).
 //!
-//! Each provider adapter is a Cargo feature (`shortapi`, `aimlapi`, `oxen`,
+//! Each provider adapter is a Cargo feature (`shortapi`, `aimlapi`, `oxen`, `fal`,
 //! all on by default), so a program links only the adapters it uses. TLS is `rustls` (default) or
 //! `native-tls`.
 //!

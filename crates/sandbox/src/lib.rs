@@ -1,8 +1,8 @@
-//! An offline emulator of the ShortAPI, AI/ML API and Oxen.ai protocols for
-//! Kling's video models, on loopback.
+//! An offline emulator of the ShortAPI, AI/ML API, Oxen.ai and fal.ai
+//! protocols for Kling's video models, on loopback.
 //!
 //! The sandbox answers as each provider does, under `/shortapi`,
-//! `/aimlapi` and `/oxen` of one base URL:
+//! `/aimlapi`, `/oxen` and `/fal` of one base URL:
 //!
 //! - it checks every create body against the providers' published schemas
 //!   (`schemas/published/`, never kling-rs's own types) and refuses a broken
@@ -16,6 +16,12 @@
 //!   uploaded to the sandbox is echoed back as the result;
 //! - ShortAPI's `callback_url` gets its POST, Oxen's `GET /api/events`
 //!   streams `media_generation_completed`, Oxen's `DELETE` cancels;
+//! - fal's queue accepts any JSON submit and fails a request whose input
+//!   breaks its endpoint's schema when it runs, as fal does; its status
+//!   stream sends each change, its `PUT …/cancel` cancels a queued or
+//!   running request, its storage hands out presigned upload URLs (a PUT
+//!   with a key is refused), and its `fal_webhook` gets an ED25519-signed
+//!   POST whose key is published at `/fal/.well-known/jwks.json`;
 //! - charges are reported as each provider does: ShortAPI's `data.amount`
 //!   at create (the published prices), AI/ML API's `credits_used` once
 //!   completed, Oxen's `cost` on the rows of `GET /api/ai/generations`
@@ -23,7 +29,8 @@
 //!   `GET /api/ai/generations/{id}`, which also carry each job's enqueued
 //!   parameters. Oxen publishes no price: the sandbox charges its own
 //!   $0.10 a second of video once a job succeeds;
-//! - any non-empty bearer key is accepted, a missing one gets the provider's 401;
+//! - any non-empty key is accepted (`Bearer`, or `Key` for fal), a missing
+//!   one gets the provider's 401;
 //! - faults are injected on demand ([`Fault`]), from a seeded generator so a
 //!   test is repeatable;
 //! - `GET /_sandbox/stats` counts what it saw ([`Stats`]).
