@@ -14,7 +14,7 @@ pub enum Route {
     /// Kling's own API, with no fallback.
     Kling,
     /// The fal.ai mirror.
-    Fal, // tidy: another provider's wire value
+    Fal,
     /// Kling, falling back to fal.ai (AI/ML API's default).
     Auto,
 }

@@ -502,21 +502,18 @@ pub(crate) fn list(json: bool) -> Exit {
         );
         return Exit::Success;
     }
-    let line = |cells: [&str; 7]| {
-        println!(
-            "{:<9} {:<8} {:<6} {:<42} {:<8} {:<10} {}",
-            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
-        );
-    };
-    line([
-        "PROVIDER",
-        "TASK",
-        "MODEL",
-        "PROVIDER MODEL",
-        "SECONDS",
-        "STD",
-        "PRO",
-    ]);
+    let mut table = vec![
+        [
+            "PROVIDER",
+            "TASK",
+            "MODEL",
+            "PROVIDER MODEL",
+            "SECONDS",
+            "STD",
+            "PRO",
+        ]
+        .map(str::to_owned),
+    ];
     for row in &rows {
         let text = |key: &str| match &row[key] {
             serde_json::Value::String(s) => s.clone(),
@@ -524,27 +521,62 @@ pub(crate) fn list(json: bool) -> Exit {
             other => other.to_string(),
         };
         let seconds = match row["durations"].as_array() {
-            Some(list) => list
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
+            Some(list) => durations(
+                &list
+                    .iter()
+                    .filter_map(serde_json::Value::as_u64)
+                    .collect::<Vec<_>>(),
+            ),
             None if row["task"] == "edit" => "input".to_owned(),
             None => "3-10".to_owned(),
         };
-        line([
-            &text("provider"),
-            &text("task"),
-            &text("model"),
-            &text("wire_model"),
-            &seconds,
-            &text("price_std"),
-            &text("price_pro"),
+        table.push([
+            text("provider"),
+            text("task"),
+            text("model"),
+            text("wire_model"),
+            seconds,
+            text("price_std"),
+            text("price_pro"),
         ]);
+    }
+    // Each column as wide as its widest cell.
+    let widths: Vec<usize> = (0..7)
+        .map(|column| {
+            table
+                .iter()
+                .map(|cells| cells[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for cells in &table {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", line.join(" ").trim_end());
     }
     println!();
     println!("{}", notes(kling::PROVIDERS));
     Exit::Success
+}
+
+/// Output lengths as a reader wants them: `5,10`, or `3-10` for a run.
+fn durations(seconds: &[u64]) -> String {
+    match (seconds.first(), seconds.last()) {
+        (Some(first), Some(last))
+            if seconds.len() > 2 && seconds.windows(2).all(|pair| pair[1] == pair[0] + 1) =>
+        {
+            format!("{first}-{last}")
+        }
+        _ => seconds
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 /// The notes under `kling providers`' table, from what each provider
@@ -579,4 +611,18 @@ fn notes(providers: &[Descriptor]) -> String {
         names(&|p| p.capabilities.storage),
         names(&|p| p.capabilities.cancel),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::durations;
+
+    #[test]
+    fn durations_read_as_a_run_or_a_list() {
+        assert_eq!(durations(&[3, 4, 5, 6, 7, 8, 9, 10]), "3-10");
+        assert_eq!(durations(&[5, 10]), "5,10");
+        assert_eq!(durations(&[4, 5]), "4,5");
+        assert_eq!(durations(&[3, 4, 6]), "3,4,6");
+        assert_eq!(durations(&[]), "");
+    }
 }

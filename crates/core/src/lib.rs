@@ -42,6 +42,22 @@ pub use request::{
     ReferRequest, Request, RequestSpec, Task, UnknownName, WireElement, WireMedia,
 };
 
+/// `bytes` as lowercase hex, two digits a byte: how digests, signatures
+/// and tokens are written.
+///
+/// ```
+/// assert_eq!(kling_core::lower_hex(&[0x00, 0x0f, 0xab]), "000fab");
+/// ```
+pub fn lower_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
 // The README's examples compile and pass as doctests.
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

@@ -256,6 +256,8 @@ pub struct Capabilities {
     pub image_formats: &'static [ImageFormat],
     /// The longest input video accepted (the shortest is 3 s everywhere).
     pub video_max_duration: Duration,
+    /// The most reference images an element may have (the fewest is 1).
+    pub element_references_max: usize,
     /// Whether a create whose answer was lost can be looked for among the
     /// provider's jobs ([`Provider::find_lost`]).
     pub lookup: bool,
@@ -280,6 +282,7 @@ impl Capabilities {
             local_files: false,
             image_formats: limits::IMAGE_FORMATS,
             video_max_duration: limits::VIDEO_MAX_DURATION,
+            element_references_max: *limits::ELEMENT_REFERENCE_IMAGES.end(),
             lookup: false,
             push: false,
             callbacks: false,
@@ -388,11 +391,27 @@ impl Capabilities {
         self
     }
 
-    /// The media rules this provider's requests are checked with.
+    /// Declares the most reference images an element may have, when fewer
+    /// than [`limits::ELEMENT_REFERENCE_IMAGES`] allows.
+    ///
+    /// ```
+    /// use kling_core::provider::Capabilities;
+    ///
+    /// const CAPS: Capabilities = Capabilities::new("example", &[]).with_max_element_references(3);
+    /// assert_eq!(CAPS.element_references_max, 3);
+    /// ```
+    #[must_use]
+    pub const fn with_max_element_references(mut self, max: usize) -> Self {
+        self.element_references_max = max;
+        self
+    }
+
+    /// The rules this provider's requests are checked with.
     pub(crate) fn media_limits(&self) -> crate::rules::MediaLimits {
         crate::rules::MediaLimits {
             image_formats: self.image_formats,
             video_max_duration: self.video_max_duration,
+            element_references_max: self.element_references_max,
         }
     }
 

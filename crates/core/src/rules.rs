@@ -105,6 +105,8 @@ pub enum Violation {
         element: usize,
         /// Reference images given.
         count: usize,
+        /// The most the provider takes.
+        max: usize,
     },
     /// A duration outside the allowed range.
     DurationOutOfRange {
@@ -396,11 +398,10 @@ impl Violation {
             Violation::NoInputs => f.write_str(
                 "none given; compose needs at least 1 image or element (use --image or --element)",
             ),
-            Violation::ElementReferenceCount { count, .. } => write!(
+            Violation::ElementReferenceCount { count, max, .. } => write!(
                 f,
-                "{count} images, allowed {} to {}",
+                "{count} images, allowed {} to {max}",
                 limits::ELEMENT_REFERENCE_IMAGES.start(),
-                limits::ELEMENT_REFERENCE_IMAGES.end()
             ),
             Violation::DurationOutOfRange { value, min, max } => {
                 write!(f, "{value} s, allowed {min} to {max} s in whole seconds")
@@ -566,12 +567,13 @@ impl fmt::Display for Violations {
     }
 }
 
-/// The media rules that vary by provider: the image formats it takes and
-/// the longest input video.
+/// The rules that vary by provider: the image formats it takes, the
+/// longest input video, and the most reference images an element has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct MediaLimits {
     pub(crate) image_formats: &'static [ImageFormat],
     pub(crate) video_max_duration: Duration,
+    pub(crate) element_references_max: usize,
 }
 
 impl MediaLimits {
@@ -579,6 +581,7 @@ impl MediaLimits {
     pub(crate) const COMMON: MediaLimits = MediaLimits {
         image_formats: limits::IMAGE_FORMATS,
         video_max_duration: limits::VIDEO_MAX_DURATION,
+        element_references_max: *limits::ELEMENT_REFERENCE_IMAGES.end(),
     };
 }
 
@@ -587,7 +590,7 @@ impl MediaLimits {
 pub(crate) fn check(request: &Request, media: MediaLimits) -> (Vec<Violation>, Vec<CheckedInput>) {
     let mut violations = Vec::new();
     check_prompt(request, &mut violations);
-    check_inputs(request, &mut violations);
+    check_inputs(request, media.element_references_max, &mut violations);
     check_duration(request, &mut violations);
     let mut inputs = Vec::new();
     for input in request.media() {
@@ -632,7 +635,7 @@ fn check_prompt(request: &Request, out: &mut Vec<Violation>) {
     }
 }
 
-fn check_inputs(request: &Request, out: &mut Vec<Violation>) {
+fn check_inputs(request: &Request, references_max: usize, out: &mut Vec<Violation>) {
     let elements = request.elements();
     if request.task() != Task::Animate {
         let images = request.images().len();
@@ -656,8 +659,12 @@ fn check_inputs(request: &Request, out: &mut Vec<Violation>) {
     }
     for (element, e) in elements.iter().enumerate() {
         let count = e.reference_images.len();
-        if !limits::ELEMENT_REFERENCE_IMAGES.contains(&count) {
-            out.push(Violation::ElementReferenceCount { element, count });
+        if count < *limits::ELEMENT_REFERENCE_IMAGES.start() || count > references_max {
+            out.push(Violation::ElementReferenceCount {
+                element,
+                count,
+                max: references_max,
+            });
         }
     }
 }

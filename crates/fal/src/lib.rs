@@ -113,9 +113,9 @@ const STD_TWINS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The most reference images an element may have on fal ("1-3 images
-/// supported"), fewer than Kling's own limit.
-const MAX_ELEMENT_REFERENCES: usize = 3;
+/// How often, and how many times, a cancel is confirmed by the status.
+const CANCEL_CHECKS: u32 = 3;
+const CANCEL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The output lengths fal's O1 endpoints publish: 3 to 10 seconds.
 const DURATIONS: &[u32] = &[3, 4, 5, 6, 7, 8, 9, 10];
@@ -150,8 +150,8 @@ const CATALOGUE: &[Offering] = &[
 ];
 
 /// What fal offers: cancel, its status stream, signed webhooks, its own
-/// storage for local files, input videos up to 10.05 s, and GIF images
-/// besides JPEG, PNG and WebP.
+/// storage for local files, input videos up to 10.05 s, elements with up to
+/// 3 other angles, and GIF images besides JPEG, PNG and WebP.
 const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE)
     .with_cancel()
     .with_push()
@@ -159,6 +159,8 @@ const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE)
     .with_storage()
     // "Min duration: 3.0s, Max duration: 10.05s" on fal's O1 pages.
     .with_video_max_duration(Duration::from_millis(10_050))
+    // "1-3 images supported" for an element's other angles.
+    .with_max_element_references(3)
     .with_image_formats(&[
         ImageFormat::Jpeg,
         ImageFormat::Png,
@@ -261,10 +263,15 @@ impl Fal {
 
     /// Checks webhook signatures against the keys published at `jwks_url`
     /// (default [`JWKS_URL`]).
-    #[must_use]
-    pub fn with_jwks_url(mut self, jwks_url: &str) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// For a URL that is not https (plain http on loopback only): keys
+    /// read in the clear could be swapped on the way.
+    pub fn with_jwks_url(mut self, jwks_url: &str) -> Result<Self, Error> {
+        self.api.at(jwks_url)?;
         self.verifier = Arc::new(WebhookVerifier::new(self.api.clone(), jwks_url));
-        self
+        Ok(self)
     }
 
     /// Counts the status stream as lost after `limit` without a byte.
@@ -282,9 +289,23 @@ impl Fal {
         self
     }
 
-    /// A request's path under its app: `…/requests/{id}` and `rest`.
-    fn request_path(id: &str, rest: &str) -> String {
-        format!("/{APP}/requests/{id}{rest}")
+    /// A request's path under its app: `…/requests/{id}` and `rest`. An id
+    /// is fal's (a UUID): anything but letters, digits, `-` and `_` is
+    /// refused, so that an id read from a ledger or typed by hand cannot
+    /// steer the key to another path.
+    fn request_path(id: &str, rest: &str) -> Result<String, Error> {
+        let fits = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !fits {
+            return Err(Error::unsupported(
+                NAME,
+                format!("the request id {id:?} (fal's are UUIDs: letters, digits and dashes)"),
+            ));
+        }
+        Ok(format!("/{APP}/requests/{id}{rest}"))
     }
 
     /// What a `COMPLETED` status (or any other) means for the job: its
@@ -293,24 +314,24 @@ impl Fal {
         if let Some(status) = parse_status(raw)? {
             return Ok(status);
         }
-        match self.api.get(&Self::request_path(&job.id, ""), &[]).await {
+        match self.api.get(&Self::request_path(&job.id, "")?, &[]).await {
             Ok(output) => parse_output(output),
-            // The result of a request that failed late answers with the
-            // error (a 422 with fal's details): the job failed.
+            // The result of a request that failed as it ran answers with
+            // fal's 422 and its details: the job failed. Any other refusal
+            // (a locked account, an answer from before the status caught
+            // up) says nothing of the job: it is asked again.
             Err(Error::Rejected {
-                status: Some(status),
+                status: Some(422),
                 message,
                 body,
                 ..
-            }) if (400..500).contains(&status) && ![404, 408, 409].contains(&status) => {
-                Ok(JobStatus::new(
-                    JobState::Failed {
-                        reason: message,
-                        refunded: None,
-                    },
-                    serde_json::from_str(&body).unwrap_or(Value::String(body)),
-                ))
-            }
+            }) => Ok(JobStatus::new(
+                JobState::Failed {
+                    reason: message,
+                    refunded: None,
+                },
+                serde_json::from_str(&body).unwrap_or(Value::String(body)),
+            )),
             Err(e) => Err(e),
         }
     }
@@ -345,20 +366,6 @@ fn body(request: &Request) -> Result<Value, Error> {
     let video_url = media.video.unwrap_or_default();
     let image_urls = media.images;
     let elements: Vec<wire::Element> = media.elements.into_iter().map(Into::into).collect();
-    if let Some((at, element)) = elements
-        .iter()
-        .enumerate()
-        .find(|(_, e)| e.reference_image_urls.len() > MAX_ELEMENT_REFERENCES)
-    {
-        return Err(Error::unsupported(
-            NAME,
-            format!(
-                "elements[{at}] with {} reference images: fal takes 1 to {MAX_ELEMENT_REFERENCES} \
-                 an element",
-                element.reference_image_urls.len()
-            ),
-        ));
-    }
     let value = match request {
         Request::Edit(_) => to_value(&wire::EditInput {
             prompt,
@@ -424,10 +431,16 @@ fn body(request: &Request) -> Result<Value, Error> {
 /// one.
 pub fn parse_status(raw: Value) -> Result<Option<JobStatus>, Error> {
     let status: QueueStatus = read_answer(NAME, "a fal queue status", &raw)?;
+    // Text as it is; details as JSON; nothing (`null`, "") as nothing.
+    let text = |value: Option<Value>| match value {
+        Some(Value::String(text)) if !text.is_empty() => Some(text),
+        Some(Value::Null | Value::String(_)) | None => None,
+        Some(other) => Some(other.to_string()),
+    };
     let state = match status.status.as_str() {
         "IN_QUEUE" => JobState::Queued,
         "IN_PROGRESS" => JobState::Running,
-        "COMPLETED" => match (status.error, status.error_type) {
+        "COMPLETED" => match (text(status.error), text(status.error_type)) {
             (_, Some(kind)) if kind == "client_cancelled" => JobState::Cancelled,
             (Some(error), kind) => JobState::Failed {
                 reason: match kind {
@@ -536,7 +549,7 @@ impl Provider for Fal {
     async fn status(&self, job: &JobHandle) -> Result<JobStatus, Error> {
         let raw = self
             .api
-            .get(&Self::request_path(&job.id, "/status"), &[])
+            .get(&Self::request_path(&job.id, "/status")?, &[])
             .await?;
         self.settle(job, raw).await
     }
@@ -546,7 +559,9 @@ impl Provider for Fal {
     fn push<'a>(&'a self, job: &'a JobHandle) -> Option<PushFuture<'a>> {
         let silence = self.silence?;
         Some(Box::pin(async move {
-            let path = Self::request_path(&job.id, "/status/stream");
+            let Ok(path) = Self::request_path(&job.id, "/status/stream") else {
+                return Pushed::Lost;
+            };
             let Some(completed) = stream::until_completed(&self.api, &path, silence).await else {
                 return Pushed::Lost;
             };
@@ -557,24 +572,61 @@ impl Provider for Fal {
         }))
     }
 
-    /// `PUT …/requests/{id}/cancel`. fal cancels a request still in its
-    /// queue; one already completed is refused, saying so.
+    /// `PUT …/requests/{id}/cancel`, then the status until it shows the
+    /// request cancelled. fal takes a cancel (202) for a request that may
+    /// still run: unless the status confirms it within a few seconds, this
+    /// is an error saying the job may still finish and be charged. A
+    /// request already completed is refused, saying so.
     async fn cancel(&self, job: &JobHandle) -> Result<(), Error> {
-        match self.api.put(&Self::request_path(&job.id, "/cancel")).await {
-            Ok(_) => Ok(()),
+        match self.api.put(&Self::request_path(&job.id, "/cancel")?).await {
+            Ok(_) => {}
             Err(Error::Rejected {
                 provider,
                 status,
                 body,
                 ..
-            }) if body.contains("ALREADY_COMPLETED") => Err(Error::Rejected {
-                provider,
-                status,
-                message: "the request has already completed: there is nothing to cancel".to_owned(),
-                body,
-            }),
-            Err(e) => Err(e),
+            }) if body.contains("ALREADY_COMPLETED") => {
+                return Err(Error::Rejected {
+                    provider,
+                    status,
+                    message: "the request has already completed: there is nothing to cancel"
+                        .to_owned(),
+                    body,
+                });
+            }
+            Err(e) => return Err(e),
         }
+        let mut last = String::new();
+        for check in 0..CANCEL_CHECKS {
+            if check > 0 {
+                tokio::time::sleep(CANCEL_CHECK_EVERY).await;
+            }
+            let status = self.status(job).await?;
+            match status.state {
+                JobState::Cancelled => return Ok(()),
+                JobState::Queued | JobState::Running => status.state.name().clone_into(&mut last),
+                other => {
+                    return Err(Error::Rejected {
+                        provider: NAME.to_owned(),
+                        status: None,
+                        message: format!(
+                            "fal took the cancel, but the request ended {} first",
+                            other.name()
+                        ),
+                        body: status.raw.to_string(),
+                    });
+                }
+            }
+        }
+        Err(Error::Rejected {
+            provider: NAME.to_owned(),
+            status: Some(202),
+            message: format!(
+                "fal took the cancel, but the request is still {last}: it may finish and be \
+                 charged; follow it with `kling wait`"
+            ),
+            body: String::new(),
+        })
     }
 
     fn storage(&self) -> Option<Arc<dyn Uploader>> {

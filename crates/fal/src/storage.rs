@@ -73,6 +73,25 @@ fn failed(what: &str, cause: String) -> Error {
     }
 }
 
+/// Refuses a slot whose upload URL is not https (plain http on loopback
+/// only: the file would travel in the clear) or whose file URL is empty.
+fn check_slot(slot: &UploadSlot) -> Result<(), String> {
+    let upload = url::Url::parse(&slot.upload_url)
+        .map_err(|e| format!("fal's storage gave an upload URL that is not a URL ({e})"))?;
+    let safe = upload.scheme() == "https"
+        || (upload.scheme() == "http" && kling_http::is_loopback(&upload));
+    if !safe {
+        return Err(format!(
+            "fal's storage gave an upload URL that is not https: {}",
+            kling_http::redacted(&slot.upload_url)
+        ));
+    }
+    if slot.file_url.trim().is_empty() {
+        return Err("fal's storage gave an empty file URL".to_owned());
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Uploader for FalStorage {
     async fn upload(&self, media: &Media) -> Result<String, Error> {
@@ -134,6 +153,7 @@ impl Uploader for FalStorage {
                 format!("fal's storage answered without upload_url and file_url ({e}): {slot}"),
             )
         })?;
+        check_slot(&slot).map_err(|why| failed(&what, why))?;
         self.rest
             .put_presigned(&slot.upload_url, &content_type, body, len)
             .await
@@ -145,6 +165,35 @@ impl Uploader for FalStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_must_upload_over_https_and_name_the_file() {
+        let slot = |upload: &str, file: &str| UploadSlot {
+            upload_url: upload.to_owned(),
+            file_url: file.to_owned(),
+        };
+        assert!(
+            check_slot(&slot(
+                "https://up.example/x?sig=1",
+                "https://v3.fal.media/f"
+            ))
+            .is_ok()
+        );
+        assert!(
+            check_slot(&slot(
+                "http://127.0.0.1:9/put/1?token=t",
+                "http://127.0.0.1:9/f"
+            ))
+            .is_ok()
+        );
+        let err = check_slot(&slot("http://up.example/x?sig=secret", "f")).unwrap_err();
+        assert!(
+            err.contains("not https") && !err.contains("secret"),
+            "{err}"
+        );
+        assert!(check_slot(&slot("not a url", "f")).is_err());
+        assert!(check_slot(&slot("https://up.example/x", " ")).is_err());
+    }
 
     #[test]
     fn content_types_follow_the_extension() {

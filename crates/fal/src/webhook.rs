@@ -29,11 +29,12 @@ const USER_ID: &str = "x-fal-webhook-user-id";
 const TIMESTAMP: &str = "x-fal-webhook-timestamp";
 const SIGNATURE: &str = "x-fal-webhook-signature";
 
-/// The keys last fetched, and when.
+/// The keys last fetched, when, and when a fetch was last tried.
 #[derive(Default)]
 struct Keys {
-    keys: Vec<[u8; 32]>,
+    known: Vec<[u8; 32]>,
     fetched: Option<Instant>,
+    tried: Option<Instant>,
 }
 
 /// Checks fal's webhook signatures against the keys published at a JWKS
@@ -55,6 +56,9 @@ pub struct WebhookVerifier {
     api: ApiClient,
     jwks_url: String,
     keys: Mutex<Keys>,
+    /// Held across a fetch: calls that need the keys at once wait for one
+    /// fetch instead of each making their own.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for WebhookVerifier {
@@ -73,6 +77,7 @@ impl WebhookVerifier {
             api,
             jwks_url: jwks_url.into(),
             keys: Mutex::new(Keys::default()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -87,21 +92,57 @@ impl WebhookVerifier {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The keys to check with: the kept ones while fresh, else fetched.
-    /// `stale_after` shortens how long kept keys count as fresh.
+    /// The keys to check with: the kept ones while fetched less than
+    /// `stale_after` ago, else fetched again, one fetch at a time and at
+    /// most once per [`REFETCH_AT_MOST_EVERY`], whatever callers ask (a
+    /// flood of forged calls makes one fetch a minute). A fetch that fails
+    /// keeps the keys already known.
     async fn current(&self, stale_after: Duration) -> Result<Vec<[u8; 32]>, String> {
+        let fresh = |kept: &Keys| {
+            kept.fetched.is_some_and(|at| at.elapsed() < stale_after)
+                || kept
+                    .tried
+                    .is_some_and(|at| at.elapsed() < REFETCH_AT_MOST_EVERY)
+        };
+        let kept = |kept: &Keys| {
+            if kept.known.is_empty() {
+                Err(
+                    "fal's keys could not be fetched; they are tried again at most once a minute"
+                        .to_owned(),
+                )
+            } else {
+                Ok(kept.known.clone())
+            }
+        };
         {
-            let kept = self.keys();
-            if kept.fetched.is_some_and(|at| at.elapsed() < stale_after) {
-                return Ok(kept.keys.clone());
+            let keys = self.keys();
+            if fresh(&keys) {
+                return kept(&keys);
             }
         }
-        let jwks = self.api.get_public(&self.jwks_url).await?;
-        let keys = parse_jwks(&jwks)?;
-        let mut kept = self.keys();
-        kept.keys.clone_from(&keys);
-        kept.fetched = Some(Instant::now());
-        Ok(keys)
+        let _one_fetch = self.fetching.lock().await;
+        {
+            // Another call may have fetched while this one waited.
+            let keys = self.keys();
+            if fresh(&keys) {
+                return kept(&keys);
+            }
+        }
+        let fetched = match self.api.get_public(&self.jwks_url).await {
+            Ok(jwks) => parse_jwks(&jwks),
+            Err(why) => Err(why),
+        };
+        let mut keys = self.keys();
+        keys.tried = Some(Instant::now());
+        match fetched {
+            Ok(new) => {
+                keys.known.clone_from(&new);
+                keys.fetched = keys.tried;
+                Ok(new)
+            }
+            Err(why) if keys.known.is_empty() => Err(why),
+            Err(_) => Ok(keys.known.clone()),
+        }
     }
 }
 
@@ -152,19 +193,8 @@ pub(crate) fn signed_message(
     let digest = ring::digest::digest(&ring::digest::SHA256, body);
     format!(
         "{request_id}\n{user_id}\n{timestamp}\n{}",
-        hex(digest.as_ref())
+        kling_core::lower_hex(digest.as_ref())
     )
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -265,7 +295,9 @@ mod tests {
         headers.insert(TIMESTAMP, timestamp.parse().unwrap());
         headers.insert(
             SIGNATURE,
-            hex(pair.sign(message.as_bytes()).as_ref()).parse().unwrap(),
+            kling_core::lower_hex(pair.sign(message.as_bytes()).as_ref())
+                .parse()
+                .unwrap(),
         );
         headers
     }
@@ -347,8 +379,10 @@ mod tests {
 
     #[test]
     fn hex_round_trips() {
-        assert_eq!(hex(&[0, 15, 255]), "000fff");
-        assert_eq!(unhex("000fff"), Some(vec![0, 15, 255]));
+        assert_eq!(
+            unhex(&kling_core::lower_hex(&[0, 15, 255])),
+            Some(vec![0, 15, 255])
+        );
         assert_eq!(unhex("0g"), None);
         assert_eq!(unhex("abc"), None);
         assert_eq!(unhex("é1"), None);

@@ -123,62 +123,46 @@ pub fn body_schemas() -> Vec<(&'static str, schemars::Schema)> {
 
 /// The answer to a submit.
 #[derive(Clone, Debug, Deserialize)]
-pub struct Submitted {
+pub(crate) struct Submitted {
     /// The request's id in the queue.
-    pub request_id: String,
+    pub(crate) request_id: String,
 }
 
 /// A status answer (`…/requests/{id}/status`), also each event of the
-/// status stream.
+/// status stream. Only `status` must have its published type: the rest is
+/// read as it comes, so that an unexpected shape of a detail never makes a
+/// status unreadable.
 #[derive(Clone, Debug, Deserialize)]
-pub struct QueueStatus {
+pub(crate) struct QueueStatus {
     /// `IN_QUEUE`, `IN_PROGRESS` or `COMPLETED`.
-    pub status: String,
-    /// Requests ahead of this one, while `IN_QUEUE`.
+    pub(crate) status: String,
+    /// Why a `COMPLETED` request failed: text, or details.
     #[serde(default)]
-    pub queue_position: Option<u64>,
-    /// Why a `COMPLETED` request failed.
-    #[serde(default)]
-    pub error: Option<String>,
+    pub(crate) error: Option<Value>,
     /// The kind of failure (`client_cancelled`, `request_timeout`…).
     #[serde(default)]
-    pub error_type: Option<String>,
+    pub(crate) error_type: Option<Value>,
 }
 
 /// A result (`…/requests/{id}`): the endpoint's output.
 #[derive(Clone, Debug, Deserialize)]
-pub struct Output {
+pub(crate) struct Output {
     /// The made video.
-    pub video: File,
+    pub(crate) video: File,
 }
 
 /// A file fal serves.
 #[derive(Clone, Debug, Deserialize)]
-pub struct File {
+pub(crate) struct File {
     /// Where it is.
-    pub url: String,
+    pub(crate) url: String,
 }
 
 /// The answer to `storage/upload/initiate`.
 #[derive(Clone, Debug, Deserialize)]
-pub struct UploadSlot {
+pub(crate) struct UploadSlot {
     /// Where to PUT the bytes (presigned).
-    pub upload_url: String,
+    pub(crate) upload_url: String,
     /// Where the file is read from once put.
-    pub file_url: String,
-}
-
-/// A webhook's body.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Webhook {
-    /// The request it is about.
-    pub request_id: String,
-    /// `OK` or `ERROR`.
-    pub status: String,
-    /// The output, or the error's details.
-    #[serde(default)]
-    pub payload: Option<Value>,
-    /// What went wrong, for `ERROR`.
-    #[serde(default)]
-    pub error: Option<String>,
+    pub(crate) file_url: String,
 }

@@ -123,10 +123,11 @@ fn what_fal_refuses_is_refused_before_submitting() {
             .into(),
     )
     .unwrap_err();
-    assert!(!err.may_have_been_sent());
+    // A rule of fal's, checked with the others: before any upload.
+    assert!(err.is_invalid_request(), "{err}");
     assert!(
         err.to_string()
-            .contains("elements[0] with 4 reference images: fal takes 1 to 3"),
+            .contains("elements[0].reference_images: 4 images, allowed 1 to 3"),
         "{err}"
     );
     let err = kling_sandbox::prepare(

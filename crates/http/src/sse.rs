@@ -29,6 +29,11 @@ pub struct SseParser {
     pending: Vec<u8>,
     event: Option<String>,
     data: Vec<String>,
+    /// Bytes held in `data`.
+    data_len: usize,
+    /// Set when the event being read grew past [`MAX_LINE`]: it is
+    /// dropped whole at its end.
+    oversized: bool,
     id: Option<String>,
 }
 
@@ -57,6 +62,14 @@ impl SseParser {
 
     fn line(&mut self, line: &str) -> Option<SseEvent> {
         if line.is_empty() {
+            let oversized = std::mem::take(&mut self.oversized);
+            self.data_len = 0;
+            if oversized {
+                self.data.clear();
+                self.event = None;
+                self.id = None;
+                return None;
+            }
             if self.data.is_empty() && self.event.is_none() {
                 return None;
             }
@@ -73,7 +86,17 @@ impl SseParser {
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
             "event" => self.event = Some(value.to_owned()),
-            "data" => self.data.push(value.to_owned()),
+            // An event's data is bounded as a line is: a stream that never
+            // ends its event is not held in memory.
+            "data" if self.oversized => {}
+            "data" if self.data_len + value.len() > MAX_LINE => {
+                self.oversized = true;
+                self.data.clear();
+            }
+            "data" => {
+                self.data_len += value.len() + 1;
+                self.data.push(value.to_owned());
+            }
             "id" => self.id = Some(value.to_owned()),
             _ => {}
         }
@@ -84,6 +107,21 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_without_end_is_bounded_and_dropped() {
+        let mut parser = SseParser::default();
+        let line = format!("data: {}\n", "x".repeat(1000));
+        for _ in 0..2000 {
+            assert!(parser.push(line.as_bytes()).is_empty());
+        }
+        assert!(parser.data_len <= MAX_LINE, "{}", parser.data_len);
+        // The oversized event is dropped at its end; the next one comes.
+        assert!(parser.push(b"\n").is_empty());
+        let events = parser.push(b"data: ok\n\n");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "ok");
+    }
 
     #[test]
     fn events_split_anywhere_come_out_whole() {

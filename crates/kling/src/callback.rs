@@ -423,11 +423,7 @@ impl CallbackReceiver {
                 format!("a callback token without the system's random numbers ({e})"),
             )
         })?;
-        let token = bytes.iter().fold(String::new(), |mut hex, b| {
-            use std::fmt::Write as _;
-            let _ = write!(hex, "{b:02x}");
-            hex
-        });
+        let token = kling_core::lower_hex(&bytes);
         let url = self.url_for(provider, &token);
         let (pending, _) = watch::channel(false);
         let ticket = Ticket {

@@ -165,6 +165,40 @@ async fn a_job_cancelled_in_the_queue_ends_cancelled_and_a_second_cancel_is_refu
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
+    // An id that is not fal's is refused before anything is sent.
+    let before = sandbox.stats()["fal"].status_queries;
+    let err = fal
+        .status(&kling::JobHandle::new("fal", "../../other/app"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("UUIDs"), "{err}");
+    assert_eq!(sandbox.stats()["fal"].status_queries, before);
+}
+
+#[tokio::test]
+async fn a_cancel_fal_takes_while_the_job_runs_is_not_taken_for_done() {
+    let sandbox = sandbox(
+        Config::default()
+            .manual_clock()
+            .job_duration(Duration::from_secs(60)),
+    )
+    .await;
+    let fal = fal(&sandbox);
+    let job = kling_sandbox::submit(&fal, &EditRequest::new(url("in.mp4"), "Snow").into())
+        .await
+        .unwrap();
+    sandbox.advance(Duration::from_secs(20));
+    // fal answers 202, but the request runs on: it may finish and be paid.
+    let err = fal.cancel(&job).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("fal took the cancel, but the request is still running"),
+        "{err}"
+    );
+    assert_eq!(fal.status(&job).await.unwrap().state, JobState::Running);
+    let stats = sandbox.stats()["fal"];
+    // The cancel, and the checks that it took: three, a second apart.
+    assert_eq!((stats.cancels, stats.status_queries), (1, 4), "{stats:?}");
 }
 
 #[tokio::test]

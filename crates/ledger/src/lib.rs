@@ -76,7 +76,7 @@ pub use {deadpool_postgres, tokio_postgres};
 /// ```
 pub fn fingerprint(text: &str) -> String {
     use sha2::Digest as _;
-    record::hex(&sha2::Sha256::digest(text.as_bytes()))
+    kling_core::lower_hex(&sha2::Sha256::digest(text.as_bytes()))
 }
 
 /// A path as the ledger records it: absolute, so that it means the same

@@ -322,15 +322,7 @@ pub(crate) fn identity(provider: &str, base_url: Option<&str>, name: &str) -> St
         hash.update(part.len().to_le_bytes());
         hash.update(part.as_bytes());
     }
-    hex(&hash.finalize())
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut text, byte| {
-        let _ = write!(text, "{byte:02x}");
-        text
-    })
+    kling_core::lower_hex(&hash.finalize())
 }
 
 /// A path as recorded: absolute, so that it means the same from any

@@ -30,8 +30,8 @@ use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use serde_json::{Value, json};
 
 use crate::Provider::Fal;
-use crate::faults::Operation;
-use crate::protocol::{Protocol, error, guarded, post_signed, timestamp};
+use crate::faults::{FaultKind, Operation};
+use crate::protocol::{Protocol, apply_faults, dropped, error, guarded, post_signed, timestamp};
 use crate::schemas;
 use crate::schemas::published;
 use crate::state::{Announcement, Count, NewJob, Phase, State};
@@ -132,14 +132,16 @@ pub(crate) fn routes() -> Router<Arc<State>> {
 }
 
 /// The key the sandbox signs its webhooks with: one per process, made at
-/// first use, published at [`JWKS`].
-fn signing_key() -> &'static Ed25519KeyPair {
-    static KEY: OnceLock<Ed25519KeyPair> = OnceLock::new();
+/// first use, published at [`JWKS`]; `None` when the system gives no
+/// random numbers (no webhook is sent then, and the key set is empty).
+fn signing_key() -> Option<&'static Ed25519KeyPair> {
+    static KEY: OnceLock<Option<Ed25519KeyPair>> = OnceLock::new();
     KEY.get_or_init(|| {
         let random = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&random).expect("the system has random numbers");
-        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key ring just made")
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&random).ok()?;
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).ok()
     })
+    .as_ref()
 }
 
 fn urls(state: &State, id: &str) -> Value {
@@ -367,20 +369,22 @@ async fn cancel(
     guarded(&state, Fal, Operation::Cancel, &headers, APP, || async {
         state.count(Fal, Count::Cancel);
         let now = state.clock.now();
-        let cancelled = state.with_job(Fal, &id, |job| {
-            let open = !job.phase(now).is_terminal();
-            if open {
+        // A queued request is cancelled; a running one is told, and runs
+        // on to its end, as fal warns a request "may still be executed".
+        let phase = state.with_job(Fal, &id, |job| {
+            let phase = job.phase(now);
+            if phase == Phase::Queued {
                 job.cancel();
             }
-            open
+            phase
         });
-        match cancelled {
-            Some(true) => (
+        match phase {
+            Some(phase) if !phase.is_terminal() => (
                 StatusCode::ACCEPTED,
                 Json(json!({ "status": "CANCELLATION_REQUESTED" })),
             )
                 .into_response(),
-            Some(false) => (
+            Some(_) => (
                 StatusCode::BAD_REQUEST,
                 Json(json!({ "status": "ALREADY_COMPLETED" })),
             )
@@ -435,6 +439,13 @@ async fn put_upload(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    // Faults hit the upload itself too (a 5xx, a slow store), but it takes
+    // no key.
+    match apply_faults(&state, Fal, Operation::Upload, "/storage/put").await {
+        Ok(faults) if faults.contains(&FaultKind::Drop) => return dropped(),
+        Ok(_) => {}
+        Err(answer) => return answer,
+    }
     if headers.contains_key(header::AUTHORIZATION) {
         return (
             StatusCode::BAD_REQUEST,
@@ -455,22 +466,23 @@ async fn put_upload(
 
 /// The public key the webhooks are signed with, as a JWKS.
 async fn jwks() -> Json<Value> {
-    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signing_key().public_key());
-    Json(json!({ "keys": [{ "kty": "OKP", "crv": "Ed25519", "kid": "sandbox", "x": x }] }))
-}
-
-/// Lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    let keys: Vec<Value> = signing_key()
+        .map(|key| {
+            let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.public_key());
+            json!({ "kty": "OKP", "crv": "Ed25519", "kid": "sandbox", "x": x })
+        })
+        .into_iter()
+        .collect();
+    Json(json!({ "keys": keys }))
 }
 
 /// POSTs a job's end to its `fal_webhook`, signed as fal signs it.
 fn announce(state: &Arc<State>, due: &Announcement) {
-    let (true, Some(webhook)) = (due.phase.is_terminal(), due.callback_url.clone()) else {
+    let (true, Some(webhook), Some(key)) = (
+        due.phase.is_terminal(),
+        due.callback_url.clone(),
+        signing_key(),
+    ) else {
         return;
     };
     let body = match (&due.phase, &due.url) {
@@ -486,8 +498,12 @@ fn announce(state: &Arc<State>, due: &Announcement) {
     .to_string();
     let (user, at) = ("sandbox-user", timestamp());
     let digest = ring::digest::digest(&ring::digest::SHA256, body.as_bytes());
-    let message = format!("{}\n{user}\n{at}\n{}", due.id, hex(digest.as_ref()));
-    let signature = hex(signing_key().sign(message.as_bytes()).as_ref());
+    let message = format!(
+        "{}\n{user}\n{at}\n{}",
+        due.id,
+        kling_core::lower_hex(digest.as_ref())
+    );
+    let signature = kling_core::lower_hex(key.sign(message.as_bytes()).as_ref());
     let headers = [
         ("x-fal-webhook-request-id", due.id.clone()),
         ("x-fal-webhook-user-id", user.to_owned()),
