@@ -190,3 +190,31 @@ fn videos_up_to_fals_published_10_05_seconds_pass_here_only() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_create_that_cannot_connect_never_shows_the_webhooks_token() {
+    // Nothing listens on port 9 of loopback.
+    let fal = Fal::with_base_url("http://127.0.0.1:9/fal", "fal-test".into())
+        .unwrap()
+        .without_stream();
+    let checked = kling_fal::DESCRIPTOR
+        .capabilities
+        .validate(&EditRequest::new(url("in.mp4"), "Snow").into())
+        .unwrap()
+        .with_callback_url("http://127.0.0.1:8/fal?token=s3cr3t".to_owned());
+    let err = kling_core::provider::Provider::submit(&fal, &checked)
+        .await
+        .unwrap_err();
+    let mut text = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    assert!(!err.may_have_been_sent(), "{err}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(
+        text.contains("POST http://127.0.0.1:9/fal/fal-ai/kling-video/o1/video-to-video/edit"),
+        "{text}"
+    );
+}

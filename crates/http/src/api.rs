@@ -326,10 +326,12 @@ impl ApiClient {
                     provider: self.provider.to_owned(),
                     delivery: Delivery::NotSent,
                     attempt: Some(attempt.to_owned()),
-                    source: Box::new(e),
+                    source: Box::new(e.without_url()),
                 });
             }
-            Err(e) => return Err(maybe_sent(Box::new(e))),
+            // The attempt names the URL; the error's own copy may carry a
+            // query with a credential (a callback's token).
+            Err(e) => return Err(maybe_sent(Box::new(e.without_url()))),
         };
         let status = response.status();
         if status.is_server_error() {
