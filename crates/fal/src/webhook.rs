@@ -377,6 +377,61 @@ mod tests {
         assert!(parse_jwks(&serde_json::json!("nothing")).is_err());
     }
 
+    proptest::proptest! {
+        /// Any headers and body a stranger sends: read without a panic,
+        /// and never taken as signed by a key that did not sign them.
+        #[test]
+        fn hostile_calls_never_verify(
+            request_id in ".{0,40}",
+            user_id in ".{0,40}",
+            skew in -400_i64..400,
+            signature in "[0-9a-fA-F]{0,140}",
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        ) {
+            let pair = key_pair();
+            let public = <[u8; 32]>::try_from(pair.public_key().as_ref()).unwrap();
+            let mut headers = http::HeaderMap::new();
+            let at = (now() + skew).to_string();
+            for (name, value) in [
+                (REQUEST_ID, request_id.as_str()),
+                (USER_ID, user_id.as_str()),
+                (TIMESTAMP, at.as_str()),
+                (SIGNATURE, signature.as_str()),
+            ] {
+                if let Ok(value) = value.parse() {
+                    headers.insert(name, value);
+                }
+            }
+            if let Ok(signed) = read_headers(&headers, SystemTime::now()) {
+                let message = signed_message(signed.request_id, signed.user_id, signed.timestamp, &body);
+                proptest::prop_assert!(!verified_by(&[public], message.as_bytes(), &signed.signature));
+            }
+        }
+
+        /// Any key set: only Ed25519 keys of 32 bytes are kept, at most
+        /// `MAX_KEYS`, or it is refused; never a panic.
+        #[test]
+        fn any_jwks_is_read_or_refused(
+            keys in proptest::collection::vec(
+                (
+                    proptest::option::of("OKP|RSA|EC|.{0,5}"),
+                    proptest::option::of("Ed25519|X25519|.{0,8}"),
+                    proptest::option::of("[A-Za-z0-9_=+/-]{0,60}"),
+                ),
+                0..40,
+            ),
+        ) {
+            let jwks = serde_json::json!({ "keys": keys
+                .iter()
+                .map(|(kty, crv, x)| serde_json::json!({ "kty": kty, "crv": crv, "x": x }))
+                .collect::<Vec<_>>() });
+            match parse_jwks(&jwks) {
+                Ok(found) => proptest::prop_assert!(!found.is_empty() && found.len() <= MAX_KEYS),
+                Err(why) => proptest::prop_assert_eq!(why, "the JWKS holds no Ed25519 key"),
+            }
+        }
+    }
+
     #[test]
     fn hex_round_trips() {
         assert_eq!(

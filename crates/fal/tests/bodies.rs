@@ -193,6 +193,8 @@ fn videos_up_to_fals_published_10_05_seconds_pass_here_only() {
 
 #[tokio::test]
 async fn a_create_that_cannot_connect_never_shows_the_webhooks_token() {
+    use std::fmt::Write as _;
+
     // Nothing listens on port 9 of loopback.
     let fal = Fal::with_base_url("http://127.0.0.1:9/fal", "fal-test".into())
         .unwrap()
@@ -208,7 +210,7 @@ async fn a_create_that_cannot_connect_never_shows_the_webhooks_token() {
     let mut text = format!("{err} {err:?}");
     let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
-        text.push_str(&format!(" {cause} {cause:?}"));
+        let _ = write!(text, " {cause} {cause:?}");
         source = cause.source();
     }
     assert!(!err.may_have_been_sent(), "{err}");
