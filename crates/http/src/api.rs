@@ -404,44 +404,46 @@ impl ApiClient {
         self.idempotent(Method::POST, path, query, Some(body)).await
     }
 
-    /// PUTs `body` (`len` bytes of `content_type`) to `url`, a presigned
-    /// upload URL the provider handed out, without the key: whoever holds
-    /// the URL may write there, and the key stays with the API's host. It
-    /// is bounded by the request timeout plus a second per 256 KiB, and
-    /// not retried (the body is a stream). The error names the host and
-    /// path only, never the URL's signed query.
+    /// Sends `body` (`len` bytes of `content_type`) to `url` with `method`
+    /// (a PUT of a file or a part, the POST that completes a multipart
+    /// upload): a presigned URL the provider handed out, sent without the
+    /// key, since whoever holds the URL may write there and the key stays
+    /// with the API's host. It is bounded by the request timeout plus a
+    /// second per 256 KiB, and not retried (the body may be a stream).
+    /// Returns the answer's body, up to 1 MiB. The error names the host
+    /// and path only, never the URL's signed query.
     ///
     /// # Errors
     ///
     /// Why the upload failed: no connection, a refusal, a body cut short.
-    pub async fn put_presigned(
+    pub async fn send_presigned(
         &self,
+        method: Method,
         url: &str,
         content_type: &str,
         body: reqwest::Body,
         len: u64,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<u8>, String> {
         let timeout = self.request_timeout + Duration::from_secs(len / (256 * 1024));
-        let shown = crate::redacted(url);
+        let shown = format!("{method} {}", crate::redacted(url));
         let response = self
             .http
-            .put(url)
+            .request(method, url)
             .timeout(timeout)
             .header(CONTENT_TYPE, content_type)
             .header(CONTENT_LENGTH, len)
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("PUT {shown}: {}", crate::describe(e)))?;
+            .map_err(|e| format!("{shown}: {}", crate::describe(e)))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return read_capped(response)
+                .await
+                .map_err(|e| format!("{shown}: {e}"));
         }
         let body = read_text(response).await;
-        Err(format!(
-            "PUT {shown}: HTTP {status}: {}",
-            short_excerpt(&body)
-        ))
+        Err(format!("{shown}: HTTP {status}: {}", short_excerpt(&body)))
     }
 
     /// GETs a public JSON document at `url` (a provider's published keys),

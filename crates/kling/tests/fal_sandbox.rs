@@ -329,3 +329,32 @@ async fn a_storage_that_fails_creates_nothing_and_says_so() {
     let fal = sandbox.stats()["fal"];
     assert_eq!((fal.creates, fal.faults), (0, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_90_mib_goes_up_in_parts_and_comes_back_whole() {
+    let sandbox = sandbox(Config::default().job_duration(Duration::from_millis(100))).await;
+    let client = kling::Client::new(fal(&sandbox));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("large.mp4");
+    // 95 MiB: ten parts of 10 MiB, the last shorter.
+    kling_sandbox::write_padded_video(&input, 95 << 20).unwrap();
+    let job = support::submit(
+        &client,
+        &EditRequest::new(Media::file(&input), "Snow").into(),
+    )
+    .await
+    .unwrap();
+    let done = client
+        .wait(&job, &quick(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let out = dir.path().join("out.mp4");
+    client.download(&job, &done, &out).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        95 << 20,
+        "the parts were put together in order"
+    );
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&input).unwrap());
+    assert_eq!(sandbox.stats().uploads, 1);
+}

@@ -329,7 +329,13 @@ struct Inner {
     /// Uploads handed a presigned URL and not yet put, by id: the URL's
     /// token.
     reserved: HashMap<String, String>,
+    /// Parts of reserved uploads sent in parts, by id and part number,
+    /// with the etag each was answered with.
+    parts: HashMap<String, Parts>,
 }
+
+/// The parts of one upload sent so far, by number: each with its etag.
+type Parts = BTreeMap<u32, (Arc<[u8]>, String)>;
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -362,6 +368,7 @@ impl State {
                 files: HashMap::new(),
                 uploads: HashMap::new(),
                 reserved: HashMap::new(),
+                parts: HashMap::new(),
             }),
             config,
             base_url,
@@ -631,6 +638,66 @@ impl State {
         drop(inner);
         self.uploads.fetch_add(1, Ordering::SeqCst);
         true
+    }
+
+    /// Keeps part `number` of a reserved upload, when `token` is its
+    /// URL's; the etag it is answered with.
+    pub(crate) fn add_part(
+        &self,
+        id: &str,
+        token: &str,
+        number: u32,
+        bytes: Arc<[u8]>,
+    ) -> Option<String> {
+        let mut inner = self.lock();
+        if inner.reserved.get(id).is_none_or(|t| t != token) {
+            return None;
+        }
+        let etag = format!("\"{number}-{}\"", bytes.len());
+        inner
+            .parts
+            .entry(id.to_owned())
+            .or_default()
+            .insert(number, (bytes, etag.clone()));
+        Some(etag)
+    }
+
+    /// Puts a reserved upload together from the parts `listed` (number and
+    /// etag, in order), each as it was answered.
+    pub(crate) fn complete_parts(
+        &self,
+        id: &str,
+        token: &str,
+        listed: &[(u32, String)],
+    ) -> Result<(), String> {
+        let whole = {
+            let inner = self.lock();
+            if inner.reserved.get(id).is_none_or(|t| t != token) {
+                return Err("the signature does not match".to_owned());
+            }
+            let kept = inner.parts.get(id).ok_or("no parts were sent")?;
+            if listed.is_empty() || listed.len() != kept.len() {
+                return Err(format!(
+                    "{} parts listed, {} sent",
+                    listed.len(),
+                    kept.len()
+                ));
+            }
+            let mut whole = Vec::new();
+            for (number, etag) in listed {
+                match kept.get(number) {
+                    Some((bytes, sent)) if sent == etag => whole.extend_from_slice(bytes),
+                    _ => return Err(format!("part {number} with etag {etag} was not sent")),
+                }
+            }
+            whole
+        };
+        self.lock().parts.remove(id);
+        if self.fill_upload(id, token, Arc::from(whole)) {
+            Ok(())
+        } else {
+            Err("the upload was completed already".to_owned())
+        }
     }
 
     /// Where an upload is served.

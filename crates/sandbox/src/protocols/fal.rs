@@ -1,7 +1,8 @@
 //! fal.ai: the queue (`POST /{endpoint}`; under the app,
 //! `GET …/requests/{id}/status`, `…/status/stream`, `…/requests/{id}` and
 //! `PUT …/requests/{id}/cancel`), its storage (`POST
-//! /storage/upload/initiate`, then a PUT to the presigned URL), and its
+//! /storage/upload/initiate`, then a PUT to the presigned URL; or
+//! `…/initiate-multipart`, a PUT per part and a POST to complete), and its
 //! signed webhooks with the key set that checks them
 //! (`GET /.well-known/jwks.json`).
 //!
@@ -39,6 +40,7 @@ use crate::state::{Announcement, Count, NewJob, Phase, State};
 /// The app every Kling endpoint belongs to.
 const APP: &str = "/fal-ai/kling-video";
 const INITIATE: &str = "/storage/upload/initiate";
+const INITIATE_MULTIPART: &str = "/storage/upload/initiate-multipart";
 const JWKS: &str = "/.well-known/jwks.json";
 
 /// fal.ai, as the sandbox speaks it.
@@ -127,7 +129,10 @@ pub(crate) fn routes() -> Router<Arc<State>> {
         .route(&format!("{APP}/requests/{{id}}"), get(result))
         .route(&format!("{APP}/requests/{{id}}/cancel"), put(cancel))
         .route(INITIATE, post(initiate))
+        .route(INITIATE_MULTIPART, post(initiate_multipart))
         .route("/storage/put/{id}", put(put_upload))
+        .route("/storage/multipart/{id}/complete", post(complete_parts))
+        .route("/storage/multipart/{id}/{part}", put(put_part))
         .route(JWKS, get(jwks))
 }
 
@@ -397,41 +402,127 @@ async fn cancel(
 
 /// `POST /storage/upload/initiate`: a presigned URL to PUT the file to,
 /// and the URL it is then read from.
-async fn initiate(
-    Extract(state): Extract<Arc<State>>,
+async fn initiate(state: Extract<Arc<State>>, headers: HeaderMap, body: Bytes) -> Response {
+    start_upload(state, headers, body, "put", INITIATE).await
+}
+
+/// `POST /storage/upload/initiate-multipart`: as `initiate`, for an upload
+/// in parts (`PUT {upload_url path}/{n}`, then `POST …/complete`).
+async fn initiate_multipart(
+    state: Extract<Arc<State>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    guarded(
-        &state,
-        Fal,
-        Operation::Upload,
-        &headers,
-        INITIATE,
-        || async {
-            let asked: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            if asked.get("content_type").and_then(Value::as_str).is_none() {
-                return error(
-                    Fal,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "content_type is required",
-                    INITIATE,
-                );
-            }
-            let (id, token) = state.reserve_upload();
-            Json(json!({
-                "upload_url": format!("{}/fal/storage/put/{id}?token={token}", state.base_url),
-                "file_url": state.upload_url(&id),
-            }))
-            .into_response()
-        },
-    )
+    start_upload(state, headers, body, "multipart", INITIATE_MULTIPART).await
+}
+
+/// A presigned URL under `/storage/{kind}/{id}`, and the URL the file is
+/// then read from.
+async fn start_upload(
+    Extract(state): Extract<Arc<State>>,
+    headers: HeaderMap,
+    body: Bytes,
+    kind: &'static str,
+    path: &'static str,
+) -> Response {
+    guarded(&state, Fal, Operation::Upload, &headers, path, || async {
+        let asked: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if asked.get("content_type").and_then(Value::as_str).is_none() {
+            return error(
+                Fal,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "content_type is required",
+                path,
+            );
+        }
+        let (id, token) = state.reserve_upload();
+        Json(json!({
+            "upload_url": format!("{}/fal/storage/{kind}/{id}?token={token}", state.base_url),
+            "file_url": state.upload_url(&id),
+        }))
+        .into_response()
+    })
     .await
 }
 
-/// The presigned PUT. It takes no key: a request that carries one is
-/// refused, as signed-URL stores do, so a key sent where it must not go is
-/// caught.
+/// What a presigned request must pass before it is read: the faults that
+/// hit uploads, and no `Authorization` (signed-URL stores refuse one, so a
+/// key sent where it must not go is caught).
+async fn presigned(state: &State, headers: &HeaderMap) -> Result<(), Response> {
+    match apply_faults(state, Fal, Operation::Upload, "/storage").await {
+        Ok(faults) if faults.contains(&FaultKind::Drop) => return Err(dropped()),
+        Ok(_) => {}
+        Err(answer) => return Err(answer),
+    }
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "a presigned URL takes no Authorization header",
+        )
+            .into_response());
+    }
+    Ok(())
+}
+
+/// `PUT /storage/multipart/{id}/{n}`: part `n`, answered with its etag.
+async fn put_part(
+    Extract(state): Extract<Arc<State>>,
+    headers: HeaderMap,
+    Path((id, number)): Path<(String, u32)>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Err(answer) = presigned(&state, &headers).await {
+        return answer;
+    }
+    if body.is_empty() || number == 0 {
+        return (StatusCode::BAD_REQUEST, "an empty part, or part 0").into_response();
+    }
+    let token = query.get("token").map(String::as_str).unwrap_or_default();
+    match state.add_part(&id, token, number, Arc::from(&body[..])) {
+        Some(etag) => Json(json!({ "partNumber": number, "etag": etag })).into_response(),
+        None => (StatusCode::FORBIDDEN, "the signature does not match").into_response(),
+    }
+}
+
+/// `POST /storage/multipart/{id}/complete`: the parts listed, in order.
+async fn complete_parts(
+    Extract(state): Extract<Arc<State>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Err(answer) = presigned(&state, &headers).await {
+        return answer;
+    }
+    let listed: Option<Vec<(u32, String)>> = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("parts").and_then(Value::as_array).cloned())
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| {
+                    let number = u32::try_from(p.get("partNumber")?.as_u64()?).ok()?;
+                    Some((number, p.get("etag")?.as_str()?.to_owned()))
+                })
+                .collect()
+        });
+    let Some(listed) = listed else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the body must be {\"parts\": [...]}",
+        )
+            .into_response();
+    };
+    let token = query.get("token").map(String::as_str).unwrap_or_default();
+    match state.complete_parts(&id, token, &listed) {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+    }
+}
+
+/// The presigned PUT of a whole file.
 async fn put_upload(
     Extract(state): Extract<Arc<State>>,
     headers: HeaderMap,
@@ -439,19 +530,8 @@ async fn put_upload(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    // Faults hit the upload itself too (a 5xx, a slow store), but it takes
-    // no key.
-    match apply_faults(&state, Fal, Operation::Upload, "/storage/put").await {
-        Ok(faults) if faults.contains(&FaultKind::Drop) => return dropped(),
-        Ok(_) => {}
-        Err(answer) => return answer,
-    }
-    if headers.contains_key(header::AUTHORIZATION) {
-        return (
-            StatusCode::BAD_REQUEST,
-            "a presigned URL takes no Authorization header",
-        )
-            .into_response();
+    if let Err(answer) = presigned(&state, &headers).await {
+        return answer;
     }
     if body.is_empty() {
         return (StatusCode::BAD_REQUEST, "empty upload").into_response();
