@@ -258,6 +258,8 @@ pub struct Capabilities {
     pub video_max_duration: Duration,
     /// The most reference images an element may have (the fewest is 1).
     pub element_references_max: usize,
+    /// The output lengths allowed when animating a single frame.
+    pub single_frame_durations: &'static [u32],
     /// Whether a create whose answer was lost can be looked for among the
     /// provider's jobs ([`Provider::find_lost`]).
     pub lookup: bool,
@@ -283,6 +285,7 @@ impl Capabilities {
             image_formats: limits::IMAGE_FORMATS,
             video_max_duration: limits::VIDEO_MAX_DURATION,
             element_references_max: *limits::ELEMENT_REFERENCE_IMAGES.end(),
+            single_frame_durations: limits::SINGLE_FRAME_DURATIONS,
             lookup: false,
             push: false,
             callbacks: false,
@@ -406,12 +409,30 @@ impl Capabilities {
         self
     }
 
+    /// Declares the output lengths allowed when animating a single frame,
+    /// when they differ from [`limits::SINGLE_FRAME_DURATIONS`] (Kling's 5
+    /// or 10 s, as ShortAPI publishes them).
+    ///
+    /// ```
+    /// use kling_core::provider::Capabilities;
+    ///
+    /// const CAPS: Capabilities =
+    ///     Capabilities::new("example", &[]).with_single_frame_durations(&[3, 4, 5, 6, 7, 8, 9, 10]);
+    /// assert!(CAPS.single_frame_durations.contains(&7));
+    /// ```
+    #[must_use]
+    pub const fn with_single_frame_durations(mut self, durations: &'static [u32]) -> Self {
+        self.single_frame_durations = durations;
+        self
+    }
+
     /// The rules this provider's requests are checked with.
     pub(crate) fn media_limits(&self) -> crate::rules::MediaLimits {
         crate::rules::MediaLimits {
             image_formats: self.image_formats,
             video_max_duration: self.video_max_duration,
             element_references_max: self.element_references_max,
+            single_frame_durations: self.single_frame_durations,
         }
     }
 

@@ -568,12 +568,14 @@ impl fmt::Display for Violations {
 }
 
 /// The rules that vary by provider: the image formats it takes, the
-/// longest input video, and the most reference images an element has.
+/// longest input video, the most reference images an element has, and the
+/// lengths of a clip animated from a single frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct MediaLimits {
     pub(crate) image_formats: &'static [ImageFormat],
     pub(crate) video_max_duration: Duration,
     pub(crate) element_references_max: usize,
+    pub(crate) single_frame_durations: &'static [u32],
 }
 
 impl MediaLimits {
@@ -582,6 +584,7 @@ impl MediaLimits {
         image_formats: limits::IMAGE_FORMATS,
         video_max_duration: limits::VIDEO_MAX_DURATION,
         element_references_max: *limits::ELEMENT_REFERENCE_IMAGES.end(),
+        single_frame_durations: limits::SINGLE_FRAME_DURATIONS,
     };
 }
 
@@ -591,7 +594,7 @@ pub(crate) fn check(request: &Request, media: MediaLimits) -> (Vec<Violation>, V
     let mut violations = Vec::new();
     check_prompt(request, &mut violations);
     check_inputs(request, media.element_references_max, &mut violations);
-    check_duration(request, &mut violations);
+    check_duration(request, media.single_frame_durations, &mut violations);
     let mut inputs = Vec::new();
     for input in request.media() {
         let (probed, broken) = check_media(input.field.clone(), input.kind, input.media, media);
@@ -669,7 +672,7 @@ fn check_inputs(request: &Request, references_max: usize, out: &mut Vec<Violatio
     }
 }
 
-fn check_duration(request: &Request, out: &mut Vec<Violation>) {
+fn check_duration(request: &Request, single_frame: &[u32], out: &mut Vec<Violation>) {
     let Some(value) = request.duration() else {
         return;
     };
@@ -683,11 +686,11 @@ fn check_duration(request: &Request, out: &mut Vec<Violation>) {
     }
     if let Request::Animate(animate) = request
         && animate.last.is_none()
-        && !limits::SINGLE_FRAME_DURATIONS.contains(&value)
+        && !single_frame.contains(&value)
     {
         out.push(Violation::DurationNotOffered {
             value,
-            allowed: limits::SINGLE_FRAME_DURATIONS.to_vec(),
+            allowed: single_frame.to_vec(),
             context: "when animating a single frame (add a last frame for other lengths)"
                 .to_owned(),
         });

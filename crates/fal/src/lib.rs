@@ -161,6 +161,9 @@ const CAPABILITIES: Capabilities = Capabilities::new(NAME, CATALOGUE)
     .with_video_max_duration(Duration::from_millis(10_050))
     // "1-3 images supported" for an element's other angles.
     .with_max_element_references(3)
+    // Its image-to-video takes 3 to 10 s whether or not a last frame is
+    // given.
+    .with_single_frame_durations(DURATIONS)
     .with_image_formats(&[
         ImageFormat::Jpeg,
         ImageFormat::Png,

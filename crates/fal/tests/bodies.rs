@@ -136,6 +136,15 @@ fn what_fal_refuses_is_refused_before_submitting() {
     )
     .unwrap_err();
     assert!(err.is_invalid_request(), "{err}");
+    // fal's image-to-video takes 3 to 10 s from a single frame, where
+    // Kling's common rule allows 5 or 10 s only.
+    let single = Request::from(AnimateRequest::new(url("a.png"), "go").duration(7));
+    let call = kling_sandbox::prepare(&fal(), &single).unwrap();
+    assert_eq!(call.body["duration"], "7");
+    assert_eq!(
+        single.validate().unwrap_err().violations()[0].rule(),
+        "duration_choice"
+    );
     // A local file reaches fal through its storage, before the create: the
     // adapter's own call takes URLs only.
     let clip = format!(
